@@ -1,0 +1,182 @@
+"""Every setting of the pipeline, as frozen dataclasses with the paper's defaults.
+
+Section numbers (§) refer to ``shared/docs/method.md``, the specification of what the
+reference implementation computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "PRESETS",
+    "ModelConfig",
+    "NTTConfig",
+    "get_preset",
+]
+
+Precision = Literal["float32", "bfloat16", "float16"]
+BoxConvention = Literal["exact", "paper"]
+
+#: Hub ids of the models the presets name (platform.md, "Models").
+SAM2_1_LARGE = "facebook/sam2.1-hiera-large"
+SAM2_0_LARGE = "facebook/sam2-hiera-large"
+DINOV2_LARGE = "facebook/dinov2-large"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which weights to load and how to run them.
+
+    Attributes:
+        sam2: a hub id, a local Hugging Face folder, or one of Meta's original checkpoint
+            files (``sam2_hiera_large.pt``, ``sam2.1_hiera_*.pt``).
+        dinov2: a hub id, a local folder, or Meta's ``dinov2_vit*14*_pretrain.pth``.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or ``"mps"``.
+        precision: ``"float32"`` is what the paper ran (§1.3); ``"bfloat16"`` or
+            ``"float16"`` enable autocast on GPU only.
+    """
+
+    sam2: str = SAM2_1_LARGE
+    dinov2: str = DINOV2_LARGE
+    device: str = "auto"
+    precision: Precision = "float32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("float32", "bfloat16", "float16"):
+            raise ValueError(
+                f"precision={self.precision!r} is not supported; "
+                "use 'float32', 'bfloat16' or 'float16'"
+            )
+
+
+@dataclass(frozen=True)
+class NTTConfig:
+    """The hyper-parameters of No Time to Train (§3, §5). Defaults are the paper's.
+
+    Attributes:
+        models: weights, device and precision.
+        reference_context_ratio: a reference crop is a square of side
+            ``max(box w, box h) * (1 + ratio)`` around the box centre (§3; yaml
+            ``fill_memory.context_ratio`` = 0.2).
+        reference_size: side of the resized reference crop fed to DINOv2 (§1.3: 518).
+        target_size: side of the squashed target image fed to SAM2 (§1.3: 1024).
+        semantic_size: side of the target image fed to DINOv2 (§1.3: 518).
+        points_per_side: the point grid is ``points_per_side**2`` prompts (§5: 32).
+        points_batch_size: prompts per decoder call (§5 ``testing_point_bs``: 256). Only
+            memory and speed depend on it, never results.
+        pred_iou_threshold: proposals with SAM predicted IoU ``<=`` this are dropped
+            (§5 ``iou_thr``: 0.4).
+        nms_iou_threshold: class-wise box NMS threshold (§5 ``nms_thr``: 0.5).
+        max_detections: detections kept per image after merging (§5 ``num_out_instance``).
+        nms_keep_factor: NMS keeps ``max_detections * nms_keep_factor`` (§5: hard-coded 8).
+        merge_decay_exponent: soft merging multiplies a score by
+            ``(1 - ios * cos) ** exponent`` (§5: hard-coded 0.5, the square root).
+        score_threshold: drop final detections scoring below this; ``None`` keeps all, as
+            the paper does (§5: "no score threshold").
+        box_convention: ``"paper"`` writes COCO boxes 1 px short, as the reference does
+            (§11 Behavioural 7); ``"exact"`` writes the true pixel extent.
+    """
+
+    models: ModelConfig = field(default_factory=ModelConfig)
+    reference_context_ratio: float = 0.2
+    reference_size: int = 518
+    target_size: int = 1024
+    semantic_size: int = 518
+    points_per_side: int = 32
+    points_batch_size: int = 256
+    pred_iou_threshold: float = 0.4
+    nms_iou_threshold: float = 0.5
+    max_detections: int = 100
+    nms_keep_factor: int = 8
+    merge_decay_exponent: float = 0.5
+    score_threshold: float | None = None
+    box_convention: BoxConvention = "exact"
+
+    def __post_init__(self) -> None:
+        positive_ints = (
+            "reference_size",
+            "target_size",
+            "semantic_size",
+            "points_per_side",
+            "points_batch_size",
+            "max_detections",
+            "nms_keep_factor",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer")
+        for name in ("pred_iou_threshold", "nms_iou_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}={value!r} must lie in [0, 1]")
+        if self.reference_context_ratio < 0:
+            raise ValueError(
+                f"reference_context_ratio={self.reference_context_ratio!r} must be >= 0"
+            )
+        if self.merge_decay_exponent <= 0:
+            raise ValueError(f"merge_decay_exponent={self.merge_decay_exponent!r} must be > 0")
+        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(
+                f"score_threshold={self.score_threshold!r} must be None or lie in [0, 1]"
+            )
+        if self.box_convention not in ("exact", "paper"):
+            raise ValueError(f"box_convention={self.box_convention!r}; use 'exact' or 'paper'")
+
+    @property
+    def nms_keep(self) -> int:
+        """How many proposals survive NMS (§5: ``num_out_instance * 8`` = 800)."""
+        return self.max_detections * self.nms_keep_factor
+
+    def replace(self, **changes: Any) -> NTTConfig:
+        """A copy with some fields changed; ``models`` may be given as a dict of changes."""
+        models = changes.pop("models", None)
+        if isinstance(models, dict):
+            changes["models"] = dataclasses.replace(self.models, **models)
+        elif models is not None:
+            changes["models"] = models
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(
+                f"unknown NTTConfig field(s) {sorted(unknown)}; "
+                f"known: {sorted(f.name for f in dataclasses.fields(self))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (for banks, runs and provenance)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NTTConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are rejected, not ignored."""
+        data = dict(data)
+        models = ModelConfig(**data.pop("models", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise TypeError(f"unknown NTTConfig field(s) {sorted(unknown)}")
+        return cls(models=models, **data)
+
+
+#: Named presets. ``paper`` is exactly what the published numbers used (§1, §5, §11):
+#: SAM 2.0 Hiera-L, DINOv2 ViT-L/14 without registers, COCO boxes 1 px short.
+PRESETS: dict[str, NTTConfig] = {
+    "default": NTTConfig(),
+    "paper": NTTConfig(
+        models=ModelConfig(sam2=SAM2_0_LARGE, dinov2=DINOV2_LARGE),
+        box_convention="paper",
+    ),
+}
+
+
+def get_preset(name: str) -> NTTConfig:
+    """The configuration of a named preset (see :data:`PRESETS`)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None

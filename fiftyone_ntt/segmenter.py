@@ -1,0 +1,200 @@
+"""The inference pipeline: image + memory bank -> instance predictions (method §5).
+
+No file or database I/O happens here; callers pass decoded images.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.masks import batched_nms, masks_to_boxes_inclusive, upsample_masks
+from fiftyone_ntt.matching import assign_classes, pool_mask_features, soft_merge_decay
+from fiftyone_ntt.memory_bank import MemoryBank
+from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
+from fiftyone_ntt.preprocess import squash_image, to_semantic_input
+from fiftyone_ntt.types import Predictions
+
+__all__ = ["Segmenter", "StageTimer", "point_grid"]
+
+
+def point_grid(points_per_side: int, size: int) -> torch.Tensor:
+    """The reference's edge-to-edge prompt grid (method §5, §11 Behavioural 2).
+
+    ``g = linspace(0, size - 1, n) + 0.5``; points are ``(x = g_i, y = g_j)`` ordered
+    x-major (``meshgrid(indexing="ij")``). The prompt encoder adds its own +0.5 later. This is
+    not SAM's automatic-mask-generator grid (which is offset by half a cell).
+
+    Returns:
+        ``(n * n, 2)`` float32 ``(x, y)`` in input pixels.
+    """
+    g = torch.linspace(0, size - 1, points_per_side, dtype=torch.float32) + 0.5
+    xs, ys = torch.meshgrid(g, g, indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+
+
+@dataclass
+class StageTimer:
+    """Accumulates wall time per pipeline stage (seconds), for benchmarks."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    synchronize: Callable[[], None] | None = None
+
+    @contextmanager
+    def __call__(self, name: str):
+        if self.synchronize:
+            self.synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.synchronize:
+                self.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@contextmanager
+def _no_timer(name: str):
+    yield
+
+
+class Segmenter:
+    """Segments the classes of a memory bank in new images.
+
+    Args:
+        encoder: the semantic encoder that built ``bank`` (checked).
+        proposer: the mask proposer (SAM2).
+        bank: reference features; its class order is the label order of predictions.
+        config: hyper-parameters; defaults are the paper's.
+
+    Example:
+        >>> segmenter = Segmenter(encoder, proposer, bank)
+        >>> predictions = segmenter.predict(image)  # RGB uint8 (H, W, 3)
+    """
+
+    def __init__(
+        self,
+        encoder: PatchEncoder,
+        proposer: MaskProposer,
+        bank: MemoryBank,
+        config: NTTConfig | None = None,
+    ) -> None:
+        self.config = config or NTTConfig()
+        bank.check_encoder(encoder.identity)
+        if bank.settings.get("reference_size") not in (None, self.config.reference_size):
+            raise ValueError(
+                f"memory bank was built with reference_size={bank.settings['reference_size']} "
+                f"but the config says {self.config.reference_size}; use the same value"
+            )
+        self.encoder = encoder
+        self.proposer = proposer
+        self.bank = bank
+        self.prototypes = bank.prototypes().to(encoder.device)
+        self.points = point_grid(self.config.points_per_side, proposer.input_size)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.bank.class_names
+
+    def predict(self, image: np.ndarray, *, timer: StageTimer | None = None) -> Predictions:
+        """Detections of the bank's classes in one image.
+
+        Args:
+            image: RGB ``uint8`` ``(H, W, 3)``, any size.
+            timer: optional per-stage timing.
+
+        Returns:
+            Predictions in descending score order (possibly empty).
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"image must be RGB uint8 (H, W, 3), got dtype {image.dtype} shape "
+                f"{image.shape}; convert it with fiftyone_ntt.images.to_rgb_uint8"
+            )
+        with torch.inference_mode():
+            return self._predict(image, timer or _no_timer)
+
+    def _predict(self, image: np.ndarray, stage) -> Predictions:
+        cfg = self.config
+        height, width = image.shape[:2]
+        names = self.bank.class_names
+
+        with stage("preprocess"):
+            squashed = squash_image(image, self.proposer.input_size)
+            semantic_in = to_semantic_input(squashed, cfg.semantic_size)
+
+        with stage("dinov2"):
+            features = self.encoder.encode(semantic_in.to(self.encoder.device))[0].float()
+
+        with stage("sam2_encoder"):
+            embedding = self.proposer.embed(squashed.to(self.proposer.device))
+
+        with stage("sam2_decoder"):
+            logits_parts, iou_parts = [], []
+            points = self.points.to(self.proposer.device)
+            for start in range(0, len(points), cfg.points_batch_size):
+                _, logits, iou = self.proposer.propose(
+                    embedding, points[start : start + cfg.points_batch_size], cfg.pred_iou_threshold
+                )
+                logits_parts.append(logits.float())
+                iou_parts.append(iou.float())
+            logits = torch.cat(logits_parts).to(features.device)
+            sam_iou = torch.cat(iou_parts).to(features.device)
+            low_res = logits > 0
+        if len(logits) == 0:
+            return Predictions.empty(height, width, names)
+
+        with stage("matching"):
+            # An empty low-res mask pools 0/0 = NaN, exactly as in the reference: its label
+            # comes from the same top-k, its zero-area box never suppresses anything in NMS,
+            # it still takes an NMS slot, and the score filter drops it (method §11.1).
+            pooled = pool_mask_features(features, low_res)
+            class_ids, scores = assign_classes(pooled, self.prototypes)
+
+        with stage("nms"):
+            boxes = masks_to_boxes_inclusive(low_res)
+            keep = batched_nms(boxes, sam_iou, class_ids, cfg.nms_iou_threshold)[: cfg.nms_keep]
+            keep = keep[scores[keep] > 0]
+        if len(keep) == 0:
+            return Predictions.empty(height, width, names)
+        logits, pooled, class_ids, scores = (
+            logits[keep],
+            pooled[keep],
+            class_ids[keep],
+            scores[keep],
+        )
+
+        with stage("upsample"):
+            masks = upsample_masks(logits, (height, width))
+            # A tiny low-res mask can vanish at a small original size; the reference then
+            # emits NaN-scored empty detections (method §11.1). Drop them.
+            visible = masks.flatten(1).any(dim=1)
+            masks, pooled = masks[visible], pooled[visible]
+            class_ids, scores = class_ids[visible], scores[visible]
+        if len(masks) == 0:
+            return Predictions.empty(height, width, names)
+
+        with stage("merging"):
+            decay = soft_merge_decay(masks, pooled, class_ids, cfg.merge_decay_exponent)
+            scores = scores * decay
+            # argsort as the reference does (same tie order on the same platform).
+            order = torch.argsort(scores, descending=True)[: cfg.max_detections]
+            if cfg.score_threshold is not None:
+                order = order[scores[order] >= cfg.score_threshold]
+            masks, scores, class_ids = masks[order], scores[order], class_ids[order]
+            boxes = masks_to_boxes_inclusive(masks)
+            boxes[:, 2:] += 1  # exclusive x2/y2: the library's convention (types.py)
+
+        return Predictions(
+            masks=masks.cpu().numpy(),
+            boxes=boxes.cpu().numpy(),
+            scores=scores.cpu().numpy(),
+            class_ids=class_ids.cpu().numpy(),
+            class_names=names,
+        )
