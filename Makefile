@@ -1,0 +1,68 @@
+# Developer entry points. `make app` and `make test` set up whatever is missing first
+# (scripts/setup.sh: idempotent; a second run with nothing changed does no install work).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+RUFF := $(PY) -m ruff
+PORT ?= 5151
+DATASET ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help app test setup setup-browser lint format clean distclean \
+        test-unit test-integration test-e2e
+
+help:
+	@echo "make app               set up, then launch the FiftyOne App with the plugin on the demo"
+	@echo "                       dataset (DATASET=<name> for another dataset, PORT=<n> to pick a port)"
+	@echo "make test              set up (browser included), then ruff and every test tier"
+	@echo "make test-unit         unit tests only (no database, no browser)"
+	@echo "make test-integration  integration tests (real FiftyOne + MongoDB)"
+	@echo "make test-e2e          browser tests (the App in headless Chromium)"
+	@echo "make lint | format     ruff check + format --check | ruff format + fixes"
+	@echo "make setup             create/update .venv and check MongoDB (scripts/setup.sh)"
+	@echo "make clean | distclean remove caches and artifacts | also remove .venv"
+
+setup:
+	@scripts/setup.sh
+
+setup-browser:
+	@scripts/setup.sh --browser
+
+app: setup
+	@$(PY) scripts/launch_app.py --port $(PORT) $(if $(DATASET),--dataset "$(DATASET)")
+
+# Lint and all tiers run even if one of them fails; the exit status reports any failure.
+test: setup-browser
+	@status=0; \
+	echo "==> ruff check"; $(RUFF) check . || status=1; \
+	echo "==> ruff format --check"; $(RUFF) format --check . || status=1; \
+	echo "==> pytest (unit, then integration, then e2e)"; \
+	$(PYTEST) --durations=15 $(PYTEST_ARGS) || status=1; \
+	exit $$status
+
+test-unit: setup
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PYTEST) tests/integration $(PYTEST_ARGS)
+
+test-e2e: setup-browser
+	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+lint: setup
+	$(RUFF) check .
+	$(RUFF) format --check .
+
+format: setup
+	$(RUFF) format .
+	$(RUFF) check --fix .
+
+clean:
+	rm -rf .pytest_cache .ruff_cache test-artifacts .app-data build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

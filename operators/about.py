@@ -1,0 +1,90 @@
+"""``ntt_about``: what this plugin runs with (versions and the compute device)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+_MANIFEST = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fiftyone.yml"
+)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _plugin_version() -> str:
+    import yaml  # a FiftyOne dependency
+
+    with open(_MANIFEST) as f:
+        return str(yaml.safe_load(f).get("version", "unknown"))
+
+
+def _device() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "unknown (torch is not installed)"
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu (no GPU found: large models are slow)"
+
+
+def about() -> dict[str, str]:
+    """The versions and device the plugin runs with, as shown by ``ntt_about``."""
+    import fiftyone_ntt
+
+    return {
+        "plugin_version": _plugin_version(),
+        "library_version": getattr(fiftyone_ntt, "__version__", "unknown"),
+        "library_path": os.path.dirname(os.path.abspath(fiftyone_ntt.__file__)),
+        "fiftyone_version": _version("fiftyone"),
+        "torch_version": _version("torch"),
+        "transformers_version": _version("transformers"),
+        "device": _device(),
+    }
+
+
+class NTTAbout(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="ntt_about",
+            label="No Time to Train: about",
+            description="Shows the plugin and library versions and the compute device",
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        inputs.view(
+            "note",
+            types.Notice(label="Shows the versions and the device the plugin runs with."),
+        )
+        return types.Property(inputs, view=types.View(label="No Time to Train: about"))
+
+    def execute(self, ctx):
+        return about()
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        for key, label in (
+            ("plugin_version", "Plugin version"),
+            ("library_version", "fiftyone_ntt version"),
+            ("library_path", "fiftyone_ntt location"),
+            ("fiftyone_version", "FiftyOne"),
+            ("torch_version", "PyTorch"),
+            ("transformers_version", "transformers"),
+            ("device", "Device"),
+        ):
+            outputs.str(key, label=label)
+        return types.Property(outputs, view=types.View(label="No Time to Train"))

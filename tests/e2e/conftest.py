@@ -1,0 +1,200 @@
+"""E2E tier: the FiftyOne App, started by ``scripts/launch_app.py`` (the script behind
+``make app``), driven in headless Chromium by the Python playwright package.
+
+The App runs in a subprocess on a free localhost port, against this session's database (see
+``tests/conftest.py``). FiftyOne starts the App server as a service process in a session of
+its own, so stopping the launcher's process group is not enough: the fixture records the
+whole process tree it started and, on teardown, stops every process in it and checks that
+none is left.
+
+Chromium: ``NTT_CHROMIUM`` or ``/usr/bin/chromium`` (``scripts/setup.sh --browser`` installs
+Debian's). Playwright never downloads a browser here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+APP_START_TIMEOUT_S = 240
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ProcessTree:
+    """A process and every descendant ever seen, so that children that outlive (or are
+    re-parented away from) the root can still be stopped."""
+
+    def __init__(self, pid: int):
+        self.root = psutil.Process(pid)
+        self.seen: dict[int, psutil.Process] = {pid: self.root}
+
+    def refresh(self) -> None:
+        try:
+            for child in self.root.children(recursive=True):
+                self.seen.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            pass
+        # also descendants of recorded processes that are no longer under the root
+        for proc in list(self.seen.values()):
+            try:
+                for child in proc.children(recursive=True):
+                    self.seen.setdefault(child.pid, child)
+            except psutil.NoSuchProcess:
+                continue
+
+    def alive(self) -> list[psutil.Process]:
+        out = []
+        for proc in self.seen.values():
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    out.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+        return out
+
+    def stop(self, grace_s: float = 30) -> list[psutil.Process]:
+        """SIGTERM to the root (the launcher closes the App cleanly), then to whatever is
+        left, then SIGKILL. Returns the processes still alive after all that."""
+        self.refresh()
+        try:
+            self.root.send_signal(signal.SIGTERM)
+            self.root.wait(grace_s)
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+            pass
+        self.refresh()
+        rest = self.alive()
+        for proc in rest:
+            try:
+                proc.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, rest = psutil.wait_procs(rest, timeout=10)
+        for proc in rest:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        _, rest = psutil.wait_procs(rest, timeout=5)
+        return rest
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(repo_root) -> Path:
+    """``test-artifacts/`` in the checkout (git-ignored): screenshots and App logs."""
+    path = repo_root / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def app_url(demo_dataset, session_dir, repo_root, artifacts_dir):
+    """URL of a running FiftyOne App showing the demo dataset; stopped after the session.
+
+    The demo dataset is built in this process first, so the database service belongs to
+    the test process and the App subprocess only connects to it."""
+    port = _free_port()
+    url_file = session_dir / f"app-url-{port}"
+    log_path = artifacts_dir / "e2e-app.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(repo_root / "scripts" / "launch_app.py"),
+                "--dataset",
+                demo_dataset.name,
+                "--port",
+                str(port),
+                "--url-file",
+                str(url_file),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=dict(os.environ),
+        )
+    tree = ProcessTree(proc.pid)
+    try:
+        deadline = time.monotonic() + APP_START_TIMEOUT_S
+        while not url_file.exists():
+            tree.refresh()
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"launch_app.py exited with {proc.returncode} before the App answered:\n"
+                    + log_path.read_text()[-3000:]
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"the App did not answer within {APP_START_TIMEOUT_S} s:\n"
+                    + log_path.read_text()[-3000:]
+                )
+            time.sleep(0.5)
+        tree.refresh()
+        yield url_file.read_text().strip()
+    finally:
+        left = tree.stop()
+        if left:
+            pytest.fail(f"processes left after stopping the App: {[p.pid for p in left]}")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = os.environ.get("NTT_CHROMIUM", "/usr/bin/chromium")
+    if not os.access(path, os.X_OK):
+        pytest.fail(
+            f"no Chromium at {path}: run `scripts/setup.sh --browser` (installs Debian's "
+            f"chromium) or set NTT_CHROMIUM to a Chromium/Chrome binary"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path, tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        # launch_persistent_context on a fresh folder: a new, empty profile every session
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=chromium_path,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page()
+    try:
+        yield page
+    finally:
+        page.close()
