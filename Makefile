@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help app test setup setup-browser lint format clean distclean \
-        test-unit test-integration test-e2e
+        test-unit test-integration test-e2e bench
 
 help:
 	@echo "make app               set up, then launch the FiftyOne App with the plugin on the demo"
@@ -21,6 +21,7 @@ help:
 	@echo "make test-unit         unit tests only (no database, no browser)"
 	@echo "make test-integration  integration tests (real FiftyOne + MongoDB)"
 	@echo "make test-e2e          browser tests (the App in headless Chromium)"
+	@echo "make bench             per-stage timing, Large models with random weights (docs/benchmarks.md)"
 	@echo "make lint | format     ruff check + format --check | ruff format + fixes"
 	@echo "make setup             create/update .venv and check MongoDB (scripts/setup.sh)"
 	@echo "make clean | distclean remove caches and artifacts | also remove .venv"
@@ -66,3 +67,8 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# Per-stage timing and peak memory, Large architectures with random weights, paper preset, a
+# 640x480 image; also re-enacts the reference's computation for comparison (docs/benchmarks.md).
+bench: setup
+	$(PY) scripts/bench.py --arch large --preset paper --image 640x480 --reference-style $(BENCH_ARGS)

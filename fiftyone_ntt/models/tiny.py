@@ -1,0 +1,211 @@
+"""Tiny random-weight DINOv2 and SAM 2 models for tests (no downloads, milliseconds to build).
+
+They keep the real interfaces: DINOv2 takes 518² and returns a 37×37 grid; SAM 2 takes
+1024², has the 256/128/64 feature pyramid and returns 256² low-res logits. Weights are
+seeded and deterministic, and parameters ``transformers`` would zero-initialise
+(``no_memory_embedding``, register/mask tokens, Hiera positional embeddings) are drawn at
+random so that tests can see whether they are used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fiftyone_ntt.models.conversion import Dinov2Spec, HieraSpec
+
+__all__ = [
+    "TINY_DINOV2_SPEC",
+    "TINY_HIERA_SPEC",
+    "tiny_dinov2_config",
+    "tiny_dinov2_model",
+    "tiny_encoder",
+    "tiny_proposer",
+    "tiny_sam2_config",
+    "tiny_sam2_model",
+]
+
+#: The tiny SAM 2 trunk, in the form architecture inference understands (tests register it
+#: in ``conversion.HIERA_SPECS`` to round-trip Meta-format checkpoints).
+TINY_HIERA_SPEC = HieraSpec(
+    arch="hiera_tiny_random",
+    embed_dim=8,
+    blocks_per_stage=(1, 1, 2, 1),
+    heads_per_stage=(1, 1, 2, 2),
+    window_sizes=(8, 4, 8, 4),
+    # Like the real sizes: global attention inside stage 3, never on a pooling block.
+    global_attention_blocks=(3,),
+    window_pos_embed_bkg=(7, 7),
+    decoder_heads=2,
+)
+
+#: The tiny DINOv2 (width 32, depth 2, 2 heads), for ``conversion.DINOV2_SPECS``.
+TINY_DINOV2_SPEC = Dinov2Spec(arch="vit_tiny_random", hidden_size=32, num_layers=2, num_heads=2)
+
+_SAM2_HIDDEN = 32
+
+
+def tiny_dinov2_config(
+    registers: int = 0,
+    *,
+    hidden_size: int = TINY_DINOV2_SPEC.hidden_size,
+    num_hidden_layers: int = TINY_DINOV2_SPEC.num_layers,
+    num_attention_heads: int = TINY_DINOV2_SPEC.num_heads,
+    image_size: int = 518,
+    patch_size: int = 14,
+    **extra: Any,
+) -> Any:
+    """A ``Dinov2Config`` (or ``Dinov2WithRegistersConfig``) of a tiny ViT/14 at 518².
+
+    ``extra`` passes other config fields (e.g. ``use_swiglu_ffn=True``).
+    """
+    from transformers import Dinov2Config, Dinov2WithRegistersConfig
+
+    common: dict[str, Any] = {
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_hidden_layers,
+        "num_attention_heads": num_attention_heads,
+        "mlp_ratio": 4,
+        "image_size": image_size,
+        "patch_size": patch_size,
+        "layer_norm_eps": 1e-6,
+        **extra,
+    }
+    if registers:
+        return Dinov2WithRegistersConfig(num_register_tokens=registers, **common)
+    return Dinov2Config(**common)
+
+
+def tiny_dinov2_model(seed: int = 0, registers: int = 0, **config_overrides: Any) -> Any:
+    """A seeded random ``Dinov2Model`` / ``Dinov2WithRegistersModel`` (eval, no grad)."""
+    from transformers import Dinov2Model, Dinov2WithRegistersModel
+
+    config = tiny_dinov2_config(registers, **config_overrides)
+    cls = Dinov2WithRegistersModel if registers else Dinov2Model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls(config)
+        with torch.no_grad():
+            embeddings = model.embeddings
+            embeddings.mask_token.normal_(0.0, 0.5)
+            if registers:
+                embeddings.register_tokens.normal_(0.0, 0.5)
+            for layer in model.encoder.layer:
+                # Layer scale 1.0 would let random blocks swamp the embeddings; draw it.
+                layer.layer_scale1.lambda1.uniform_(0.1, 1.0)
+                layer.layer_scale2.lambda1.uniform_(0.1, 1.0)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def tiny_sam2_config() -> Any:
+    """A ``Sam2Config``: a 5-block Hiera (width 8..64) and a 32-wide neck and decoder."""
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2MaskDecoderConfig,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
+
+    spec = TINY_HIERA_SPEC
+    backbone = Sam2HieraDetConfig(
+        hidden_size=spec.embed_dim,
+        num_attention_heads=spec.heads_per_stage[0],
+        blocks_per_stage=list(spec.blocks_per_stage),
+        embed_dim_per_stage=spec.embed_dims,
+        num_attention_heads_per_stage=list(spec.heads_per_stage),
+        window_size_per_stage=list(spec.window_sizes),
+        global_attention_blocks=list(spec.global_attention_blocks),
+        window_positional_embedding_background_size=list(spec.window_pos_embed_bkg),
+    )
+    vision = Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=spec.embed_dims[::-1],
+        fpn_hidden_size=_SAM2_HIDDEN,
+    )
+    prompt = Sam2PromptEncoderConfig(hidden_size=_SAM2_HIDDEN, mask_input_channels=8)
+    decoder = Sam2MaskDecoderConfig(
+        hidden_size=_SAM2_HIDDEN,
+        mlp_dim=64,
+        num_attention_heads=spec.decoder_heads,
+        iou_head_hidden_dim=_SAM2_HIDDEN,
+    )
+    return Sam2Config(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
+    )
+
+
+def tiny_sam2_model(seed: int = 0) -> Any:
+    """A seeded random ``Sam2Model`` (eval, no grad) with a non-zero ``no_memory_embedding``."""
+    from transformers import Sam2Model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Sam2Model(tiny_sam2_config())
+        with torch.no_grad():
+            model.no_memory_embedding.normal_(0.0, 0.5)
+            # SAM 2 has one random-Fourier matrix for prompts and image PE (transformers keeps
+            # two copies, equal in every converted checkpoint); random init draws two.
+            model.shared_image_embedding.positional_embedding.copy_(
+                model.prompt_encoder.shared_embedding.positional_embedding
+            )
+            backbone = model.vision_encoder.backbone
+            backbone.pos_embed.normal_(0.0, 0.1)
+            backbone.pos_embed_window.normal_(0.0, 0.1)
+            # transformers' small init (std 0.02) shrinks these heads' outputs to ~1e-4:
+            # re-draw them at unit gain so predicted IoUs spread over (0, 1) and mask
+            # logits are O(1), with positive and negative pixels.
+            decoder = model.mask_decoder
+            for head in (*decoder.output_hypernetworks_mlps, decoder.iou_prediction_head):
+                for linear in (head.proj_in, *head.layers, head.proj_out):
+                    linear.weight.normal_(0.0, linear.in_features**-0.5)
+            for conv in (decoder.conv_s0, decoder.upscale_conv2):
+                conv.weight.normal_(0.0, conv.weight[0].numel() ** -0.5)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def tiny_encoder(
+    seed: int = 0,
+    registers: int = 0,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+    **config_overrides: Any,
+) -> Any:
+    """A :class:`~fiftyone_ntt.models.dinov2.Dinov2Encoder` over :func:`tiny_dinov2_model`."""
+    from fiftyone_ntt.models.dinov2 import Dinov2Encoder
+
+    return Dinov2Encoder(
+        tiny_dinov2_model(seed, registers, **config_overrides),
+        source=f"tiny-random-dinov2(seed={seed}, registers={registers})",
+        device=device,
+        precision=precision,
+        arch=TINY_DINOV2_SPEC.arch,
+    )
+
+
+def tiny_proposer(
+    seed: int = 0,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+    version: str = "2.1",
+    decode_batch_size: int | None = None,
+) -> Any:
+    """A :class:`~fiftyone_ntt.models.sam2.Sam2Proposer` over :func:`tiny_sam2_model`."""
+    from fiftyone_ntt.models.sam2 import Sam2Proposer
+
+    return Sam2Proposer(
+        tiny_sam2_model(seed),
+        source=f"tiny-random-sam2(seed={seed})",
+        version=version,
+        device=device,
+        precision=precision,
+        decode_batch_size=decode_batch_size,
+        arch=TINY_HIERA_SPEC.arch,
+    )
