@@ -51,7 +51,49 @@ def _greedy_nms(boxes, scores, labels, thr):
     return torch.tensor(keep, dtype=torch.int64)
 
 
-def oracle_predict(image: np.ndarray, encoder, proposer, bank, decode=None) -> dict:
+def hf_stock_decode(proposer):
+    """``decode`` for :func:`oracle_predict`: transformers' own ``Sam2MaskDecoder.forward``
+    with all four mask tokens, on the embedding without ``no_memory_embedding`` (§1.1)."""
+    sam = proposer.model
+
+    def decode(emb, points):
+        sparse, dense = sam.prompt_encoder(
+            input_points=points[None, :, None, :],
+            input_labels=torch.ones(1, len(points), 1, dtype=torch.int32),
+            input_boxes=None,
+            input_masks=None,
+        )
+        decoder = sam.mask_decoder
+        # multimask_output=True drops token 0; the reference asks for all four
+        # (output_all_masks=True) and picks among 1..3, so call with the slice undone.
+        masks, iou, _, _ = _all_tokens(decoder)(
+            image_embeddings=emb.image,
+            image_positional_embeddings=sam.get_image_wide_positional_embeddings(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            high_resolution_features=[emb.high_res_s0, emb.high_res_s1],
+        )
+        return masks[0], iou[0]
+
+    return decode
+
+
+def _all_tokens(decoder):
+    """Prepend a dummy token-0 column so that indices 1..3 match the reference's."""
+
+    def call(**kwargs):
+        masks, iou, tokens, obj = decoder(**kwargs)
+        pad_m = torch.full_like(masks[:, :, :1], float("nan"))
+        pad_i = torch.full_like(iou[:, :, :1], float("-inf"))
+        return torch.cat([pad_m, masks], 2), torch.cat([pad_i, iou], 2), tokens, obj
+
+    return call
+
+
+def oracle_predict(
+    image: np.ndarray, encoder, proposer, bank, decode=None, points_per_side: int = 32
+) -> dict:
     """Run method §5 literally. ``decode(embedding, points) -> (logits[N,4,m,m], iou[N,4])``
     may be given to bypass the proposer's own (optimised) selection; otherwise
     ``proposer.propose`` is used with threshold -inf and filtered here."""
@@ -59,13 +101,20 @@ def oracle_predict(image: np.ndarray, encoder, proposer, bank, decode=None) -> d
     pil = Image.fromarray(image).resize((1024, 1024), Image.Resampling.BICUBIC)
     tar = torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255.0
     dino_in = F.interpolate(tar[None], size=(518, 518), mode="bicubic")
+    with torch.inference_mode():
+        return _oracle(
+            image, encoder, proposer, bank, decode, points_per_side, height, width, tar, dino_in
+        )
+
+
+def _oracle(image, encoder, proposer, bank, decode, points_per_side, height, width, tar, dino_in):
     feat = encoder.encode(dino_in)[0]  # (37, 37, D)
     emb = proposer.embed(tar)
-    g = torch.linspace(0, 1023, 32)
+    g = torch.linspace(0, 1023, points_per_side)
     x, y = torch.meshgrid(g, g, indexing="ij")
     points = torch.stack((x.reshape(-1), y.reshape(-1)), dim=-1) + 0.5
     lr_masks, ious = [], []
-    for start in range(0, 1024, 256):
+    for start in range(0, len(points), 256):
         pts = points[start : start + 256]
         if decode is not None:
             logits4, iou4 = decode(emb, pts)

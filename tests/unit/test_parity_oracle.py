@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference_oracle import oracle_predict
+from reference_oracle import hf_stock_decode, oracle_predict
 
 from fiftyone_ntt.memory_bank import build_memory_bank
 from fiftyone_ntt.segmenter import Segmenter
@@ -47,3 +47,28 @@ def test_segmenter_equals_oracle_with_fakes(size):
     oracle = oracle_predict(target, encoder, proposer, bank)
     assert len(ours) > 0
     _assert_same(ours, oracle)
+
+
+def test_segmenter_equals_oracle_with_tiny_transformers_models():
+    """Real transformers modules (tiny, random weights) end to end: our fast decoder, pooling,
+    NMS and merging against the stock HF decoder and the literal §5 pipeline."""
+    from fiftyone_ntt.config import NTTConfig
+    from fiftyone_ntt.models import tiny_encoder, tiny_proposer
+
+    encoder, proposer = tiny_encoder(seed=1), tiny_proposer(seed=2)
+    rng = np.random.default_rng(0)
+    refs = []
+    for i in range(3):
+        img = rng.integers(0, 256, (90 + 10 * i, 120, 3), dtype=np.uint8)
+        mask = np.zeros(img.shape[:2], bool)
+        mask[10 + i : 60, 20 : 80 + i] = True
+        refs.append(Reference(img, f"class{i % 2}", str(i), mask=mask))
+    bank = build_memory_bank(refs, encoder, config=NTTConfig())
+    target = rng.integers(0, 256, (150, 210, 3), dtype=np.uint8)
+    config = NTTConfig(points_per_side=8, points_batch_size=32)
+    ours = Segmenter(encoder, proposer, bank, config).predict(target)
+    oracle = oracle_predict(
+        target, encoder, proposer, bank, decode=hf_stock_decode(proposer), points_per_side=8
+    )
+    assert len(ours) > 0
+    _assert_same(ours, oracle, atol=1e-4)
