@@ -776,6 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fiftyone-ntt`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_model_recognition(quiet=args.quiet)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -786,6 +787,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"{PROG}: error: {_message(error)}", file=sys.stderr)
         return 2
+
+
+def _show_model_recognition(*, quiet: bool) -> None:
+    """Print what the model loaders recognised (e.g. "SAM 2.0 hiera_large in <file>"): users
+    rename checkpoint files, so they should see what their file was taken for."""
+    import logging
+
+    log = logging.getLogger("fiftyone_ntt.models")
+    if quiet or log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def _message(error: BaseException) -> str:
