@@ -59,14 +59,21 @@ def pool_mask_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Ten
     if masks.shape[0] == 0:
         return torch.zeros((0, features.shape[2]), dtype=torch.float32, device=features.device)
     weights = _linear_upsample_weights(grid, size).to(features.device)  # (m, g)
-    m = masks.double()
-    counts = m.sum(dim=(1, 2))  # (K,)
-    # (K, g, g) = Wy^T @ B @ Wx, in float64 so that the reorganised sum stays close to the
-    # reference's direct one.
-    patch_weights = weights.T @ m @ weights
-    pooled = patch_weights.reshape(len(m), -1) @ features.reshape(grid * grid, -1).double()
-    pooled = pooled / counts[:, None]
-    return F.normalize(pooled, dim=1).float()
+    flat_features = features.reshape(grid * grid, -1).double()
+    out = []
+    # Chunks bound the float64 copy of the masks (chunk x m x m x 8 bytes).
+    for start in range(0, len(masks), _POOL_CHUNK):
+        m = masks[start : start + _POOL_CHUNK].double()
+        counts = m.sum(dim=(1, 2))  # (k,)
+        # (k, g, g) = Wy^T @ B @ Wx, in float64 so that the reorganised sum stays close to
+        # the reference's direct one.
+        patch_weights = weights.T @ m @ weights
+        pooled = patch_weights.reshape(len(m), -1) @ flat_features
+        out.append(F.normalize(pooled / counts[:, None], dim=1).float())
+    return torch.cat(out)
+
+
+_POOL_CHUNK = 128
 
 
 def assign_classes(
