@@ -2,11 +2,26 @@
 
 One operator per module; :func:`register` is called by the plugin entry (``../__init__.py``).
 Every operator registered here must also be listed under ``operators:`` in ``fiftyone.yml``.
+Shared form helpers live in ``_forms.py``; the library is imported inside the methods.
 """
 
 from .about import NTTAbout
+from .build_bank import NTTBuildBank
+from .evaluate import NTTEvaluate
+from .manage_banks import NTTManageBanks
+from .sample_references import NTTSampleReferences
+from .segment import NTTSegment
+from .tag_references import NTTTagReferences
 
-OPERATORS = (NTTAbout,)
+OPERATORS = (
+    NTTAbout,
+    NTTTagReferences,
+    NTTSampleReferences,
+    NTTBuildBank,
+    NTTSegment,
+    NTTEvaluate,
+    NTTManageBanks,
+)
 
 
 def register(p):

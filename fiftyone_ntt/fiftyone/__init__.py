@@ -1,6 +1,66 @@
 """The only part of fiftyone_ntt that imports FiftyOne: adapters between FiftyOne datasets and
-the library's types, and the demo dataset (:mod:`fiftyone_ntt.fiftyone.demo`).
+the library's types, the steps of the workflow over FiftyOne collections, and the demo
+dataset (:mod:`fiftyone_ntt.fiftyone.demo`).
+
+Workflow (each step also has an App operator):
+
+1. choose references: :func:`tag_references` / :func:`untag_references` (label tag
+   ``"ntt:ref"``), or :func:`sample_references` (K per class, seeded;
+   :func:`count_reference_candidates` first);
+2. :func:`build_bank` (a memory bank file, indexed per dataset: :func:`list_banks`,
+   :func:`get_bank_info`, :func:`load_bank`, :func:`delete_bank`);
+3. :func:`segment` (resumable, a custom run per output field), or
+   ``dataset.apply_model(NTTModel(bank), label_field=...)``;
+4. :func:`evaluate` (FiftyOne's COCO evaluator, optionally pycocotools' exact protocol).
 
 The core modules (everything outside this package) never import fiftyone; a unit test
-enforces it.
+enforces it. Submodules are imported lazily, so importing this package is cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_REFERENCE_TAG": "references",
+    "tag_references": "references",
+    "untag_references": "references",
+    "sample_references": "references",
+    "count_reference_candidates": "references",
+    "reference_candidates": "references",
+    "reference_summary": "references",
+    "detections_fields": "references",
+    "build_bank": "banks",
+    "validate_build": "banks",
+    "list_banks": "banks",
+    "get_bank_info": "banks",
+    "load_bank": "banks",
+    "delete_bank": "banks",
+    "banks_dir": "banks",
+    "segment": "segment",
+    "check_output_field": "segment",
+    "evaluate": "evaluate",
+    "coco_protocol": "evaluate",
+    "NTTModel": "model",
+    "NTTRunConfig": "runs",
+    "list_ntt_runs": "runs",
+    "predictions_to_detections": "labels",
+    "detection_to_reference": "labels",
+    "get_models": "models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -25,6 +25,13 @@ import psutil
 import pytest
 
 APP_START_TIMEOUT_S = 240
+#: Extra environment of the App process: the plugin's operators run with the deterministic fake
+#: models (no weights can be downloaded here), and "Schedule" (delegated execution) is offered
+#: so that the workflow test can queue operations and run them in the test process.
+APP_TEST_ENV = {
+    "FIFTYONE_NTT_TEST_MODELS": os.environ.get("FIFTYONE_NTT_TEST_MODELS", "fake"),
+    "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS": "true",
+}
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -135,7 +142,7 @@ def app_url(demo_dataset, session_dir, repo_root, artifacts_dir):
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=dict(os.environ),
+            env=dict(os.environ, **APP_TEST_ENV),
         )
     tree = ProcessTree(proc.pid)
     try:

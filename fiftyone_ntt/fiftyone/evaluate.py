@@ -1,0 +1,187 @@
+"""Evaluating prediction fields: FiftyOne's COCO evaluator (so the Model Evaluation panel
+and TP/FP/FN patches work), optionally the exact pycocotools protocol (method §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fiftyone_ntt.fiftyone.references import DEFAULT_REFERENCE_TAG
+
+__all__ = ["coco_protocol", "evaluate", "evaluation_view"]
+
+
+def evaluation_view(
+    collection: Any,
+    gt_field: str,
+    *,
+    exclude_references: bool = False,
+    reference_tag: str = DEFAULT_REFERENCE_TAG,
+) -> Any:
+    """``collection`` without the samples holding a reference (when asked)."""
+    if not exclude_references:
+        return collection
+    from fiftyone_ntt.fiftyone.references import reference_sample_ids
+
+    ids = reference_sample_ids(collection, gt_field, reference_tag)
+    return collection.exclude(ids) if ids else collection
+
+
+def _gt_field_of_run(collection: Any, pred_field: str) -> str | None:
+    dataset = collection._root_dataset
+    if pred_field in dataset.list_runs():
+        return getattr(dataset.get_run_info(pred_field).config, "gt_field", None)
+    return None
+
+
+def coco_protocol(
+    collection: Any, pred_field: str, gt_field: str, classes: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """pycocotools' bbox and segm AP of ``pred_field`` against ``gt_field`` over the
+    collection, via :func:`fiftyone_ntt.coco.evaluate` (the research code's protocol: every
+    image counts, crowd regions ignored, ``classes`` restricts the ground truth).
+
+    Category ids are 1..C in sorted class-name order (``category_names`` in the output).
+    """
+    from pycocotools import mask as mask_utils
+
+    from fiftyone_ntt.coco import evaluate as coco_evaluate
+    from fiftyone_ntt.fiftyone.labels import detection_box_xyxy, detection_full_mask
+
+    collection.compute_metadata()
+    names: set[str] = set()
+    for field in (gt_field, pred_field):
+        names.update(str(v) for v in collection.distinct(f"{field}.detections.label"))
+    categories = sorted(names)
+    cat_id = {name: i + 1 for i, name in enumerate(categories)}
+
+    def rle(mask: np.ndarray) -> dict[str, Any]:
+        encoded = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        return {"size": [int(v) for v in encoded["size"]], "counts": encoded["counts"].decode()}
+
+    images, annotations, results = [], [], []
+    for image_id, sample in enumerate(collection.select_fields([gt_field, pred_field]), 1):
+        width, height = sample.metadata.width, sample.metadata.height
+        images.append({"id": image_id, "width": width, "height": height})
+        for det in sample[gt_field].detections if sample[gt_field] else []:
+            x1, y1, x2, y2 = detection_box_xyxy(det, width, height)
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": cat_id[str(det.label)],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "iscrowd": int(bool(det.get_field("iscrowd") if det.has_field("iscrowd") else 0)),
+            }
+            mask = detection_full_mask(det, width, height)
+            if mask is not None:
+                ann["segmentation"] = rle(mask)
+                ann["area"] = float(mask.sum())
+            annotations.append(ann)
+        for det in sample[pred_field].detections if sample[pred_field] else []:
+            x1, y1, x2, y2 = detection_box_xyxy(det, width, height)
+            entry = {
+                "image_id": image_id,
+                "category_id": cat_id[str(det.label)],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(det.confidence if det.confidence is not None else 1.0),
+            }
+            mask = detection_full_mask(det, width, height)
+            if mask is not None:
+                entry["segmentation"] = rle(mask)
+            results.append(entry)
+    gt = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i, "name": n} for n, i in cat_id.items()],
+    }
+    category_ids = None if not classes else [cat_id[c] for c in classes if c in cat_id]
+    output = coco_evaluate(gt, results, category_ids=category_ids)
+    output["category_names"] = {str(i): n for n, i in cat_id.items()}
+    return output
+
+
+def evaluate(
+    collection: Any,
+    pred_field: str,
+    eval_key: str,
+    *,
+    gt_field: str | None = None,
+    exclude_references: bool = False,
+    reference_tag: str = DEFAULT_REFERENCE_TAG,
+    classes: Sequence[str] | None = None,
+    use_masks: bool = True,
+    exact_coco: bool = False,
+) -> dict[str, Any]:
+    """Evaluate ``pred_field`` with FiftyOne's COCO evaluator (``evaluate_detections(...,
+    method="coco", use_masks=True, compute_mAP=True)``), registered under ``eval_key``.
+
+    Args:
+        collection: dataset or view to evaluate on.
+        pred_field: the predictions.
+        eval_key: evaluation key (FiftyOne adds ``<eval_key>_tp/fp/fn`` fields).
+        gt_field: ground truth; default the one the predictions' bank was built from.
+        exclude_references: leave out samples holding a reference (tagged
+            ``reference_tag`` in ``gt_field``).
+        reference_tag: the reference tag.
+        classes: evaluate only these classes.
+        use_masks: mask IoU (True) or box IoU.
+        exact_coco: also compute pycocotools' AP (:func:`coco_protocol`); stored as a custom
+            run ``<eval_key>_coco`` (``dataset.load_run_results(...)``).
+
+    Returns:
+        ``eval_key``, ``gt_field``, ``num_samples``, ``mAP``, ``tp``/``fp``/``fn``,
+        ``per_class`` (precision, recall, f1-score, support), and ``coco`` when asked.
+    """
+    gt_field = gt_field or _gt_field_of_run(collection, pred_field)
+    if not gt_field:
+        raise ValueError(
+            f"no ground-truth field given and {pred_field!r} has no No Time to Train run "
+            "naming one; pass gt_field"
+        )
+    if gt_field == pred_field:
+        raise ValueError("the prediction and ground-truth fields must differ")
+    view = evaluation_view(
+        collection, gt_field, exclude_references=exclude_references, reference_tag=reference_tag
+    )
+    results = view.evaluate_detections(
+        pred_field,
+        gt_field=gt_field,
+        eval_key=eval_key,
+        method="coco",
+        use_masks=use_masks,
+        compute_mAP=True,
+        classes=list(classes) if classes else None,
+    )
+    report = results.report()
+    summary: dict[str, Any] = {
+        "eval_key": eval_key,
+        "pred_field": pred_field,
+        "gt_field": gt_field,
+        "num_samples": len(view),
+        "excluded_references": bool(exclude_references),
+        "mAP": float(results.mAP()),
+        "tp": int(view.sum(f"{eval_key}_tp")),
+        "fp": int(view.sum(f"{eval_key}_fp")),
+        "fn": int(view.sum(f"{eval_key}_fn")),
+        "per_class": {
+            k: {m: float(v) for m, v in d.items()} for k, d in report.items() if isinstance(d, dict)
+        },
+    }
+    if exact_coco:
+        coco = coco_protocol(view, pred_field, gt_field, classes)
+        summary["coco"] = coco
+        dataset = view._root_dataset
+        key = f"{eval_key}_coco"
+        config = dataset.init_run(
+            method="fiftyone_ntt.coco_eval",
+            pred_field=pred_field,
+            gt_field=gt_field,
+            eval_key=eval_key,
+            classes=list(classes) if classes else None,
+            exclude_references=bool(exclude_references),
+        )
+        dataset.register_run(key, config, overwrite=True)
+        dataset.save_run_results(key, dataset.init_run_results(key, coco=coco), overwrite=True)
+    return summary

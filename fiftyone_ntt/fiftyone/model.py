@@ -1,0 +1,99 @@
+"""``NTTModel``: a FiftyOne model, so that ``dataset.apply_model(model, label_field=...)``
+works as with FiftyOne's zoo models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fiftyone.core.models as fom
+import numpy as np
+
+__all__ = ["NTTModel"]
+
+
+class NTTModel(fom.Model):
+    """No Time to Train as a ``fiftyone.core.models.Model`` (media type ``"image"``).
+
+    Args:
+        bank: a :class:`~fiftyone_ntt.memory_bank.MemoryBank` or a bank file path.
+        config: settings (default: those stored with the bank).
+        score_threshold: drop detections below this (None keeps all, the paper).
+        max_detections: detections per image.
+        points_per_side: SAM 2 prompt grid.
+        device: compute device.
+        encoder, proposer: model instances instead of the configured ones.
+
+    Example:
+        >>> from fiftyone_ntt.fiftyone import NTTModel, load_bank
+        >>> model = NTTModel(load_bank(dataset, "coins"))
+        >>> dataset.apply_model(model, label_field="ntt")
+    """
+
+    def __init__(
+        self,
+        bank: Any,
+        config: Any = None,
+        *,
+        score_threshold: float | None = None,
+        max_detections: int | None = None,
+        points_per_side: int | None = None,
+        device: str | None = None,
+        encoder: Any = None,
+        proposer: Any = None,
+    ) -> None:
+        from fiftyone_ntt.fiftyone.models import get_models
+        from fiftyone_ntt.fiftyone.segment import _resolve_config
+        from fiftyone_ntt.memory_bank import MemoryBank
+        from fiftyone_ntt.segmenter import Segmenter
+
+        if not isinstance(bank, MemoryBank):
+            bank = MemoryBank.load(bank)
+        self.config = _resolve_config(
+            bank, config, score_threshold, max_detections, points_per_side, device
+        )
+        if encoder is None or proposer is None:
+            loaded = get_models(self.config.models)
+            encoder = encoder or loaded[0]
+            proposer = proposer or loaded[1]
+        self.bank = bank
+        self.segmenter = Segmenter(encoder, proposer, bank, self.config)
+        self._preprocess = False
+
+    @property
+    def media_type(self) -> str:
+        return "image"
+
+    @property
+    def has_logits(self) -> bool:
+        return False
+
+    @property
+    def has_embeddings(self) -> bool:
+        return False
+
+    @property
+    def ragged_batches(self) -> bool:
+        return True
+
+    @property
+    def transforms(self) -> None:
+        return None
+
+    @property
+    def preprocess(self) -> bool:
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, value: bool) -> None:
+        self._preprocess = value
+
+    def predict(self, arg: np.ndarray) -> Any:
+        """``fo.Detections`` of one image (numpy ``(H, W[, C])``, RGB(A) or grey)."""
+        from fiftyone_ntt.fiftyone.labels import predictions_to_detections
+        from fiftyone_ntt.images import to_rgb_uint8
+
+        image = to_rgb_uint8(np.asarray(arg))
+        return predictions_to_detections(self.segmenter.predict(image))
+
+    def predict_all(self, args: Any) -> list[Any]:
+        return [self.predict(arg) for arg in args]

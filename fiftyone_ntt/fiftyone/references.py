@@ -1,0 +1,299 @@
+"""Choosing references: label tags on ground-truth instances of a ``Detections`` field.
+
+Which instances are references is stored as a label tag (default ``"ntt:ref"``) on the
+ground-truth detections, so it is visible and editable in the App. These functions tag
+labels the user selected, sample K per class with a seed, count candidates and summarise
+what is tagged. Nothing here loads a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from fiftyone_ntt.sampling import Candidate, SampledReferences, count_candidates
+from fiftyone_ntt.sampling import sample_references as _sample_candidates
+
+__all__ = [
+    "DEFAULT_REFERENCE_TAG",
+    "check_detections_field",
+    "count_reference_candidates",
+    "detections_fields",
+    "reference_candidates",
+    "reference_sample_ids",
+    "reference_summary",
+    "sample_references",
+    "tag_references",
+    "untag_references",
+]
+
+#: The label tag that marks ground-truth instances as references.
+DEFAULT_REFERENCE_TAG = "ntt:ref"
+
+
+def detections_fields(collection: Any) -> list[str]:
+    """Names of the ``fo.Detections`` sample fields of a collection."""
+    import fiftyone as fo
+
+    schema = collection.get_field_schema(embedded_doc_type=fo.Detections)
+    return sorted(schema)
+
+
+def check_detections_field(collection: Any, field: str, what: str = "field") -> None:
+    """Raise a ValueError naming the problem unless ``field`` is a ``Detections`` field."""
+    import fiftyone as fo
+
+    schema = collection.get_field_schema()
+    if not field or field not in schema:
+        raise ValueError(
+            f"{what} {field!r} does not exist on dataset {collection._root_dataset.name!r}; "
+            f"Detections fields: {detections_fields(collection)}"
+        )
+    doc_type = getattr(schema[field], "document_type", None)
+    if doc_type is not fo.Detections:
+        kind = doc_type.__name__ if doc_type is not None else type(schema[field]).__name__
+        raise ValueError(
+            f"{what} {field!r} holds {kind}, not Detections; choose one of "
+            f"{detections_fields(collection)}"
+        )
+
+
+def _label_refs(labels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for label in labels:
+        out.append(
+            {
+                "label_id": str(label["label_id"]),
+                "sample_id": str(label["sample_id"]),
+                "field": label["field"],
+                "frame_number": label.get("frame_number"),
+            }
+        )
+    return out
+
+
+def _select(collection: Any, refs: list[dict[str, Any]]) -> Any:
+    """The root dataset restricted to these labels, by label id and field (the sample ids of
+    a selection made in a patches view are those of the patches, not of the samples)."""
+    fields = sorted({r["field"] for r in refs})
+    return collection._root_dataset.select_labels(
+        ids=[r["label_id"] for r in refs], fields=fields, omit_empty=True
+    )
+
+
+def tag_references(
+    collection: Any,
+    labels: Iterable[Mapping[str, Any]],
+    tag: str = DEFAULT_REFERENCE_TAG,
+    fields: Sequence[str] | None = None,
+) -> int:
+    """Tag labels as references.
+
+    Args:
+        collection: the dataset or a view of it.
+        labels: labels as ``ctx.selected_labels`` / ``session.selected_labels`` give them
+            (dicts with ``label_id`` and ``field``; ``sample_id`` is not needed, so a
+            selection made in a patches view works too).
+        tag: the reference tag.
+        fields: only tag labels of these fields (e.g. the ground-truth field).
+
+    Returns:
+        How many labels were selected for tagging.
+    """
+    refs = [r for r in _label_refs(labels) if fields is None or r["field"] in fields]
+    if not refs:
+        return 0
+    view = _select(collection, refs)
+    view.tag_labels(tag, label_fields=sorted({r["field"] for r in refs}))
+    return len(refs)
+
+
+def untag_references(
+    collection: Any,
+    labels: Iterable[Mapping[str, Any]] | None = None,
+    tag: str = DEFAULT_REFERENCE_TAG,
+    fields: Sequence[str] | None = None,
+) -> int:
+    """Remove the reference tag from some labels, or from every label of ``collection``.
+
+    Returns:
+        How many labels lost the tag.
+    """
+    if labels is None:
+        counts = collection.count_label_tags(label_fields=fields)
+        collection.untag_labels(tag, label_fields=fields)
+        return int(counts.get(tag, 0))
+    refs = [r for r in _label_refs(labels) if fields is None or r["field"] in fields]
+    if not refs:
+        return 0
+    view = _select(collection, refs)
+    before = view.count_label_tags().get(tag, 0)
+    view.untag_labels(tag, label_fields=sorted({r["field"] for r in refs}))
+    return int(before)
+
+
+def reference_summary(
+    collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG
+) -> dict[str, dict[str, int]]:
+    """``{class: {"references": n, "box_only": m}}`` of the tagged labels in ``gt_field``.
+
+    ``box_only`` counts references without an instance mask (their masks come from SAM 2
+    box prompting when the bank is built).
+    """
+    from fiftyone import ViewField as F
+
+    check_detections_field(collection, gt_field, "ground-truth field")
+    view = collection.filter_labels(gt_field, F("tags").contains(tag), only_matches=True)
+    summary: dict[str, dict[str, int]] = {}
+    # only the tagged labels are loaded: references are few
+    for detections in view.values(f"{gt_field}.detections"):
+        for det in detections or []:
+            entry = summary.setdefault(str(det.label), {"references": 0, "box_only": 0})
+            entry["references"] += 1
+            if not det.has_mask:
+                entry["box_only"] += 1
+    return summary
+
+
+def reference_sample_ids(
+    collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG, label_ids=None
+) -> list[str]:
+    """Ids of the samples of ``collection`` that hold a reference (by tag, or by label id)."""
+    from fiftyone import ViewField as F
+
+    if label_ids is not None:
+        view = collection.select_labels(ids=list(label_ids), fields=gt_field, omit_empty=True)
+    else:
+        view = collection.match_labels(filter=F("tags").contains(tag), fields=gt_field)
+    return view.values("id")
+
+
+def reference_candidates(
+    collection: Any, gt_field: str, classes: Sequence[str] | None = None, with_sizes=False
+) -> list[Candidate]:
+    """Every instance of ``gt_field`` as a sampling :class:`~fiftyone_ntt.sampling.Candidate`.
+
+    Order: samples in collection order, detections in field order (a stable order, which the
+    seeded sampler needs). Boxes are in pixels when image sizes are known (metadata), else in
+    relative units; ``iscrowd`` comes from the detections' ``iscrowd`` attribute (COCO
+    imports set it).
+
+    Args:
+        collection: dataset or view.
+        gt_field: a ``Detections`` field.
+        classes: keep only these classes.
+        with_sizes: compute missing image metadata first (the paper's rules need sizes).
+    """
+    check_detections_field(collection, gt_field, "ground-truth field")
+    if with_sizes:
+        collection.compute_metadata()
+    path = f"{gt_field}.detections"
+    ids, widths, heights, label_ids, labels, boxes, crowds = collection.values(
+        [
+            "id",
+            "metadata.width",
+            "metadata.height",
+            f"{path}.id",
+            f"{path}.label",
+            f"{path}.bounding_box",
+            f"{path}.iscrowd",
+        ],
+        _allow_missing=True,
+    )
+    wanted = None if classes is None else set(classes)
+    out: list[Candidate] = []
+    for sid, width, height, lids, labs, bbs, crs in zip(
+        ids, widths, heights, label_ids, labels, boxes, crowds
+    ):
+        for j, (lid, lab, bb) in enumerate(zip(lids or [], labs or [], bbs or [])):
+            if lab is None or bb is None or (wanted is not None and lab not in wanted):
+                continue
+            sx, sy = (width or 1), (height or 1)
+            crowd = (crs or [None] * (j + 1))[j] if crs else None
+            out.append(
+                Candidate(
+                    class_name=str(lab),
+                    ref_id=str(lid),
+                    image_id=sid,
+                    box_xywh=(bb[0] * sx, bb[1] * sy, bb[2] * sx, bb[3] * sy),
+                    image_width=width,
+                    image_height=height,
+                    iscrowd=bool(crowd),
+                )
+            )
+    return out
+
+
+def count_reference_candidates(
+    collection: Any,
+    gt_field: str,
+    *,
+    classes: Sequence[str] | None = None,
+    paper_rules: bool = False,
+    one_per_image: bool = True,
+) -> dict[str, int]:
+    """How many references each class can give (crowd instances never count)."""
+    candidates = reference_candidates(collection, gt_field, classes, with_sizes=paper_rules)
+    return count_candidates(
+        candidates, classes=classes, paper_rules=paper_rules, one_per_image=one_per_image
+    )
+
+
+def sample_references(
+    collection: Any,
+    gt_field: str,
+    shots: int | Mapping[str, int],
+    seed: int = 0,
+    *,
+    classes: Sequence[str] | None = None,
+    paper_rules: bool = False,
+    one_per_image: bool = True,
+    tag: str = DEFAULT_REFERENCE_TAG,
+    replace: bool = False,
+    strict: bool = False,
+) -> SampledReferences:
+    """Sample K references per class with a seed and tag them.
+
+    Uses :func:`fiftyone_ntt.sampling.sample_references` on
+    :func:`reference_candidates` (crowd instances skipped; with ``paper_rules`` the size and
+    border rules of the paper).
+
+    Args:
+        collection: the dataset or view to sample from.
+        gt_field: a ``Detections`` field.
+        shots: K per class, or ``{class: K}``.
+        seed: the random seed.
+        classes: restrict to these classes.
+        paper_rules: box sides >= 32 px and >= 10 px from the border.
+        one_per_image: at most one reference per image per class.
+        tag: the reference tag.
+        replace: remove the tag from the field's labels in ``collection`` first.
+        strict: raise when a class has fewer than K usable candidates.
+
+    Returns:
+        The sampled candidates (``ref_id`` = label id), with ``shortfalls``/``available``.
+    """
+    import warnings
+
+    from fiftyone_ntt.sampling import SamplingShortfallWarning
+
+    candidates = reference_candidates(collection, gt_field, classes, with_sizes=paper_rules)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingShortfallWarning)
+        picked = _sample_candidates(
+            candidates,
+            shots,
+            seed,
+            classes=classes,
+            paper_rules=paper_rules,
+            one_per_image=one_per_image,
+            strict=strict,
+        )
+    if replace:
+        collection.untag_labels(tag, label_fields=[gt_field])
+    if picked:
+        view = collection._root_dataset.select_labels(
+            ids=[c.ref_id for c in picked], fields=gt_field
+        )
+        view.tag_labels(tag, label_fields=[gt_field])
+    return picked

@@ -1,0 +1,174 @@
+"""``ntt_build_bank``: a memory bank from the reference-tagged labels of a field."""
+
+from __future__ import annotations
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from ._forms import (
+    DELEGATE_ABOVE_SAMPLES,
+    class_table,
+    default_gt_field,
+    detections_fields,
+    field_choice,
+    human_size,
+    invalid,
+    progress_reporter,
+)
+
+TAG_DEFAULT = "ntt:ref"
+
+
+class NTTBuildBank(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="ntt_build_bank",
+            label="No Time to Train: build memory bank",
+            description=(
+                "Embeds the reference-tagged instances of a Detections field with DINOv2 into "
+                "a memory bank (box-only references get SAM 2 masks)"
+            ),
+            icon="memory",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+            default_choice_to_delegated=True,
+        )
+
+    def resolve_delegation(self, ctx):
+        # many references mean many images to read and embed: always delegate then
+        return True if _num_reference_samples(ctx) > DELEGATE_ABOVE_SAMPLES else None
+
+    def resolve_input(self, ctx):
+        from fiftyone_ntt.config import PRESETS
+        from fiftyone_ntt.fiftyone.banks import validate_build
+
+        inputs = types.Object()
+        inputs.view_target(ctx, action_description="Take the references of")
+        fields = detections_fields(ctx)
+        gt_field, gt_prop = field_choice(
+            inputs,
+            ctx,
+            "gt_field",
+            "Ground-truth field",
+            "The Detections field whose tagged labels are the references",
+            fields,
+            default=default_gt_field(ctx),
+        )
+        tag = ctx.params.get("tag") or TAG_DEFAULT
+        inputs.str("tag", default=TAG_DEFAULT, label="Reference tag")
+        presets = types.Dropdown(label="Model preset")
+        for name in PRESETS:
+            presets.add_choice(name, label=name)
+        inputs.enum(
+            "preset",
+            list(PRESETS),
+            default="default",
+            label="Model preset",
+            description="default: SAM 2.1 Hiera-L + DINOv2 ViT-L/14; paper: SAM 2.0 as published",
+            view=presets,
+        )
+        key_prop = inputs.str(
+            "bank_key",
+            default=f"{gt_field or 'bank'}-refs",
+            label="Bank key",
+            description="Name of the bank on this dataset",
+        )
+        inputs.bool("overwrite", default=False, label="Replace a bank of the same key")
+        inputs.str(
+            "device",
+            default="auto",
+            label="Device",
+            description="auto (CUDA if available), cpu, cuda, cuda:N or mps",
+        )
+        classes = ctx.params.get("classes") or None
+        inputs.list(
+            "classes",
+            types.String(),
+            default=None,
+            label="Classes",
+            description="Restrict the bank to these classes (empty: every tagged class)",
+        )
+        try:
+            target = ctx.target_view()
+        except Exception:
+            target = ctx.dataset
+        summary, problems = validate_build(
+            target,
+            gt_field,
+            tag=tag,
+            classes=classes,
+            bank_key=ctx.params.get("bank_key", f"{gt_field or 'bank'}-refs"),
+            overwrite=bool(ctx.params.get("overwrite", False)),
+        )
+        props = {"gt_field": gt_prop, "bank_key": key_prop}
+        for name, message in problems:
+            invalid(inputs, props.get(name, gt_prop), name, message)
+        if summary:
+            rows = {c: (v["references"], v["box_only"]) for c, v in summary.items()}
+            inputs.md(
+                class_table(rows, ("class", "references", "box only")), name="references_table"
+            )
+            box_only = sum(v["box_only"] for v in summary.values())
+            if box_only:
+                inputs.view(
+                    "box_only_notice",
+                    types.Notice(
+                        label=f"{box_only} reference(s) have no mask: SAM 2 box prompting "
+                        "will make their masks"
+                    ),
+                )
+        return types.Property(inputs, view=types.View(label="Build memory bank"))
+
+    def execute(self, ctx):
+        from fiftyone_ntt.fiftyone.banks import build_bank
+
+        device = ctx.params.get("device") or "auto"
+        gt_field = ctx.params.get("gt_field") or default_gt_field(ctx)
+        info = build_bank(
+            ctx.target_view(),
+            gt_field,
+            ctx.params.get("bank_key") or f"{gt_field}-refs",
+            tag=ctx.params.get("tag") or TAG_DEFAULT,
+            classes=ctx.params.get("classes") or None,
+            preset=ctx.params.get("preset") or "default",
+            device=None if device == "auto" else device,
+            overwrite=bool(ctx.params.get("overwrite", False)),
+            progress=progress_reporter(ctx, "references embedded"),
+        )
+        return {
+            "bank_key": info["key"],
+            "classes": info["classes"],
+            "shots": info["shots"],
+            "num_references": info["num_references"],
+            "generated_masks": info["generated_masks"],
+            "size": human_size(info["size_bytes"]),
+            "size_bytes": info["size_bytes"],
+            "fingerprint": info["fingerprint"],
+            "path": info["path"],
+        }
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("bank_key", label="Bank")
+        outputs.obj("shots", label="Shots per class", view=types.JSONView())
+        outputs.int("num_references", label="References")
+        outputs.int("generated_masks", label="Masks made by SAM 2 box prompting")
+        outputs.str("size", label="File size")
+        outputs.str("fingerprint", label="Fingerprint")
+        outputs.str("path", label="File")
+        return types.Property(outputs, view=types.View(label="Memory bank built"))
+
+
+def _num_reference_samples(ctx) -> int:
+    try:
+        from fiftyone import ViewField as F
+
+        gt_field = ctx.params.get("gt_field")
+        tag = ctx.params.get("tag") or TAG_DEFAULT
+        if not gt_field:
+            return 0
+        return ctx.dataset.match_labels(filter=F("tags").contains(tag), fields=gt_field).count()
+    except Exception:
+        return 0
