@@ -143,7 +143,7 @@ class NTTSegment(foo.Operator):
         outputs.int("done_before", label="Already done (resumed)")
         outputs.int("processed", label="Segmented now")
         outputs.int("detections", label="Detections written")
-        outputs.int("failed", label="Skipped (unreadable image)")
+        outputs.int("failed", label="Skipped (unreadable image or out of memory)")
         outputs.list("failures", types.Object(), label="Skipped samples", view=types.JSONView())
         outputs.float("seconds", label="Seconds")
         return types.Property(outputs, view=types.View(label="Segmentation done"))

@@ -20,6 +20,8 @@ enforces it. Submodules are imported lazily, so importing this package is cheap.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS = {
@@ -64,3 +66,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``segment`` and ``evaluate`` are both submodules and the functions exported under
+    those names. Importing a submodule makes Python set it as an attribute of this package
+    (``import fiftyone_ntt.fiftyone.segment`` would turn ``nf.segment`` into the module):
+    keep the exported function instead."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

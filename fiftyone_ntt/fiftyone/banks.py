@@ -8,7 +8,8 @@ Where things live:
   ``$FIFTYONE_NTT_BANKS_DIR`` if set, else ``<fo.config.default_dataset_dir>/ntt/banks``;
 * the index is the dataset-scoped execution store ``"ntt"`` (what operators see as
   ``ctx.store("ntt")``), one key ``"bank:<bank key>"`` per bank holding a JSON summary
-  (classes, shots, models, file, size, created, fingerprint). From Python use
+  (classes, shots, models, file, size, created, fingerprint); keys ``"lock:<field>"`` are
+  the claims of running segmentations (:mod:`fiftyone_ntt.fiftyone.segment`). From Python use
   :func:`list_banks`, :func:`get_bank_info`, :func:`load_bank` and :func:`delete_bank`.
 """
 
@@ -119,9 +120,19 @@ def get_bank_info(collection: Any, key: str) -> dict[str, Any]:
 
 def load_bank(collection: Any, key: str):
     """Load bank ``key`` of the dataset (a :class:`~fiftyone_ntt.memory_bank.MemoryBank`)."""
-    from fiftyone_ntt.memory_bank import MemoryBank
+    from fiftyone_ntt.memory_bank import BankFormatError, MemoryBank
 
-    return MemoryBank.load(get_bank_info(collection, key)["path"])
+    path = get_bank_info(collection, key)["path"]
+    if not os.path.isfile(path):
+        raise BankFormatError(
+            f"the file of memory bank {key!r} is missing ({path}); rebuild the bank "
+            "(build_bank(..., overwrite=True) or 'Build memory bank'), or delete it from the "
+            "dataset (delete_bank)"
+        )
+    try:
+        return MemoryBank.load(path)
+    except BankFormatError as error:
+        raise BankFormatError(f"memory bank {key!r}: {error}") from error
 
 
 def delete_bank(collection: Any, key: str, delete_file: bool = True) -> bool:
@@ -154,7 +165,17 @@ def validate_build(
         restricted to ``classes``, and ``(parameter, message)`` for every problem found
         (empty when the build can run).
     """
+    from fiftyone_ntt.fiftyone.references import (
+        check_image_collection,
+        check_reference_boxes,
+        tagged_in_other_fields,
+    )
+
     problems: list[tuple[str, str]] = []
+    try:
+        check_image_collection(collection)
+    except ValueError as error:
+        return {}, [("view", str(error))]
     try:
         check_detections_field(collection, gt_field or "", "ground-truth field")
     except ValueError as error:
@@ -172,13 +193,22 @@ def validate_build(
             )
         summary = {c: v for c, v in summary.items() if c in classes}
     if not summary:
+        others = tagged_in_other_fields(collection, gt_field, tag)
+        hint = (
+            f"; the tag is on labels of {others}, not Detections of {gt_field!r}: tag "
+            f"instances of {gt_field!r} instead"
+            if others
+            else ""
+        )
         problems.append(
             (
                 "gt_field",
-                f"no label of {gt_field!r} is tagged {tag!r} in this view; select instances "
-                "and run 'Tag references', or sample references first",
+                f"no label of {gt_field!r} is tagged {tag!r} in this view{hint}; select "
+                "instances and run 'Tag references', or sample references first",
             )
         )
+    else:
+        problems += [("gt_field", p) for p in check_reference_boxes(collection, gt_field, tag)]
     if bank_key is not None:
         try:
             validate_bank_key(bank_key)

@@ -145,6 +145,16 @@ def evaluate(
     view = evaluation_view(
         collection, gt_field, exclude_references=exclude_references, reference_tag=reference_tag
     )
+    notes = []
+    predicted = {str(v) for v in view.distinct(f"{pred_field}.detections.label")}
+    truth = {str(v) for v in view.distinct(f"{gt_field}.detections.label")}
+    absent = sorted(predicted - truth - set(classes or []))
+    if absent:
+        notes.append(
+            f"classes {absent} of {pred_field!r} do not occur in {gt_field!r}: all their "
+            "predictions count as false positives; evaluate against the field the bank was "
+            "built from, or pass classes=[...]"
+        )
     results = view.evaluate_detections(
         pred_field,
         gt_field=gt_field,
@@ -168,6 +178,7 @@ def evaluate(
         "per_class": {
             k: {m: float(v) for m, v in d.items()} for k, d in report.items() if isinstance(d, dict)
         },
+        "notes": notes,
     }
     if exact_coco:
         coco = coco_protocol(view, pred_field, gt_field, classes)

@@ -17,6 +17,8 @@ from fiftyone_ntt.sampling import sample_references as _sample_candidates
 __all__ = [
     "DEFAULT_REFERENCE_TAG",
     "check_detections_field",
+    "check_image_collection",
+    "check_reference_boxes",
     "count_reference_candidates",
     "detections_fields",
     "reference_candidates",
@@ -56,6 +58,84 @@ def check_detections_field(collection: Any, field: str, what: str = "field") -> 
             f"{what} {field!r} holds {kind}, not Detections; choose one of "
             f"{detections_fields(collection)}"
         )
+
+
+def check_image_collection(collection: Any) -> None:
+    """Raise a ValueError saying what to do unless ``collection`` holds images only."""
+    media = getattr(collection, "media_type", "image")
+    if media == "image":
+        return
+    name = collection._root_dataset.name
+    if media == "group":
+        slices = getattr(collection, "group_media_types", None) or {}
+        raise ValueError(
+            f"dataset {name!r} is a grouped dataset (slices {dict(slices)}); No Time to Train "
+            "works on images: pass one image slice or all of them, e.g. "
+            "dataset.select_group_slices('left') or "
+            "dataset.select_group_slices(media_type='image')"
+        )
+    if media == "video":
+        raise ValueError(
+            f"dataset {name!r} holds videos; No Time to Train segments images: use a view of "
+            "frames as images, e.g. dataset.to_frames(sample_frames=True), and its "
+            "Detections fields"
+        )
+    raise ValueError(
+        f"dataset {name!r} holds {media} samples; No Time to Train segments images only"
+    )
+
+
+def check_reference_boxes(
+    collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG
+) -> list[str]:
+    """Problems of the tagged references' boxes (zero area, outside the image), one message
+    each naming the label, its class and its sample's file."""
+    import math
+
+    from fiftyone import ViewField as F
+
+    view = collection.filter_labels(gt_field, F("tags").contains(tag), only_matches=True)
+    paths, ids, labels, boxes = view.values(
+        [
+            "filepath",
+            f"{gt_field}.detections.id",
+            f"{gt_field}.detections.label",
+            f"{gt_field}.detections.bounding_box",
+        ]
+    )
+    problems = []
+    for path, lids, labs, bbs in zip(paths, ids, labels, boxes):
+        for lid, lab, bb in zip(lids or [], labs or [], bbs or []):
+            where = f"reference {lid} ({lab!r}) of {path!r}"
+            values = [float(v) for v in (bb or [])]
+            if len(values) != 4 or not all(math.isfinite(v) for v in values):
+                problems.append(f"{where} has no valid box ({bb}); fix the box or untag it")
+                continue
+            x, y, w, h = values
+            if w <= 0 or h <= 0:
+                problems.append(f"{where}: its box {values} has zero area; fix the box or untag it")
+            elif x >= 1 or y >= 1 or x + w <= 0 or y + h <= 0:
+                problems.append(
+                    f"{where}: its box {values} lies outside the image (relative coordinates "
+                    "must overlap [0, 1]); fix the box or untag it"
+                )
+    return problems
+
+
+def tagged_in_other_fields(
+    collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG
+) -> list[str]:
+    """Label fields other than ``gt_field`` holding labels tagged ``tag``."""
+    import fiftyone as fo
+
+    out = []
+    for name, field in collection.get_field_schema().items():
+        doc_type = getattr(field, "document_type", None)
+        if name == gt_field or not (isinstance(doc_type, type) and issubclass(doc_type, fo.Label)):
+            continue
+        if collection.count_label_tags(label_fields=[name]).get(tag):
+            out.append(name)
+    return out
 
 
 def _label_refs(labels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
