@@ -370,32 +370,25 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _load_encoder(args: argparse.Namespace, config: Any) -> Any:
-    from fiftyone_ntt import models
-
-    cfg = config.models
-    if args.dinov2 == TINY:
-        return _model_call(
-            lambda: models.tiny_encoder(device=models.resolve_device(cfg.device)), "DINOv2", TINY
-        )
-    return _model_call(
-        lambda: models.load_encoder(cfg.dinov2, device=cfg.device, precision=cfg.precision),
-        "DINOv2",
-        cfg.dinov2,
-    )
+    return _load_model(args.dinov2, config, "DINOv2", encoder=True)
 
 
 def _load_proposer(args: argparse.Namespace, config: Any) -> Any:
+    return _load_model(args.sam2, config, "SAM2", encoder=False)
+
+
+def _load_model(requested: str | None, config: Any, what: str, *, encoder: bool) -> Any:
+    """The DINOv2 encoder or SAM2 proposer of ``config``, or a tiny random one for ``tiny``."""
     from fiftyone_ntt import models
 
     cfg = config.models
-    if args.sam2 == TINY:
-        return _model_call(
-            lambda: models.tiny_proposer(device=models.resolve_device(cfg.device)), "SAM2", TINY
-        )
+    if requested == TINY:
+        tiny = models.tiny_encoder if encoder else models.tiny_proposer
+        return _model_call(lambda: tiny(device=models.resolve_device(cfg.device)), what, TINY)
+    source = cfg.dinov2 if encoder else cfg.sam2
+    load = models.load_encoder if encoder else models.load_proposer
     return _model_call(
-        lambda: models.load_proposer(cfg.sam2, device=cfg.device, precision=cfg.precision),
-        "SAM2",
-        cfg.sam2,
+        lambda: load(source, device=cfg.device, precision=cfg.precision), what, source
     )
 
 
