@@ -9,6 +9,7 @@ from .about import NTTAbout
 from .build_bank import NTTBuildBank
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
+from .panel import NTTPanel
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
 from .tag_references import NTTTagReferences
@@ -21,6 +22,7 @@ OPERATORS = (
     NTTSegment,
     NTTEvaluate,
     NTTManageBanks,
+    NTTPanel,  # the "No Time to Train" panel (listed under panels: in fiftyone.yml)
 )
 
 

@@ -1,0 +1,648 @@
+"""What the App panel "No Time to Train" shows, and what its buttons do, without the App.
+
+The panel (``operators/panel/``) is thin glue: every row, notice and button state it shows
+comes from a function here (``dataset/view -> rows``), and every button calls an action here
+(``action -> Effect``) and applies the returned :class:`Effect` to the App (set the view,
+notify, open a panel or an operator form). All of it is tested on real datasets without a
+browser.
+
+Tags (label tags, visible in the App): :data:`REF_TAG` marks references, :data:`NEG_TAG`
+negatives (instances that look like a class but are not). Tagging a label is the only change
+the panel makes to a ground-truth field, and only when the user selects that label and asks
+for it; accepting or rejecting predictions tags the prediction labels where they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fiftyone_ntt.fiftyone.references import DEFAULT_REFERENCE_TAG
+
+__all__ = [
+    "DEMO_REFERENCE_FILE",
+    "DEMO_TARGET_FILES",
+    "EVAL_PANEL",
+    "NEG_TAG",
+    "PREVIEW_FIELD",
+    "REF_TAG",
+    "Effect",
+    "bank_rows",
+    "demo_split",
+    "first_use",
+    "format_size",
+    "label_fields_with_tags",
+    "reference_rows",
+    "reference_view",
+    "prediction_fields",
+    "run_rows",
+    "selection_summary",
+    "show_references",
+    "tag_selected",
+    "untag_selected",
+]
+
+REF_TAG = DEFAULT_REFERENCE_TAG
+NEG_TAG = "ntt:neg"
+PREVIEW_FIELD = "ntt_preview"
+#: FiftyOne's Model Evaluation panel (built in).
+EVAL_PANEL = "model_evaluation_panel_builtin"
+#: The demo dataset's intended split: references from the top half, targets the rest.
+DEMO_REFERENCE_FILE = "coins_top.png"
+DEMO_TARGET_FILES = ("coins_bottom.png", "chelsea.png")
+
+
+@dataclass
+class Effect:
+    """What the App should do after an action (the panel applies it; tests read it).
+
+    Attributes:
+        message: a sentence for the user (a toast and the panel's status line).
+        variant: ``"success"``, ``"info"``, ``"warning"`` or ``"error"``.
+        view: a view to show in the App (``ctx.ops.set_view``); None leaves it.
+        reload: reload the dataset in the App (new fields or labels were written).
+        open_panel: ``{"name": ..., "state": {...}}`` of a panel to open.
+        prompt: ``{"operator": uri, "params": {...}}``: open an operator's form.
+        result: the library call's return value, for tests and logs.
+    """
+
+    message: str = ""
+    variant: str = "success"
+    view: Any = None
+    reload: bool = False
+    open_panel: dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+    result: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# rows
+
+
+def label_fields_with_tags(
+    collection: Any, tags: Sequence[str] = (REF_TAG, NEG_TAG)
+) -> dict[str, dict[str, int]]:
+    """``{field: {tag: count}}`` of the ``Detections`` fields holding labels tagged ``tags``."""
+    from fiftyone_ntt.fiftyone.references import detections_fields
+
+    out: dict[str, dict[str, int]] = {}
+    for name in detections_fields(collection):
+        counts = collection.count_label_tags(label_fields=[name])
+        found = {t: int(counts.get(t, 0)) for t in tags if counts.get(t)}
+        if found:
+            out[name] = found
+    return out
+
+
+def reference_rows(collection: Any) -> list[dict[str, Any]]:
+    """One row per class: ``class``, ``positives``, ``negatives``, ``fields`` (where the
+    tagged labels are, e.g. ``"ground_truth, ntt_predictions"``), sorted by class."""
+    from fiftyone import ViewField as F
+
+    rows: dict[str, dict[str, Any]] = {}
+    for name, tags in label_fields_with_tags(collection).items():
+        for tag, column in ((REF_TAG, "positives"), (NEG_TAG, "negatives")):
+            if not tags.get(tag):
+                continue
+            view = collection.filter_labels(name, F("tags").contains(tag))
+            for label, count in view.count_values(f"{name}.detections.label").items():
+                row = rows.setdefault(
+                    str(label),
+                    {"class": str(label), "positives": 0, "negatives": 0, "fields": set()},
+                )
+                row[column] += int(count)
+                row["fields"].add(name)
+    return [
+        {**row, "fields": ", ".join(sorted(row["fields"]))}
+        for _, row in sorted(rows.items(), key=lambda item: item[0])
+    ]
+
+
+def format_size(num_bytes: int | None) -> str:
+    if num_bytes is None:
+        return ""
+    size = float(num_bytes)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def format_time(value: Any) -> str:
+    """An ISO timestamp or datetime as ``YYYY-MM-DD HH:MM`` (UTC as stored)."""
+    if not value:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    text = str(value).replace("T", " ")
+    return text[:16]
+
+
+def _model_name(identity: Mapping[str, Any] | None) -> str:
+    identity = identity or {}
+    source = identity.get("source") or ""
+    family = identity.get("family") or ""
+    arch = identity.get("arch") or ""
+    if source and "/" in str(source) and not str(source).startswith("fiftyone_ntt"):
+        return os.path.basename(str(source).rstrip("/")) or str(source)
+    return "-".join(str(p) for p in (family, arch) if p) or "?"
+
+
+def _models(info: Mapping[str, Any]) -> str:
+    models = info.get("models") or {}
+    return f"{_model_name(models.get('encoder'))} + {_model_name(models.get('proposer'))}"
+
+
+def _classes_shots(info: Mapping[str, Any]) -> str:
+    shots = info.get("shots") or {}
+    return ", ".join(f"{name} × {count}" for name, count in shots.items())
+
+
+def bank_rows(collection: Any) -> list[dict[str, Any]]:
+    """One row per memory bank of the dataset (newest version first within a key): ``key``,
+    ``version``, ``classes`` (``"red × 1, green × 1"``), ``negatives``, ``models``,
+    ``size``, ``created``, ``change`` (what changed from the previous version), ``exists``."""
+    from fiftyone_ntt.fiftyone.banks import list_banks
+
+    rows = []
+    for info in list_banks(collection):
+        rows.append(
+            {
+                "key": info.get("key", ""),
+                "version": info.get("version", 1),
+                "classes": _classes_shots(info),
+                "negatives": int(info.get("num_negatives", 0) or 0),
+                "models": _models(info),
+                "size": format_size(info.get("size_bytes")),
+                "created": format_time(info.get("created")),
+                "change": info.get("change", "first version"),
+                "exists": bool(info.get("exists", True)),
+            }
+        )
+    return rows
+
+
+def _progress(done: Any, total: Any) -> str:
+    if total is None:
+        return ""
+    return f"{done or 0} / {total}"
+
+
+def run_rows(collection: Any) -> list[dict[str, Any]]:
+    """One row per segmentation run of the dataset (a custom run per output field):
+    ``field``, ``kind``, ``state``, ``progress`` (samples done / total), ``bank``,
+    ``evaluation`` (its evaluation key, if evaluated), ``error`` and which buttons apply
+    (``can_show``, ``can_resume``, ``can_mark_failed``, ``can_evaluate``, ``can_open_eval``)."""
+    from fiftyone_ntt.fiftyone.runs import list_ntt_runs
+    from fiftyone_ntt.fiftyone.segment import run_state
+
+    dataset = collection._root_dataset
+    evaluations = {}
+    for key in dataset.list_evaluations():
+        pred = getattr(dataset.get_evaluation_info(key).config, "pred_field", None)
+        evaluations.setdefault(pred, key)
+    rows = []
+    for key in list_ntt_runs(dataset):
+        state = run_state(dataset, key)
+        config = dataset.get_run_info(key).config
+        done = (state.get("processed") or 0) + _done_before(dataset, key)
+        status = state["status"]
+        rows.append(
+            {
+                "id": key,
+                "kind": "segmentation",
+                "field": key,
+                "state": status,
+                "progress": _progress(min(done, state.get("total") or done), state.get("total")),
+                "bank": _bank_label(config),
+                "evaluation": evaluations.get(key, ""),
+                "error": "",
+                "can_show": dataset.has_sample_field(key),
+                "can_resume": status == "interrupted",
+                "can_mark_failed": False,
+                "can_evaluate": status == "completed",
+                "can_open_eval": key in evaluations,
+            }
+        )
+    return rows
+
+
+def _done_before(dataset: Any, key: str) -> int:
+    try:
+        results = dataset.load_run_results(key, cache=False)
+    except Exception:  # results of an older layout: no count
+        return 0
+    return int(getattr(results, "done_before", 0) or 0)
+
+
+def _bank_label(config: Any) -> str:
+    key = getattr(config, "bank_key", None) or ""
+    version = getattr(config, "bank_version", None)
+    return f"{key} v{version}" if key and version else key
+
+
+def prediction_fields(collection: Any) -> list[str]:
+    """Fields holding predictions: the No Time to Train runs' output fields, the preview
+    field and the prediction fields of the dataset's evaluations."""
+    from fiftyone_ntt.fiftyone.runs import list_ntt_runs
+
+    dataset = collection._root_dataset
+    fields = set(list_ntt_runs(dataset))
+    if dataset.has_sample_field(PREVIEW_FIELD):
+        fields.add(PREVIEW_FIELD)
+    for key in dataset.list_evaluations():
+        pred = getattr(dataset.get_evaluation_info(key).config, "pred_field", None)
+        if pred:
+            fields.add(pred)
+    return sorted(fields)
+
+
+def selection_summary(
+    selected_labels: Iterable[Mapping[str, Any]], pred_fields: Sequence[str]
+) -> dict[str, int]:
+    """``{"labels": n, "predictions": m}``: selected labels, and how many of them are in
+    ``pred_fields`` (accept/reject apply to those)."""
+    labels = list(selected_labels or [])
+    predictions = [s for s in labels if s.get("field") in set(pred_fields)]
+    return {"labels": len(labels), "predictions": len(predictions)}
+
+
+# ---------------------------------------------------------------------------------------------
+# first use
+
+
+def demo_split(collection: Any) -> dict[str, list[str]] | None:
+    """On the demo dataset (``coins_top.png``, ``coins_bottom.png``, ``chelsea.png``), the
+    intended split: ``{"references": [ids], "targets": [ids]}``; None on other datasets."""
+    dataset = collection._root_dataset
+    ids, paths = dataset.values(["id", "filepath"])
+    by_name = {os.path.basename(p): i for i, p in zip(ids, paths)}
+    if DEMO_REFERENCE_FILE not in by_name or not all(f in by_name for f in DEMO_TARGET_FILES):
+        return None
+    return {
+        "references": [by_name[DEMO_REFERENCE_FILE]],
+        "targets": [by_name[f] for f in DEMO_TARGET_FILES],
+    }
+
+
+def first_use(collection: Any) -> dict[str, Any] | None:
+    """The getting-started steps when the dataset has no reference yet, else None.
+
+    Returns:
+        ``steps`` (three ``{"title", "text", "done"}``), ``demo`` (whether the demo split
+        applies) and ``demo_text``.
+    """
+    from fiftyone_ntt.fiftyone.banks import list_banks
+
+    tagged = label_fields_with_tags(collection, (REF_TAG,))
+    if tagged:
+        return None
+    demo = demo_split(collection) is not None
+    banks = list_banks(collection)
+    return {
+        "demo": demo,
+        "demo_text": (
+            "This is the demo dataset: take references from coins_top.png, then segment "
+            "coins_bottom.png and the cat (which has no coin)."
+            if demo
+            else ""
+        ),
+        "steps": [
+            {
+                "title": "1. Choose references",
+                "text": "Tag a few ground-truth instances per class (or sample K per class).",
+                "done": False,
+            },
+            {
+                "title": "2. Build a memory bank",
+                "text": "Their features become the bank; no training.",
+                "done": bool(banks),
+            },
+            {
+                "title": "3. Segment",
+                "text": "Segment the other images, then evaluate.",
+                "done": False,
+            },
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# actions
+
+
+def reference_view(collection: Any, tag: str = REF_TAG, field: str | None = None) -> Any:
+    """A patches view of exactly the labels tagged ``tag`` (of ``field``, default the field
+    holding most of them); None when none is tagged."""
+    from fiftyone import ViewField as F
+
+    dataset = collection._root_dataset
+    tagged = {f: c.get(tag, 0) for f, c in label_fields_with_tags(dataset, (tag,)).items()}
+    if field is None or not tagged.get(field):
+        if not tagged:
+            return None
+        field = max(sorted(tagged), key=lambda f: tagged[f])
+    return dataset.filter_labels(field, F("tags").contains(tag)).to_patches(field)
+
+
+def show_references(collection: Any, tag: str = REF_TAG, field: str | None = None) -> Effect:
+    """Show the references (or negatives, ``tag=NEG_TAG``) as a patches view."""
+    what = "references" if tag == REF_TAG else "negatives"
+    view = reference_view(collection, tag, field)
+    if view is None:
+        return Effect(
+            f"No label is tagged as one of the {what} yet: select labels and use 'Tag "
+            f"selected labels as {what}'",
+            variant="warning",
+        )
+    fields = sorted(label_fields_with_tags(collection._root_dataset, (tag,)))
+    message = f"Showing {len(view)} {what}"
+    if len(fields) > 1:
+        message += f" of {view._patches_field!r} (also tagged in {[f for f in fields]})"
+    return Effect(message, variant="info", view=view, result=len(view))
+
+
+def _selected(selected_labels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(s) for s in selected_labels or [] if s.get("label_id") and s.get("field")]
+
+
+def tag_selected(collection: Any, selected_labels: Iterable[Mapping[str, Any]], tag: str) -> Effect:
+    """Tag the selected labels as references (``REF_TAG``) or negatives (``NEG_TAG``); the
+    other tag is removed from them (a label is one or the other)."""
+    from fiftyone_ntt.fiftyone.references import tag_references, untag_references
+
+    what = "references" if tag == REF_TAG else "negatives"
+    labels = _selected(selected_labels)
+    if not labels:
+        return Effect(
+            f"Select labels first (click them in the grid or the sample view), then tag "
+            f"them as {what}",
+            variant="warning",
+        )
+    other = NEG_TAG if tag == REF_TAG else REF_TAG
+    untag_references(collection, labels, tag=other)
+    count = tag_references(collection, labels, tag=tag)
+    return Effect(f"Tagged {count} label(s) as {what}", result=count)
+
+
+def untag_selected(collection: Any, selected_labels: Iterable[Mapping[str, Any]]) -> Effect:
+    """Remove the reference and negative tags from the selected labels."""
+    from fiftyone_ntt.fiftyone.references import untag_references
+
+    labels = _selected(selected_labels)
+    if not labels:
+        return Effect("Select labels first, then untag them", variant="warning")
+    removed = sum(untag_references(collection, labels, tag=t) for t in (REF_TAG, NEG_TAG))
+    return Effect(f"Removed {removed} tag(s) from {len(labels)} label(s)", result=removed)
+
+
+def default_bank_key(collection: Any, field: str | None = None) -> str:
+    """The key the panel builds into: the newest bank's, else ``<field>-refs``."""
+    from fiftyone_ntt.fiftyone.banks import list_banks
+
+    banks = sorted(list_banks(collection), key=lambda b: str(b.get("created", "")))
+    if banks:
+        return banks[-1]["key"]
+    return f"{field or 'ground_truth'}-refs"
+
+
+def reference_field(collection: Any) -> str | None:
+    """The field holding most references (where the bank takes them from)."""
+    tagged = label_fields_with_tags(collection._root_dataset, (REF_TAG,))
+    if not tagged:
+        return None
+    return max(sorted(tagged), key=lambda f: tagged[f][REF_TAG])
+
+
+def build_bank(
+    collection: Any, bank_key: str | None = None, preset: str = "default", **kwargs: Any
+) -> Effect:
+    """Build (or rebuild) a bank from the dataset's tagged references."""
+    from fiftyone_ntt.fiftyone.banks import build_bank as _build
+
+    dataset = collection._root_dataset
+    gt_field = reference_field(dataset)
+    if gt_field is None:
+        return Effect(
+            "No reference is tagged yet: tag a few labels as references first",
+            variant="warning",
+        )
+    key = bank_key or default_bank_key(dataset, gt_field)
+    info = _build(dataset, gt_field, key, preset=preset, overwrite=True, **kwargs)
+    refs = info.get("num_references", 0)
+    return Effect(
+        f"Built memory bank {key!r}: {refs} reference(s) of {len(info.get('classes', []))} "
+        "class(es)",
+        result=info,
+    )
+
+
+def sample_references_prompt(collection: Any, plugin: str) -> Effect:
+    """Open the 'sample references' form (K per class, seeded)."""
+    return Effect(prompt={"operator": f"{plugin}/ntt_sample_references", "params": {}})
+
+
+def demo_references(collection: Any, shots: int = 3, seed: int = 0) -> Effect:
+    """On the demo dataset: tag ``shots`` coins of ``coins_top.png`` as references and show
+    the targets (``coins_bottom.png`` and the cat), the intended split."""
+    from fiftyone_ntt.fiftyone.references import sample_references
+
+    split = demo_split(collection)
+    if split is None:
+        return Effect("This is not the demo dataset", variant="warning")
+    dataset = collection._root_dataset
+    picked = sample_references(
+        dataset.select(split["references"]), "ground_truth", shots, seed, one_per_image=False
+    )
+    return Effect(
+        f"Tagged {len(picked)} coins of {DEMO_REFERENCE_FILE} as references. Next: build a "
+        f"memory bank, then segment this view ({', '.join(DEMO_TARGET_FILES)})",
+        view=dataset.select(split["targets"], ordered=True),
+        result=len(picked),
+    )
+
+
+def _need_bank(bank: str | None) -> Effect | None:
+    if bank:
+        return None
+    return Effect(
+        "No memory bank yet: tag references, then 'Build / rebuild' a bank", variant="warning"
+    )
+
+
+def run_preview(
+    collection: Any, bank: str | None, n: int = 8, sample_ids: Sequence[str] | None = None
+) -> Effect:
+    """Preview ``bank`` on ``sample_ids`` (the modal's sample) or on ``n`` samples of the
+    view; writes :data:`PREVIEW_FIELD` and shows those samples."""
+    import fiftyone_ntt.fiftyone as nf
+
+    missing = _need_bank(bank)
+    if missing:
+        return missing
+    if n < 1:
+        raise ValueError(f"preview on {n} samples: choose N >= 1")
+    result = nf.preview(collection, bank, n=n, field=PREVIEW_FIELD, sample_ids=sample_ids)
+    ids = list(result.get("sample_ids") or sample_ids or [])
+    count = int(result.get("detections", 0) or 0)
+    dataset = collection._root_dataset
+    message = (
+        f"Preview of {bank!r} on {len(ids)} sample(s): {count} detection(s) in {PREVIEW_FIELD!r}"
+    )
+    # in the modal (one sample asked for), keep the view: the modal shows the new field
+    view = None if sample_ids else dataset.select(ids, ordered=True)
+    return Effect(message, view=view, reload=True, result=result)
+
+
+def _by_field(
+    collection: Any, selected_labels: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, list[str]], int]:
+    """Selected prediction label ids per prediction field, and how many selected labels are
+    in other fields (ground truth: accept/reject leaves them alone)."""
+    preds = set(prediction_fields(collection))
+    out: dict[str, list[str]] = {}
+    other = 0
+    for label in _selected(selected_labels):
+        if label["field"] in preds:
+            out.setdefault(label["field"], []).append(label["label_id"])
+        else:
+            other += 1
+    return out, other
+
+
+def _judge(collection: Any, selected_labels: Any, accept: bool) -> Effect:
+    import fiftyone_ntt.fiftyone as nf
+
+    verb = "Accepted" if accept else "Rejected"
+    what = "references" if accept else "negatives (false positives)"
+    per_field, other = _by_field(collection, selected_labels)
+    if not per_field:
+        note = f" ({other} selected label(s) are not predictions)" if other else ""
+        return Effect(
+            "Select predictions first (in the sample view, or a patches view of a prediction "
+            f"field), then accept or reject them{note}",
+            variant="warning",
+        )
+    call = nf.accept_predictions if accept else nf.reject_predictions
+    dataset = collection._root_dataset
+    count = sum(call(dataset, f, label_ids=ids) for f, ids in sorted(per_field.items()))
+    message = f"{verb} {count} prediction(s) as {what}; rebuild the bank to use them"
+    if other:
+        message += f" ({other} selected ground-truth label(s) left alone)"
+    return Effect(message, result=count)
+
+
+def accept_selected(collection: Any, selected_labels: Any) -> Effect:
+    """Tag the selected predictions ``ntt:ref`` (references for the next bank version)."""
+    return _judge(collection, selected_labels, accept=True)
+
+
+def reject_selected(collection: Any, selected_labels: Any) -> Effect:
+    """Tag the selected predictions ``ntt:neg`` (negatives for the next bank version)."""
+    return _judge(collection, selected_labels, accept=False)
+
+
+def segment_prompt(
+    collection: Any, plugin: str, bank: str | None, on_success: Any = None
+) -> Effect:
+    """Open the segment form for the current view with ``bank`` chosen ("Schedule" queues
+    it for a delegated worker)."""
+    missing = _need_bank(bank)
+    if missing:
+        return missing
+    return Effect(
+        prompt={
+            "operator": f"{plugin}/ntt_segment",
+            "params": {"bank": bank},
+            "on_success": on_success,
+        }
+    )
+
+
+def _need_row(row: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not row:
+        raise ValueError("that run is no longer listed; press Refresh")
+    return row
+
+
+def show_predictions(collection: Any, row: Mapping[str, Any] | None) -> Effect:
+    """Show the samples a run wrote predictions to."""
+    row = _need_row(row)
+    dataset = collection._root_dataset
+    out = row.get("field")
+    if not out or not dataset.has_sample_field(out):
+        return Effect(f"Run {row.get('id')!r} has no prediction field yet", variant="warning")
+    view = dataset.exists(out)
+    return Effect(f"Showing the {len(view)} sample(s) with {out!r}", view=view, reload=True)
+
+
+def resume_prompt(collection: Any, plugin: str, row: Mapping[str, Any] | None) -> Effect:
+    """Open the segment form with the run's bank and output field: scheduling it resumes
+    (samples already done are skipped)."""
+    row = _need_row(row)
+    dataset = collection._root_dataset
+    config = dataset.get_run_info(row["field"]).config
+    return Effect(
+        prompt={
+            "operator": f"{plugin}/ntt_segment",
+            "params": {"bank": getattr(config, "bank_key", None), "out_field": row["field"]},
+        }
+    )
+
+
+def mark_run_failed(collection: Any, row: Mapping[str, Any] | None) -> Effect:
+    """Mark a delegated operation whose worker died as failed."""
+    row = _need_row(row)
+    op_id = row.get("op_id")
+    if not op_id:
+        return Effect(
+            f"{row.get('id')!r} is not a delegated operation; nothing to mark", variant="warning"
+        )
+    from fiftyone_ntt.fiftyone.activity import mark_failed
+
+    mark_failed(op_id)
+    return Effect(f"Marked operation {op_id} as failed", result=op_id)
+
+
+def evaluate_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
+    """Evaluate a run's predictions (FiftyOne's COCO evaluation, masks) on the samples it
+    segmented, reference samples left out; key ``eval_<field>``."""
+    from fiftyone_ntt.fiftyone.evaluate import evaluate
+
+    row = _need_row(row)
+    dataset = collection._root_dataset
+    out = row["field"]
+    summary = evaluate(dataset.exists(out), out, f"eval_{out}", exclude_references=True)
+    return Effect(
+        f"Evaluated {out!r} on {summary['num_samples']} sample(s): mAP {summary['mAP']:.3f}, "
+        f"TP {summary['tp']}, FP {summary['fp']}, FN {summary['fn']}",
+        result=summary,
+    )
+
+
+def open_evaluation(collection: Any, row: Mapping[str, Any] | None) -> Effect:
+    """Open FiftyOne's Model Evaluation panel on the run's evaluation, and show its TP/FP/FN
+    patches."""
+    row = _need_row(row)
+    key = row.get("evaluation")
+    dataset = collection._root_dataset
+    if not key or key not in dataset.list_evaluations():
+        return Effect(
+            f"{row.get('field')!r} is not evaluated yet: press Evaluate", variant="warning"
+        )
+    eval_id = str(dataset._doc.evaluations[key].id)
+    return Effect(
+        f"Opened evaluation {key!r} (patches: true positives, false positives, missed)",
+        variant="info",
+        view=dataset.to_evaluation_patches(key),
+        open_panel={
+            "name": EVAL_PANEL,
+            "state": {"view": {"page": "evaluation", "key": key, "id": eval_id, "init": True}},
+        },
+        result=key,
+    )
