@@ -35,9 +35,9 @@ __all__ = [
     "first_use",
     "format_size",
     "label_fields_with_tags",
+    "prediction_fields",
     "reference_rows",
     "reference_view",
-    "prediction_fields",
     "run_rows",
     "selection_summary",
     "show_references",
@@ -189,61 +189,75 @@ def bank_rows(collection: Any) -> list[dict[str, Any]]:
 
 def _progress(done: Any, total: Any) -> str:
     if total is None:
-        return ""
-    return f"{done or 0} / {total}"
+        return "" if done is None else f"{done} done"
+    return f"{min(done or 0, total)} / {total}"
+
+
+_ACTIVE = ("queued", "running")
 
 
 def run_rows(collection: Any) -> list[dict[str, Any]]:
-    """One row per segmentation run of the dataset (a custom run per output field):
-    ``field``, ``kind``, ``state``, ``progress`` (samples done / total), ``bank``,
-    ``evaluation`` (its evaluation key, if evaluated), ``error`` and which buttons apply
-    (``can_show``, ``can_resume``, ``can_mark_failed``, ``can_evaluate``, ``can_open_eval``)."""
-    from fiftyone_ntt.fiftyone.runs import list_ntt_runs
-    from fiftyone_ntt.fiftyone.segment import run_state
+    """The Runs table: every segmentation, evaluation and delegated operation of this plugin
+    on the dataset (:func:`fiftyone_ntt.fiftyone.activity.list_activity`).
+
+    A segmentation being run by a delegated operation shows once, as the operation (whose
+    progress the worker updates); the run's own row returns when the operation is over.
+
+    Each row: ``id``, ``op_id`` (delegated operations), ``kind``, ``field`` (output field or
+    evaluation key), ``state``, ``progress`` (``"done / total"`` samples), ``bank``
+    (``"key v2"``), ``error``, ``updated``, ``evaluation`` (the evaluation of a run's field)
+    and which buttons apply: ``can_show``, ``can_resume``, ``can_mark_failed``,
+    ``can_evaluate``, ``can_open_eval``.
+    """
+    from fiftyone_ntt.fiftyone.activity import list_activity
 
     dataset = collection._root_dataset
-    evaluations = {}
+    activity = list_activity(dataset)
+    evaluations: dict[str, str] = {}
     for key in dataset.list_evaluations():
         pred = getattr(dataset.get_evaluation_info(key).config, "pred_field", None)
-        evaluations.setdefault(pred, key)
+        if pred:
+            evaluations.setdefault(pred, key)
+    busy = {
+        r["out_field"]
+        for r in activity
+        if r["source"] == "delegated" and r["kind"] == "segment" and r["state"] in _ACTIVE
+    }
     rows = []
-    for key in list_ntt_runs(dataset):
-        state = run_state(dataset, key)
-        config = dataset.get_run_info(key).config
-        done = (state.get("processed") or 0) + _done_before(dataset, key)
-        status = state["status"]
+    for r in activity:
+        source, state, out = r["source"], r["state"], r["out_field"]
+        if source == "run" and out in busy:
+            continue
+        if source == "delegated" and state == "completed":
+            continue  # its run or evaluation row says the same, with its buttons
+        is_segment = r["kind"] == "segment"
+        has_field = bool(out) and is_segment and dataset.has_sample_field(out)
+        evaluation = evaluations.get(out, "") if is_segment else (out or "")
+        bank = r.get("bank") or ""
+        if bank and r.get("bank_version"):
+            bank = f"{bank} v{r['bank_version']}"
         rows.append(
             {
-                "id": key,
-                "kind": "segmentation",
-                "field": key,
-                "state": status,
-                "progress": _progress(min(done, state.get("total") or done), state.get("total")),
-                "bank": _bank_label(config),
-                "evaluation": evaluations.get(key, ""),
-                "error": "",
-                "can_show": dataset.has_sample_field(key),
-                "can_resume": status == "interrupted",
-                "can_mark_failed": False,
-                "can_evaluate": status == "completed",
-                "can_open_eval": key in evaluations,
+                "id": r["id"],
+                "op_id": r["id"] if source == "delegated" else None,
+                "kind": {"segment": "segmentation", "evaluate": "evaluation"}.get(
+                    r["kind"], r["kind"] or ""
+                ),
+                "field": out or "",
+                "state": state or "",
+                "progress": _progress(r.get("done"), r.get("total")),
+                "bank": bank,
+                "error": r.get("error") or "",
+                "updated": format_time(r.get("updated")),
+                "evaluation": evaluation,
+                "can_show": has_field,
+                "can_resume": source == "run" and state == "interrupted",
+                "can_mark_failed": source == "delegated" and state in (*_ACTIVE, "interrupted"),
+                "can_evaluate": source == "run" and state == "completed",
+                "can_open_eval": bool(evaluation) and evaluation in dataset.list_evaluations(),
             }
         )
     return rows
-
-
-def _done_before(dataset: Any, key: str) -> int:
-    try:
-        results = dataset.load_run_results(key, cache=False)
-    except Exception:  # results of an older layout: no count
-        return 0
-    return int(getattr(results, "done_before", 0) or 0)
-
-
-def _bank_label(config: Any) -> str:
-    key = getattr(config, "bank_key", None) or ""
-    version = getattr(config, "bank_version", None)
-    return f"{key} v{version}" if key and version else key
 
 
 def prediction_fields(collection: Any) -> list[str]:

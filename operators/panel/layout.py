@@ -168,11 +168,12 @@ def _runs(panel, obj: types.Object, state) -> None:
     if rows:
         table = _table(
             [
-                ("field", "Output field"),
+                ("kind", "Run"),
+                ("field", "Field / key"),
                 ("state", "State"),
                 ("progress", "Progress"),
                 ("bank", "Bank"),
-                ("evaluation", "Evaluation"),
+                ("updated", "Updated (UTC)"),
                 ("error", "Error"),
             ]
         )
