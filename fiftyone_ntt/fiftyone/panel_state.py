@@ -160,12 +160,12 @@ def _models(info: Mapping[str, Any]) -> str:
 
 def _classes_shots(info: Mapping[str, Any]) -> str:
     shots = info.get("shots") or {}
-    return ", ".join(f"{name} × {count}" for name, count in shots.items())
+    return ", ".join(f"{name} {count}" for name, count in shots.items())
 
 
 def bank_rows(collection: Any) -> list[dict[str, Any]]:
     """One row per memory bank of the dataset (newest version first within a key): ``key``,
-    ``version``, ``classes`` (``"red × 1, green × 1"``), ``negatives``, ``models``,
+    ``version``, ``classes`` (shots per class: ``"red 1, green 2"``), ``negatives``, ``models``,
     ``size``, ``created``, ``change`` (what changed from the previous version), ``exists``."""
     from fiftyone_ntt.fiftyone.banks import list_banks
 

@@ -12,7 +12,7 @@ _NOTICE = {"error": types.Error, "warning": types.Warning, "success": types.Succ
 
 
 def _table(columns: list[tuple[str, str]]) -> types.TableView:
-    table = types.TableView()
+    table = types.TableView(max_inline_actions=5)
     for key, label in columns:
         table.add_column(key, label=label)
     return table
@@ -26,7 +26,7 @@ def _buttons(parent: types.Object, name: str, buttons: list[tuple]) -> None:
 
 
 def _heading(parent: types.Object, name: str, text: str) -> None:
-    parent.md(f"#### {text}", name=name)
+    parent.md(f"##### {text}", name=name)
 
 
 def _first_use(panel, obj: types.Object, info: dict) -> None:
@@ -59,7 +59,7 @@ def _references(panel, obj: types.Object, state) -> None:
                     ("class", "Class"),
                     ("positives", "References"),
                     ("negatives", "Negatives"),
-                    ("fields", "From fields"),
+                    ("fields", "Fields"),
                 ]
             ),
         )
@@ -101,15 +101,18 @@ def _banks(panel, obj: types.Object, state) -> None:
                 [
                     ("key", "Bank"),
                     ("version", "Version"),
-                    ("classes", "Classes × shots"),
+                    ("classes", "Shots per class"),
                     ("negatives", "Negatives"),
-                    ("change", "Change"),
-                    ("models", "Models"),
-                    ("size", "Size"),
+                    ("change", "Change from previous"),
                     ("created", "Created (UTC)"),
                 ]
             ),
         )
+        # models and file size: one line per bank, the table would be too wide with them
+        details = {}
+        for row in rows:
+            details.setdefault(row["key"], f"**{row['key']}**: {row['models']}, {row['size']}")
+        obj.md("  \n".join(details.values()), name="banks_details")
         choices = types.DropdownView(label="Bank used by preview and segment")
         for key in dict.fromkeys(r["key"] for r in rows):
             choices.add_choice(key, label=key)
@@ -129,7 +132,13 @@ def _banks(panel, obj: types.Object, state) -> None:
 def _preview(panel, obj: types.Object, state) -> None:
     _heading(obj, "preview_heading", "Preview")
     bank = state.get("bank")
-    obj.int("preview_n", default=state.get("preview_n") or 8, min=1, label="N samples")
+    obj.int(
+        "preview_n",
+        default=state.get("preview_n") or 8,
+        min=1,
+        label="N (samples of the view to preview)",
+        view=types.FieldView(space=4),
+    )
     _buttons(
         obj,
         "preview_buttons",

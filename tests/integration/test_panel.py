@@ -150,7 +150,7 @@ def test_build_bank_lists_it_with_readable_columns(panel):
     assert len(rows) == 1
     row = rows[0]
     assert row["key"] == "ground_truth-refs"
-    assert row["classes"] == "red × 1, green × 1, blue × 1"
+    assert row["classes"] == "red 1, green 1, blue 1"
     assert row["models"] == "fake-color-histogram + fake-region"
     assert row["size"].endswith("KB") and row["created"][:2] == "20"
     assert panel.state["bank"] == "ground_truth-refs"
@@ -256,3 +256,53 @@ def test_interrupted_run_offers_resume_with_its_settings(panel):
 
     panel.call("run_resume", row=7)  # a stale row index
     assert panel.state["message_variant"] == "error" and "Refresh" in panel.notice()
+
+
+def _core_hash(dataset, field, drop_prefixes=("eval_",), drop_tags=False) -> str:
+    """Hash of a Detections field without the attributes FiftyOne's evaluation adds to
+    ground truth (``<eval_key>``, ``<eval_key>_id``, ``<eval_key>_iou``) and, if asked,
+    without label tags (what tagging references changes, on explicit request)."""
+    import hashlib
+
+    import bson
+
+    digest = hashlib.sha256()
+    for doc in dataset._sample_collection.find({}, {field: 1}).sort("_id", 1):
+        value = doc.get(field) or {}
+        dets = []
+        for det in value.get("detections", []):
+            det = {k: v for k, v in det.items() if not k.startswith(drop_prefixes)}
+            if drop_tags:
+                det.pop("tags", None)
+            dets.append(det)
+        digest.update(bson.encode({"v": dets}))
+    return digest.hexdigest()
+
+
+def test_no_panel_action_modifies_ground_truth(panel, field_hash):
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = panel.dataset
+    before = field_hash(dataset, GT)
+    untagged = _core_hash(dataset, GT, drop_tags=True)
+    panel.call("show_refs")
+    panel.call("show_negs")
+    panel.call("build")
+    panel.call("segment_view")
+    nf.segment(dataset, "ground_truth-refs", "ntt_predictions", points_per_side=16)
+    panel.call("on_refresh")
+    panel.call("run_show", row=0)
+    panel.call("on_change_view")
+    # tagging ground-truth labels changes their tags only, and only when asked
+    panel.selected_labels = _gt_ids(dataset, [(2, 0)])
+    assert field_hash(dataset, GT) == before  # nothing above touched the ground truth
+    panel.call("tag_refs")
+    assert field_hash(dataset, GT) != before
+    assert _core_hash(dataset, GT, drop_tags=True) == untagged
+    panel.call("untag")
+    assert field_hash(dataset, GT) == before  # back to exactly what it was
+    core = _core_hash(dataset, GT, drop_prefixes=("eval_",))
+    panel.call("run_evaluate", row=0)
+    panel.call("run_open_eval", row=0)
+    # evaluation adds FiftyOne's per-label match attributes, nothing else
+    assert _core_hash(dataset, GT, drop_prefixes=("eval_",)) == core
