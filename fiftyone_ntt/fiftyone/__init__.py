@@ -6,7 +6,9 @@ Workflow (each step also has an App operator):
 
 1. choose references: :func:`tag_references` / :func:`untag_references` (label tag
    ``"ntt:ref"``), or :func:`sample_references` (K per class, seeded;
-   :func:`count_reference_candidates` first);
+   :func:`count_reference_candidates` first); later, from predictions:
+   :func:`accept_predictions` (``"ntt:ref"``), :func:`reject_predictions` (negatives,
+   ``"ntt:neg"``), :func:`untag_labels`; :func:`reference_table` summarises them;
 2. :func:`build_bank` (a memory bank file, indexed per dataset: :func:`list_banks`,
    :func:`get_bank_info`, :func:`load_bank`, :func:`delete_bank`);
 3. :func:`segment` (resumable, a custom run per output field), or
@@ -26,6 +28,14 @@ from typing import Any
 
 _EXPORTS = {
     "DEFAULT_REFERENCE_TAG": "references",
+    "NEG_TAG": "references",
+    "REF_TAG": "curation",
+    "accept_predictions": "curation",
+    "reject_predictions": "curation",
+    "untag_labels": "curation",
+    "reference_table": "curation",
+    "tagged_fields": "curation",
+    "ground_truth_fields": "curation",
     "tag_references": "references",
     "untag_references": "references",
     "sample_references": "references",
