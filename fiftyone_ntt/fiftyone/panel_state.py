@@ -99,26 +99,20 @@ def label_fields_with_tags(
 
 
 def reference_rows(collection: Any) -> list[dict[str, Any]]:
-    """One row per class: ``class``, ``positives``, ``negatives``, ``fields`` (where the
-    tagged labels are, e.g. ``"ground_truth, ntt_predictions"``), sorted by class."""
-    from fiftyone import ViewField as F
+    """One row per class (:func:`fiftyone_ntt.fiftyone.curation.reference_table`):
+    ``class``, ``positives``, ``negatives``, ``fields`` (where the tagged labels are, e.g.
+    ``"ground_truth, ntt_preview"``), sorted by class."""
+    from fiftyone_ntt.fiftyone.curation import reference_table
 
-    rows: dict[str, dict[str, Any]] = {}
-    for name, tags in label_fields_with_tags(collection).items():
-        for tag, column in ((REF_TAG, "positives"), (NEG_TAG, "negatives")):
-            if not tags.get(tag):
-                continue
-            view = collection.filter_labels(name, F("tags").contains(tag))
-            for label, count in view.count_values(f"{name}.detections.label").items():
-                row = rows.setdefault(
-                    str(label),
-                    {"class": str(label), "positives": 0, "negatives": 0, "fields": set()},
-                )
-                row[column] += int(count)
-                row["fields"].add(name)
+    rows = reference_table(collection._root_dataset)
     return [
-        {**row, "fields": ", ".join(sorted(row["fields"]))}
-        for _, row in sorted(rows.items(), key=lambda item: item[0])
+        {
+            "class": row["class"] + (" (background)" if row.get("global") else ""),
+            "positives": row["positives"],
+            "negatives": row["negatives"],
+            "fields": ", ".join(sorted(row["fields"])),
+        }
+        for row in rows
     ]
 
 

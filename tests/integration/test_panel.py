@@ -306,3 +306,46 @@ def test_no_panel_action_modifies_ground_truth(panel, field_hash):
     panel.call("run_open_eval", row=0)
     # evaluation adds FiftyOne's per-label match attributes, nothing else
     assert _core_hash(dataset, GT, drop_prefixes=("eval_",)) == core
+
+
+def test_accept_and_reject_selected_predictions(panel, field_hash):
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = panel.dataset
+    panel.call("build")
+    nf.segment(dataset, "ground_truth-refs", "ntt_predictions", points_per_side=16)
+    before = field_hash(dataset, GT)
+    preds = [
+        {"label_id": d.id, "sample_id": s.id, "field": "ntt_predictions"}
+        for s in dataset.select_fields("ntt_predictions").exists("ntt_predictions")
+        for d in s.ntt_predictions.detections
+    ]
+    assert len(preds) >= 3
+
+    panel.call("reject")  # nothing selected
+    assert panel.state["message_variant"] == "warning" and "Select predictions" in panel.notice()
+    panel.selected_labels = _gt_ids(dataset, [(2, 0)])  # ground truth only
+    panel.call("on_change_selected_labels")
+    assert panel.state["selection"] == {"labels": 1, "predictions": 0}
+    panel.call("accept")
+    assert "not predictions" in panel.notice()
+
+    panel.selected_labels = preds[:1] + _gt_ids(dataset, [(2, 0)])
+    panel.call("on_change_selected_labels")
+    assert panel.state["selection"] == {"labels": 2, "predictions": 1}
+    panel.call("reject")
+    assert "Rejected 1 prediction(s)" in panel.notice()
+    assert "1 selected ground-truth label(s) left alone" in panel.notice()
+    assert dataset.count_label_tags(label_fields=["ntt_predictions"]) == {NEG: 1}
+    rows = {r["class"]: r for r in panel.state["refs"]}
+    assert sum(r["negatives"] for r in rows.values()) == 1
+    assert any("ntt_predictions" in r["fields"] for r in rows.values())
+
+    panel.selected_labels = preds[1:3]
+    panel.call("accept")
+    assert "Accepted 2 prediction(s) as references" in panel.notice()
+    assert dataset.count_label_tags(label_fields=["ntt_predictions"]) == {NEG: 1, REF: 2}
+    panel.selected_labels = preds[:1]
+    panel.call("accept")  # a rejected prediction accepted: one tag or the other
+    assert dataset.count_label_tags(label_fields=["ntt_predictions"]) == {REF: 3}
+    assert field_hash(dataset, GT) == before
