@@ -44,6 +44,7 @@ _EXPORTS = {
     "reference_summary": "references",
     "detections_fields": "references",
     "build_bank": "banks",
+    "bank_versions": "banks",
     "validate_build": "banks",
     "list_banks": "banks",
     "get_bank_info": "banks",
