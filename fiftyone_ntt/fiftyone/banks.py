@@ -296,7 +296,7 @@ def validate_build(
                 )
             )
         summary = {c: v for c, v in summary.items() if c in classes}
-    if not summary:
+    if not summary and not problems:  # "classes ... have no reference" already says it
         others = tagged_in_other_fields(collection, gt_field, tag) if gt_field else []
         others = [f for f in others if f not in sources]
         hint = (
@@ -313,7 +313,7 @@ def validate_build(
                 "predictions",
             )
         )
-    else:
+    elif summary:
         for field in sources:
             problems += [("gt_field", p) for p in check_reference_boxes(collection, field, tag)]
     both = tagged_in_both(collection, sources, tag, neg_tag)
@@ -401,9 +401,9 @@ def build_bank(
         ValueError: invalid field, key, classes, version, or no references (the message
             says which).
     """
-    from fiftyone_ntt.fiftyone.bank_inputs import collect_instances, source_fields
     from fiftyone_ntt.fiftyone.bank_history import describe_diff
-    from fiftyone_ntt.fiftyone.models import get_models, model_identity
+    from fiftyone_ntt.fiftyone.bank_inputs import collect_instances, source_fields
+    from fiftyone_ntt.fiftyone.models import get_models, model_identity, test_models
     from fiftyone_ntt.memory_bank import BACKGROUND_LABELS, build_memory_bank, split_negatives
 
     background = tuple(BACKGROUND_LABELS if background_labels is None else background_labels)
@@ -445,6 +445,11 @@ def build_bank(
     # the device is not part of the bank: the same references give the same fingerprint
     stored_config = config.to_dict()
     stored_config["models"]["device"] = "auto"
+    mode = test_models()
+    if mode:  # the preset names weights that did not run: record the models that did
+        identity = model_identity(encoder, proposer)
+        stored_config["models"]["sam2"] = str(identity["proposer"].get("source", mode))
+        stored_config["models"]["dinov2"] = str(identity["encoder"].get("source", mode))
     bank = build_memory_bank(
         positives,
         encoder,
@@ -499,6 +504,7 @@ def build_bank(
             "size_bytes": path.stat().st_size,
             "created": bank.created,
             "fingerprint": bank.fingerprint,
+            "test_models": mode,
         }
         entry = dict(
             info,
