@@ -93,6 +93,8 @@ class MemoryBank:
             :data:`GLOBAL_NEGATIVE` (-1) for a global negative.
         negative_ids: ``N`` stable ids of the negative instances (distinct from
             ``reference_ids``).
+        origin: where this copy was loaded from (e.g. a dataset's bank key and version);
+            not saved, not part of the content or the fingerprint.
     """
 
     features: np.ndarray
@@ -107,6 +109,7 @@ class MemoryBank:
     negative_features: np.ndarray | None = None
     negative_class_ids: np.ndarray | None = None
     negative_ids: tuple[str, ...] = ()
+    origin: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         features = np.ascontiguousarray(self.features, dtype=np.float32)

@@ -9,9 +9,11 @@ Workflow (each step also has an App operator):
    :func:`count_reference_candidates` first); later, from predictions:
    :func:`accept_predictions` (``"ntt:ref"``), :func:`reject_predictions` (negatives,
    ``"ntt:neg"``), :func:`untag_labels`; :func:`reference_table` summarises them;
-2. :func:`build_bank` (a memory bank file, indexed per dataset: :func:`list_banks`,
-   :func:`get_bank_info`, :func:`load_bank`, :func:`delete_bank`);
-3. :func:`segment` (resumable, a custom run per output field), or
+2. :func:`build_bank` (a new version of a memory bank file at each build, indexed per
+   dataset: :func:`list_banks`, :func:`bank_versions`, :func:`get_bank_info`,
+   :func:`load_bank`, :func:`delete_bank`);
+3. :func:`preview` on a few samples (models stay loaded; :func:`free_models`), then
+   :func:`segment` (resumable, a custom run per output field), or
    ``dataset.apply_model(NTTModel(bank), label_field=...)``;
 4. :func:`evaluate` (FiftyOne's COCO evaluator, optionally pycocotools' exact protocol).
 
@@ -44,6 +46,7 @@ _EXPORTS = {
     "reference_summary": "references",
     "detections_fields": "references",
     "build_bank": "banks",
+    "bank_versions": "banks",
     "validate_build": "banks",
     "list_banks": "banks",
     "get_bank_info": "banks",
@@ -60,6 +63,10 @@ _EXPORTS = {
     "predictions_to_detections": "labels",
     "detection_to_reference": "labels",
     "get_models": "models",
+    "free_models": "models",
+    "preview": "preview",
+    "PREVIEW_FIELD": "preview",
+    "CURATED_FIELD": "preview",
 }
 
 __all__ = sorted(_EXPORTS)
