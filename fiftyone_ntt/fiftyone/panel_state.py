@@ -48,6 +48,8 @@ __all__ = [
 REF_TAG = DEFAULT_REFERENCE_TAG
 NEG_TAG = "ntt:neg"
 PREVIEW_FIELD = "ntt_preview"
+#: Where a new preview moves the preview labels that were accepted or rejected.
+CURATED_FIELD = "ntt_curated"
 #: FiftyOne's Model Evaluation panel (built in).
 EVAL_PANEL = "model_evaluation_panel_builtin"
 #: The demo dataset's intended split: references from the top half, targets the rest.
@@ -158,26 +160,28 @@ def _classes_shots(info: Mapping[str, Any]) -> str:
 
 
 def bank_rows(collection: Any) -> list[dict[str, Any]]:
-    """One row per memory bank of the dataset (newest version first within a key): ``key``,
-    ``version``, ``classes`` (shots per class: ``"red 1, green 2"``), ``negatives``, ``models``,
-    ``size``, ``created``, ``change`` (what changed from the previous version), ``exists``."""
-    from fiftyone_ntt.fiftyone.banks import list_banks
+    """One row per version of each memory bank of the dataset (by key, newest version
+    first): ``key``, ``version``, ``classes`` (shots per class: ``"red 1, green 2"``),
+    ``negatives``, ``models``, ``size``, ``created``, ``change`` (what changed from the
+    previous version, e.g. ``"+1 negative"``), ``exists`` (the file is still there)."""
+    from fiftyone_ntt.fiftyone.banks import bank_versions, list_banks
 
     rows = []
     for info in list_banks(collection):
-        rows.append(
-            {
-                "key": info.get("key", ""),
-                "version": info.get("version", 1),
-                "classes": _classes_shots(info),
-                "negatives": int(info.get("num_negatives", 0) or 0),
-                "models": _models(info),
-                "size": format_size(info.get("size_bytes")),
-                "created": format_time(info.get("created")),
-                "change": info.get("change", "first version"),
-                "exists": bool(info.get("exists", True)),
-            }
-        )
+        for entry in reversed(bank_versions(collection, info["key"])):
+            rows.append(
+                {
+                    "key": info["key"],
+                    "version": int(entry.get("version", 1)),
+                    "classes": _classes_shots(entry),
+                    "negatives": int(entry.get("num_negatives", 0) or 0),
+                    "models": _models(entry),
+                    "size": format_size(entry.get("size_bytes")),
+                    "created": format_time(entry.get("created")),
+                    "change": (entry.get("diff") or {}).get("text", ""),
+                    "exists": bool(entry.get("exists", True)),
+                }
+            )
     return rows
 
 
@@ -261,8 +265,9 @@ def prediction_fields(collection: Any) -> list[str]:
 
     dataset = collection._root_dataset
     fields = set(list_ntt_runs(dataset))
-    if dataset.has_sample_field(PREVIEW_FIELD):
-        fields.add(PREVIEW_FIELD)
+    for name in (PREVIEW_FIELD, CURATED_FIELD):
+        if dataset.has_sample_field(name):
+            fields.add(name)
     for key in dataset.list_evaluations():
         pred = getattr(dataset.get_evaluation_info(key).config, "pred_field", None)
         if pred:
@@ -420,17 +425,21 @@ def default_bank_key(collection: Any, field: str | None = None) -> str:
 
 
 def reference_field(collection: Any) -> str | None:
-    """The field holding most references (where the bank takes them from)."""
+    """The ground-truth field the bank records: of the fields holding references, the one
+    with most that is not a prediction field (else the one with most)."""
     tagged = label_fields_with_tags(collection._root_dataset, (REF_TAG,))
     if not tagged:
         return None
-    return max(sorted(tagged), key=lambda f: tagged[f][REF_TAG])
+    preds = set(prediction_fields(collection))
+    candidates = [f for f in tagged if f not in preds] or list(tagged)
+    return max(sorted(candidates), key=lambda f: tagged[f][REF_TAG])
 
 
 def build_bank(
     collection: Any, bank_key: str | None = None, preset: str = "default", **kwargs: Any
 ) -> Effect:
-    """Build (or rebuild) a bank from the dataset's tagged references."""
+    """Build a new version of a bank from the dataset's references and negatives (in the
+    ground truth and in prediction fields)."""
     from fiftyone_ntt.fiftyone.banks import build_bank as _build
 
     dataset = collection._root_dataset
@@ -441,13 +450,16 @@ def build_bank(
             variant="warning",
         )
     key = bank_key or default_bank_key(dataset, gt_field)
-    info = _build(dataset, gt_field, key, preset=preset, overwrite=True, **kwargs)
-    refs = info.get("num_references", 0)
-    return Effect(
-        f"Built memory bank {key!r}: {refs} reference(s) of {len(info.get('classes', []))} "
-        "class(es)",
-        result=info,
+    info = _build(dataset, gt_field, key, preset=preset, **kwargs)
+    change = (info.get("diff") or {}).get("text", "")
+    message = (
+        f"Built {key!r} v{info.get('version', 1)}: {info.get('num_references', 0)} "
+        f"reference(s), {info.get('num_negatives', 0)} negative(s) ({change})"
     )
+    skipped = info.get("skipped_negatives") or 0
+    if skipped:
+        message += f"; {skipped} negative(s) of classes without references were skipped"
+    return Effect(message, variant="warning" if skipped else "success", result=info)
 
 
 def sample_references_prompt(collection: Any, plugin: str) -> Effect:
@@ -496,12 +508,19 @@ def run_preview(
     if n < 1:
         raise ValueError(f"preview on {n} samples: choose N >= 1")
     result = nf.preview(collection, bank, n=n, field=PREVIEW_FIELD, sample_ids=sample_ids)
-    ids = list(result.get("sample_ids") or sample_ids or [])
+    ids = list(result.get("sample_ids") or [])
     count = int(result.get("detections", 0) or 0)
     dataset = collection._root_dataset
+    version = result.get("bank_version")
+    reused = "models loaded" if result.get("models_loaded") else "models reused"
     message = (
-        f"Preview of {bank!r} on {len(ids)} sample(s): {count} detection(s) in {PREVIEW_FIELD!r}"
+        f"Preview of {bank!r}{f' v{version}' if version else ''} on {len(ids)} sample(s): "
+        f"{count} detection(s) in {PREVIEW_FIELD!r} ({reused}, "
+        f"{float(result.get('seconds') or 0):.1f} s)"
     )
+    failures = result.get("failures") or []
+    if failures:
+        message += f"; {len(failures)} image(s) could not be read and were skipped"
     # in the modal (one sample asked for), keep the view: the modal shows the new field
     view = None if sample_ids else dataset.select(ids, ordered=True)
     return Effect(message, view=view, reload=True, result=result)

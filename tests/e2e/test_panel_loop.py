@@ -179,7 +179,7 @@ def test_curation_loop_through_the_panel(page, app_url, loop_dataset, artifacts_
 
     # 3. build v1
     click(panel, "Build / rebuild")
-    wait_text(panel, "Built memory bank")
+    wait_text(panel, "Built 'ground_truth-refs' v1")
     (bank,) = nf.list_banks(dataset)
     assert bank["shots"] == {"red": 1, "green": 1, "blue": 1}
     shot(page, artifacts_dir, "3-bank-v1")

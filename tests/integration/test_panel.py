@@ -154,7 +154,8 @@ def test_build_bank_lists_it_with_readable_columns(panel):
     assert row["models"] == "fake-color-histogram + fake-region"
     assert row["size"].endswith("KB") and row["created"][:2] == "20"
     assert panel.state["bank"] == "ground_truth-refs"
-    assert "Built memory bank" in panel.notice()
+    assert "Built 'ground_truth-refs' v1: 3 reference(s), 0 negative(s)" in panel.notice()
+    assert row["version"] == 1 and row["change"] == "first version"
     # the table is a table
     assert "TableView" in str(panel.output["type"]["properties"]["banks"])
 
@@ -189,7 +190,7 @@ def test_segment_run_evaluate_and_open_evaluation(panel):
         "ntt_predictions",
         "completed",
     )
-    assert row["progress"] == "6 / 6" and row["bank"] == "ground_truth-refs"
+    assert row["progress"] == "6 / 6" and row["bank"] == "ground_truth-refs v1"
     assert row["can_show"] and row["can_evaluate"] and not row["can_open_eval"]
 
     panel.call("run_show", row=0)
@@ -348,4 +349,81 @@ def test_accept_and_reject_selected_predictions(panel, field_hash):
     panel.selected_labels = preds[:1]
     panel.call("accept")  # a rejected prediction accepted: one tag or the other
     assert dataset.count_label_tags(label_fields=["ntt_predictions"]) == {REF: 3}
+    assert field_hash(dataset, GT) == before
+
+
+STRIPE = (92, 30, 98, 80)
+DISTRACTOR = [
+    (1, (10, 10, 40, 40), "red"),
+    (2, (10, 55, 40, 90), "green"),
+    (4, (70, 30, 120, 80), None),
+    (1, STRIPE, None),
+]
+
+
+def _preview_boxes(dataset, sample_id):
+    from fiftyone_ntt.fiftyone.panel_state import PREVIEW_FIELD
+
+    dataset.reload()
+    sample = dataset[sample_id]
+    w, h = sample.metadata.width, sample.metadata.height
+    out = []
+    for det in sample[PREVIEW_FIELD].detections:
+        x, y, bw, bh = det.bounding_box
+        box = tuple(round(v) for v in (x * w, y * h, (x + bw) * w, (y + bh) * h))
+        out.append((det.label, round(det.confidence, 4), box, det.id))
+    return sorted(out)
+
+
+def test_preview_reject_rebuild_preview_again(panel, tmp_path, field_hash):
+    import fiftyone as fo
+    from ntt_painted import _paint_sample
+
+    dataset = panel.dataset
+    dataset.add_sample(_paint_sample(fo, tmp_path, 99, DISTRACTOR))
+    dataset.compute_metadata()
+    distractor = dataset.last().id
+    before = field_hash(dataset, GT)
+
+    panel.call("build")
+    panel.call("preview_view")  # N = 8 samples of the view: shown in the App
+    assert panel.view is not None and len(panel.view) == 8
+    assert "reload_dataset" in panel.triggered()
+    assert "Preview of 'ground_truth-refs' v1 on 8 sample(s)" in panel.notice()
+    assert "models loaded" in panel.notice() or "models reused" in panel.notice()
+
+    # in the modal: this sample only, the view is left alone
+    panel.view = None
+    panel.current_sample = distractor
+    panel.call("on_change_current_sample")
+    assert panel.state["modal"] is True
+    panel.call("preview_sample")
+    assert "on 1 sample(s)" in panel.notice() and panel.view is None
+    first = _preview_boxes(dataset, distractor)
+    fp = [p for p in first if p[2][0] >= STRIPE[0] - 2 and p[2][2] <= STRIPE[2] + 2]
+    assert [p[0] for p in fp] == ["red"], first
+    true = [p[:3] for p in first if p[2] in ((10, 10, 40, 40), (10, 55, 40, 90))]
+    assert sorted(p[0] for p in true) == ["green", "red"]
+
+    panel.selected_labels = [
+        {"label_id": fp[0][3], "sample_id": distractor, "field": "ntt_preview"}
+    ]
+    panel.call("on_change_selected_labels")
+    assert panel.state["selection"] == {"labels": 1, "predictions": 1}
+    panel.call("reject")
+    panel.selected_labels = []
+    panel.call("build")
+    rows = panel.state["banks"]
+    assert [(r["version"], r["negatives"], r["change"]) for r in rows] == [
+        (2, 1, "+1 negative"),
+        (1, 0, "first version"),
+    ]
+    assert "v2" in panel.notice()
+
+    panel.call("preview_sample")
+    second = _preview_boxes(dataset, distractor)
+    assert not [p for p in second if p[2][0] >= STRIPE[0] - 2 and p[2][2] <= STRIPE[2] + 2]
+    assert [p[:3] for p in second if p[2] in ((10, 10, 40, 40), (10, 55, 40, 90))] == true
+    # the rejected label is kept (moved out of the replaced preview field)
+    assert sum(r["negatives"] for r in panel.state["refs"]) == 1
     assert field_hash(dataset, GT) == before
