@@ -68,6 +68,8 @@ class Effect:
         reload: reload the dataset in the App (new fields or labels were written).
         open_panel: ``{"name": ..., "state": {...}}`` of a panel to open.
         prompt: ``{"operator": uri, "params": {...}}``: open an operator's form.
+        reopen_sample: a sample id to open again in the sample view (its new fields show
+            only after it is reloaded).
         result: the library call's return value, for tests and logs.
     """
 
@@ -77,6 +79,7 @@ class Effect:
     reload: bool = False
     open_panel: dict[str, Any] | None = None
     prompt: dict[str, Any] | None = None
+    reopen_sample: str | None = None
     result: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -521,9 +524,9 @@ def run_preview(
     failures = result.get("failures") or []
     if failures:
         message += f"; {len(failures)} image(s) could not be read and were skipped"
-    # in the modal (one sample asked for), keep the view: the modal shows the new field
-    view = None if sample_ids else dataset.select(ids, ordered=True)
-    return Effect(message, view=view, reload=True, result=result)
+    if sample_ids:  # in the sample view: keep the view, show the sample again, new field in
+        return Effect(message, reload=True, reopen_sample=ids[0] if ids else None, result=result)
+    return Effect(message, view=dataset.select(ids, ordered=True), reload=True, result=result)
 
 
 def _by_field(

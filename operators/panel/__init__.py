@@ -28,6 +28,9 @@ def apply_effect(ctx, effect) -> None:
         ctx.ops.reload_dataset()
     if effect.view is not None:
         ctx.ops.set_view(effect.view)
+    if effect.reopen_sample:
+        # the sample view keeps drawing the labels it loaded: load it again
+        ctx.ops.reload_samples()
     if effect.open_panel:
         ctx.ops.open_panel(
             effect.open_panel["name"],
@@ -173,6 +176,11 @@ class NTTPanel(foo.Panel):
         ps = _ps()
         n = ctx.panel.state.get("preview_n") or 8
         self._run(ctx, ps.run_preview, ctx.view, ctx.panel.state.get("bank"), n=int(n))
+
+    def set_preview_n(self, ctx):
+        value = ctx.params.get("value")
+        if isinstance(value, (int, float)) and value >= 1:
+            ctx.panel.state.preview_n = int(value)
 
     def accept(self, ctx):
         ps = _ps()

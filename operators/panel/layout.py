@@ -49,7 +49,6 @@ def _first_use(panel, obj: types.Object, info: dict) -> None:
 def _references(panel, obj: types.Object, state) -> None:
     _heading(obj, "refs_heading", "References")
     rows = state.get("refs") or []
-    selection = state.get("selection") or {}
     if rows:
         obj.list(
             "refs",
@@ -74,18 +73,16 @@ def _references(panel, obj: types.Object, state) -> None:
             ("show_negs", "Show negatives", panel.show_negs, not has_neg),
         ],
     )
-    n = selection.get("labels", 0)
-    obj.md(
-        f"{n} label(s) selected" if n else "Select labels in the grid or sample view to tag them.",
-        name="refs_selection",
-    )
+    # the buttons read the selection when clicked: never disabled on a count that may be
+    # stale (the App does not always tell a hidden panel about selection changes)
+    obj.md("Select labels in the grid or the sample view, then:", name="refs_selection")
     _buttons(
         obj,
         "refs_tag",
         [
-            ("tag_refs", "Tag selected as references", panel.tag_refs, not n),
-            ("tag_negs", "Tag selected as negatives", panel.tag_negs, not n),
-            ("untag", "Untag selected", panel.untag, not n),
+            ("tag_refs", "Tag selected as references", panel.tag_refs, False),
+            ("tag_negs", "Tag selected as negatives", panel.tag_negs, False),
+            ("untag", "Untag selected", panel.untag, False),
         ],
     )
 
@@ -137,6 +134,7 @@ def _preview(panel, obj: types.Object, state) -> None:
         default=state.get("preview_n") or 8,
         min=1,
         label="N (samples of the view to preview)",
+        on_change=panel.set_preview_n,
         view=types.FieldView(space=4),
     )
     _buttons(
@@ -152,21 +150,16 @@ def _preview(panel, obj: types.Object, state) -> None:
             ("preview_view", "Preview on N samples of the view", panel.preview_view, not bank),
         ],
     )
-    selection = state.get("selection") or {}
-    preds = selection.get("predictions", 0)
     obj.md(
-        f"{preds} prediction(s) selected"
-        if preds
-        else "Select predictions (sample view, or a patches view of predictions) to accept "
-        "or reject them.",
+        "Select predictions (in the sample view, or a patches view of a prediction field), then:",
         name="judge_selection",
     )
     _buttons(
         obj,
         "judge_buttons",
         [
-            ("accept", "Accept selected predictions as references", panel.accept, not preds),
-            ("reject", "Reject selected predictions (false positives)", panel.reject, not preds),
+            ("accept", "Accept selected predictions as references", panel.accept, False),
+            ("reject", "Reject selected predictions (false positives)", panel.reject, False),
         ],
     )
 

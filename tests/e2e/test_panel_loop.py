@@ -184,49 +184,59 @@ def test_curation_loop_through_the_panel(page, app_url, loop_dataset, artifacts_
     assert bank["shots"] == {"red": 1, "green": 1, "blue": 1}
     shot(page, artifacts_dir, "3-bank-v1")
 
-    # 4. preview on the distractor sample, in the sample view with the panel beside it
+    # 4. preview on the samples of the view: the distractor gets a false positive "red"
     page.locator("[data-cy=btn-clear-view-bar]").click()
     wait_for_grid(page, len(dataset))
-    page.locator("[data-cy=looker]").nth(len(dataset) - 1).click()
-    modal = page.locator("[data-cy=modal]")
-    modal.wait_for(timeout=LOAD_TIMEOUT_MS)
-    modal.get_by_text("No Time to Train").first.click()
-    page.wait_for_timeout(1500)
-    dismiss_popovers(page)
-    click(modal, "Preview on this sample", wait_ms=3000)
-    wait_text(modal, "Preview of")
+    form_input(page, "N (samples of the view to preview)").fill(str(len(dataset)))
+    page.wait_for_timeout(800)
+    click(panel, "Preview on N samples of the view", wait_ms=3000)
+    wait_text(panel, "Preview of 'ground_truth-refs' v1")
     first = predictions(dataset, distractor.id, PREVIEW)
     false_positives = [p for p in first if on_stripe(p[2])]
     assert [p[0] for p in false_positives] == ["red"], first
     true_before = [p for p in first if p[2] in ((10, 10, 40, 40), (10, 55, 40, 90))]
     assert sorted(p[0] for p in true_before) == ["green", "red"], first
-    modal.get_by_text("Sample", exact=True).first.click()
-    page.wait_for_timeout(2000)
+    page.reload()  # the App lists a field created after it loaded only after a reload
+    wait_for_grid(page, len(dataset))
+    panel = page.locator("[data-cy=panel-content-ntt_panel]").first
     shot(page, artifacts_dir, "4-preview-false-positive")
 
-    # 5. select the false positive on the image, reject it
+    # 5. open the distractor, select the false positive on the image, reject it
+    page.locator("[data-cy=looker]").nth(len(dataset) - 1).click()
+    modal = page.locator("[data-cy=modal]")
+    modal.wait_for(timeout=LOAD_TIMEOUT_MS)
+    modal.locator("[data-cy=modal-looker-container] canvas[canvas-loaded=true]").first.wait_for(
+        timeout=LOAD_TIMEOUT_MS
+    )
+    dismiss_popovers(page)
+    page.wait_for_timeout(1500)
     width, height = distractor.metadata.width, distractor.metadata.height
     click_image_point(page, modal, (STRIPE[0] + STRIPE[2]) / 2, 55, width, height)
+    shot(page, artifacts_dir, "5-false-positive-selected")
     modal.get_by_text("No Time to Train").first.click()
     page.wait_for_timeout(1500)
-    wait_text(modal, "1 prediction(s) selected")
-    click(modal, "Reject selected predictions (false positives)")
-    wait_text(modal, "Rejected 1 prediction(s)")
+    modal_panel = modal.locator("[data-cy=panel-content-ntt_panel]").first
+    click(modal_panel, "Reject selected predictions (false positives)")
+    wait_text(modal_panel, "Rejected 1 prediction(s)")
     assert dataset.count_label_tags(label_fields=[PREVIEW]) == {"ntt:neg": 1}
-    shot(page, artifacts_dir, "5-rejected")
 
     # 6. rebuild: version 2, "+1 negative"
-    click(modal, "Build / rebuild")
-    wait_text(modal, "+1 negative")
+    click(modal_panel, "Build / rebuild")
+    wait_text(modal_panel, "+1 negative")
     shot(page, artifacts_dir, "6-bank-v2")
 
-    # 7. preview again: the false positive is gone, the true detections are unchanged
-    click(modal, "Preview on this sample", wait_ms=3000)
-    wait_text(modal, "Preview of")
+    # 7. preview this sample again: the false positive is gone, the true detections unchanged
+    click(modal_panel, "Preview on this sample", wait_ms=3000)
+    wait_text(modal_panel, "Preview of 'ground_truth-refs' v2 on 1 sample(s)")
     second = predictions(dataset, distractor.id, PREVIEW)
     assert not [p for p in second if on_stripe(p[2])], second
     assert [p for p in second if p[2] in ((10, 10, 40, 40), (10, 55, 40, 90))] == true_before
-    modal.get_by_text("Sample", exact=True).first.click()
+    page.keyboard.press("Escape")
+    page.wait_for_timeout(1500)
+    page.locator("[data-cy=looker]").nth(len(dataset) - 1).click()
+    modal.locator("[data-cy=modal-looker-container] canvas[canvas-loaded=true]").first.wait_for(
+        timeout=LOAD_TIMEOUT_MS
+    )
     page.wait_for_timeout(2000)
     shot(page, artifacts_dir, "7-preview-clean")
     page.keyboard.press("Escape")
