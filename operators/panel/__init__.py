@@ -22,6 +22,12 @@ def _ps():
     return panel_state
 
 
+def _pa():
+    from fiftyone_ntt.fiftyone import panel_actions
+
+    return panel_actions
+
+
 def apply_effect(ctx, effect) -> None:
     """Carry out an :class:`~fiftyone_ntt.fiftyone.panel_state.Effect` in the App."""
     if effect.reload:
@@ -125,37 +131,33 @@ class NTTPanel(foo.Panel):
 
     def show_refs(self, ctx):
         ps = _ps()
-        self._run(ctx, ps.show_references, ctx.dataset, ps.REF_TAG)
+        self._run(ctx, _pa().show_references, ctx.dataset, ps.REF_TAG)
 
     def show_negs(self, ctx):
         ps = _ps()
-        self._run(ctx, ps.show_references, ctx.dataset, ps.NEG_TAG)
+        self._run(ctx, _pa().show_references, ctx.dataset, ps.NEG_TAG)
 
     def tag_refs(self, ctx):
         ps = _ps()
-        self._run(ctx, ps.tag_selected, ctx.dataset, ctx.selected_labels, ps.REF_TAG)
+        self._run(ctx, _pa().tag_selected, ctx.dataset, ctx.selected_labels, ps.REF_TAG)
 
     def tag_negs(self, ctx):
         ps = _ps()
-        self._run(ctx, ps.tag_selected, ctx.dataset, ctx.selected_labels, ps.NEG_TAG)
+        self._run(ctx, _pa().tag_selected, ctx.dataset, ctx.selected_labels, ps.NEG_TAG)
 
     def untag(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.untag_selected, ctx.dataset, ctx.selected_labels)
+        self._run(ctx, _pa().untag_selected, ctx.dataset, ctx.selected_labels)
 
     def sample_refs(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.sample_references_prompt, ctx.dataset, PLUGIN)
+        self._run(ctx, _pa().sample_references_prompt, ctx.dataset, PLUGIN)
 
     def demo_refs(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.demo_references, ctx.dataset)
+        self._run(ctx, _pa().demo_references, ctx.dataset)
 
     # ---- banks ------------------------------------------------------------------------
 
     def build(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.build_bank, ctx.dataset, ctx.panel.state.get("bank"))
+        self._run(ctx, _pa().build_bank, ctx.dataset, ctx.panel.state.get("bank"))
 
     def choose_bank(self, ctx):
         ctx.panel.state.bank = ctx.params.get("value")
@@ -163,19 +165,17 @@ class NTTPanel(foo.Panel):
     # ---- preview, accept / reject -----------------------------------------------------
 
     def preview_sample(self, ctx):
-        ps = _ps()
         self._run(
             ctx,
-            ps.run_preview,
+            _pa().run_preview,
             ctx.view,
             ctx.panel.state.get("bank"),
             sample_ids=[ctx.current_sample] if ctx.current_sample else None,
         )
 
     def preview_view(self, ctx):
-        ps = _ps()
         n = ctx.panel.state.get("preview_n") or 8
-        self._run(ctx, ps.run_preview, ctx.view, ctx.panel.state.get("bank"), n=int(n))
+        self._run(ctx, _pa().run_preview, ctx.view, ctx.panel.state.get("bank"), n=int(n))
 
     def set_preview_n(self, ctx):
         value = ctx.params.get("value")
@@ -183,12 +183,10 @@ class NTTPanel(foo.Panel):
             ctx.panel.state.preview_n = int(value)
 
     def accept(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.accept_selected, ctx.dataset, ctx.selected_labels)
+        self._run(ctx, _pa().accept_selected, ctx.dataset, ctx.selected_labels)
 
     def reject(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.reject_selected, ctx.dataset, ctx.selected_labels)
+        self._run(ctx, _pa().reject_selected, ctx.dataset, ctx.selected_labels)
 
     # ---- runs -------------------------------------------------------------------------
 
@@ -200,10 +198,9 @@ class NTTPanel(foo.Panel):
         return rows[int(index)]
 
     def segment_view(self, ctx):
-        ps = _ps()
         self._run(
             ctx,
-            ps.segment_prompt,
+            _pa().segment_prompt,
             ctx.dataset,
             PLUGIN,
             ctx.panel.state.get("bank"),
@@ -211,24 +208,19 @@ class NTTPanel(foo.Panel):
         )
 
     def run_show(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.show_predictions, ctx.dataset, self._row(ctx))
+        self._run(ctx, _pa().show_predictions, ctx.dataset, self._row(ctx))
 
     def run_resume(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.resume_prompt, ctx.dataset, PLUGIN, self._row(ctx))
+        self._run(ctx, _pa().resume_prompt, ctx.dataset, PLUGIN, self._row(ctx))
 
     def run_mark_failed(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.mark_run_failed, ctx.dataset, self._row(ctx))
+        self._run(ctx, _pa().mark_run_failed, ctx.dataset, self._row(ctx))
 
     def run_evaluate(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.evaluate_run, ctx.dataset, self._row(ctx))
+        self._run(ctx, _pa().evaluate_run, ctx.dataset, self._row(ctx))
 
     def run_open_eval(self, ctx):
-        ps = _ps()
-        self._run(ctx, ps.open_evaluation, ctx.dataset, self._row(ctx))
+        self._run(ctx, _pa().open_evaluation, ctx.dataset, self._row(ctx))
 
     # ---- layout -----------------------------------------------------------------------
 
