@@ -32,8 +32,6 @@ def apply_effect(ctx, effect) -> None:
     """Carry out an :class:`~fiftyone_ntt.fiftyone.panel_state.Effect` in the App."""
     if effect.reload:
         ctx.ops.reload_dataset()
-    if effect.view is not None:
-        ctx.ops.set_view(effect.view)
     if effect.reopen_sample:
         # the sample view keeps drawing the labels it loaded: load it again
         ctx.ops.reload_samples()
@@ -44,6 +42,9 @@ def apply_effect(ctx, effect) -> None:
             layout=effect.open_panel.get("layout", "horizontal"),
             state=effect.open_panel.get("state"),
         )
+    # after opening a panel: the new panel's layout must not win over the view
+    if effect.view is not None:
+        ctx.ops.set_view(effect.view)
     if effect.prompt:
         ctx.prompt(
             effect.prompt["operator"],

@@ -14,6 +14,7 @@ to ``test-artifacts/panel-*.png``.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -157,6 +158,10 @@ def close_modal(page, modal) -> None:
     page.wait_for_timeout(1000)
 
 
+#: A running segmentation row of the Runs table with its progress, e.g. "running\t3 / 7".
+RUNNING = re.compile(r"running\s+(\d+) / (\d+)")
+
+
 def runs_table_text(panel) -> str:
     table = panel.locator("table").last
     return table.inner_text() if table.count() else ""
@@ -174,6 +179,7 @@ def _curation_loop(page, app_url, loop_dataset, artifacts_dir):
     import fiftyone_ntt.fiftyone as nf
 
     dataset = loop_dataset
+    page.set_viewport_size({"width": 1800, "height": 1000})  # room for the panel's tables
     distractor = dataset.match({"filepath": {"$regex": "painted_99"}}).first()
     page.goto(f"{app_url}datasets/{dataset.name}")
     wait_for_grid(page, len(dataset))
@@ -288,7 +294,7 @@ def _curation_loop(page, app_url, loop_dataset, artifacts_dir):
             click(panel, "Refresh", wait_ms=700)
             text = runs_table_text(panel)
             seen.append(text)
-            if "running" in text and " / " in text and not running_shot:
+            if RUNNING.search(text) and not running_shot:
                 shot(page, artifacts_dir, "9-running")
                 running_shot = True
             if "completed" in text and OUT in text:
@@ -300,8 +306,8 @@ def _curation_loop(page, app_url, loop_dataset, artifacts_dir):
     assert worker.returncode == 0 and out.strip() == "['None']", (out, err[-2000:])
     targets = len(dataset) - 2  # the two samples holding references are skipped
     assert f"{targets} / {targets}" in seen[-1] and "completed" in seen[-1], seen[-1]
-    progressed = [t for t in seen if "running" in t]
-    assert progressed, f"never saw the run running: {seen}"
+    progress = [tuple(map(int, m.groups())) for t in seen for m in RUNNING.finditer(t)]
+    assert any(done < total for done, total in progress), f"no progress seen while running: {seen}"
     shot(page, artifacts_dir, "10-completed")
 
     # 9. evaluate, then open the evaluation (Model Evaluation panel + TP/FP/FN patches)
@@ -313,7 +319,9 @@ def _curation_loop(page, app_url, loop_dataset, artifacts_dir):
     shot(page, artifacts_dir, "11-evaluated")
     row = panel.locator("tr").filter(has_text=OUT).filter(has_text="segmentation").first
     row.get_by_role("button", name="Open evaluation").click()
-    page.get_by_text(f"eval_{OUT}").first.wait_for(timeout=LOAD_TIMEOUT_MS)
-    page.get_by_text("patches").first.wait_for(timeout=LOAD_TIMEOUT_MS)
+    page.locator("text=/^\\d+ patches$/").first.wait_for(timeout=LOAD_TIMEOUT_MS)  # TP/FP/FN
+    evaluation = page.locator("[data-cy=panel-content-model_evaluation_panel_builtin]").first
+    evaluation.get_by_text(f"eval_{OUT}").first.click()  # its card: the evaluation's page
+    evaluation.get_by_text("Summary").first.wait_for(timeout=LOAD_TIMEOUT_MS)
     page.wait_for_timeout(2500)
     shot(page, artifacts_dir, "12-evaluation")
