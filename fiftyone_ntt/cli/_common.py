@@ -18,6 +18,7 @@ __all__ = [
     "info",
     "progress_bar",
     "select_categories",
+    "warn",
 ]
 
 PROG = "fiftyone-ntt"
@@ -39,7 +40,10 @@ def progress_bar(args: argparse.Namespace, total: int, desc: str, unit: str = "i
 
 
 def info(args: argparse.Namespace, message: str) -> None:
-    """A progress or summary line on stderr."""
+    """A progress or summary line on stderr; ``--quiet`` hides it (problems use
+    :func:`warn`)."""
+    if getattr(args, "quiet", False):
+        return
     print(message, file=sys.stderr)
 
 

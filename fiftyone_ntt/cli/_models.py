@@ -8,7 +8,7 @@ from typing import Any
 
 from fiftyone_ntt.cli._common import TINY, UserError
 
-__all__ = ["load_encoder", "load_proposer"]
+__all__ = ["check_bank_encoder_first", "load_encoder", "load_proposer"]
 
 
 def load_encoder(args: argparse.Namespace, config: Any) -> Any:
@@ -41,3 +41,27 @@ def _model_call(load: Callable[[], Any], what: str, source: str) -> Any:
         return load()
     except (OSError, ValueError) as error:  # missing/unusable weights, unknown device
         raise UserError(f"cannot load the {what} model {source!r}: {error}") from None
+
+
+def check_bank_encoder_first(bank: Any, args: argparse.Namespace, config: Any) -> None:
+    """Refuse a bank built with another encoder before the encoder's weights load.
+
+    The identity comes from the source's ``config.json`` or checkpoint shapes
+    (:func:`fiftyone_ntt.models.identity.peek_encoder_identity`); when it cannot be read
+    cheaply, the check after loading still applies.
+    """
+    import warnings
+
+    from fiftyone_ntt.models.identity import peek_encoder_identity
+
+    if args.dinov2 == TINY:
+        return
+    identity = peek_encoder_identity(config.models.dinov2)
+    if identity is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the source-only warning comes after loading
+        try:
+            bank.check_encoder(identity)
+        except ValueError as error:
+            raise UserError(f"{error} (read from {config.models.dinov2!r}, not loaded)") from None

@@ -12,6 +12,7 @@ from fiftyone_ntt.cli._common import (
     info,
     progress_bar,
     select_categories,
+    warn,
 )
 from fiftyone_ntt.cli._models import load_encoder, load_proposer
 from fiftyone_ntt.cli._options import add_class_options, add_model_options
@@ -34,6 +35,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--images", required=True, metavar="DIR", help="folder of the reference images")
     p.add_argument("--out", required=True, metavar="BANK", help="output .safetensors file")
     add_class_options(p, "use only these classes (default: all with annotations)")
+    p.add_argument(
+        "--allow-missing-classes",
+        action="store_true",
+        help="without --classes/--category-ids every listed category is used, and a category "
+        "with no usable (non-crowd) annotation is refused by default, naming it; with this "
+        "flag such categories are left out of the bank with a warning that names them",
+    )
     add_model_options(p)
     p.set_defaults(func=cmd_build_bank)
 
@@ -46,10 +54,26 @@ def cmd_build_bank(args: argparse.Namespace) -> int:
     image_dir = existing_dir(args.images, "--images")
     coco = load_coco(args.references, image_dir=image_dir)
     selected = select_categories(coco, args, args.references)
-    # Internal label = rank of the sorted category id (method §2.1).
-    category_ids = sorted(selected)
     names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
     usable = {int(a["category_id"]) for a in coco["annotations"] if not a.get("iscrowd", 0)}
+    if not (args.classes or args.category_ids):
+        # The default selection is every listed category: one without a usable reference
+        # used to vanish from the bank without a word (issue 9 §2).
+        listed = [int(c["id"]) for c in coco["categories"]]
+        missing = [f"{names[c]} ({c})" for c in listed if c not in usable]
+        if missing and not args.allow_missing_classes:
+            raise UserError(
+                f"class(es) {missing} are listed in {args.references} but have no usable "
+                "(non-crowd) reference; add references, choose classes with "
+                "--classes/--category-ids, or pass --allow-missing-classes to leave them out"
+            )
+        if missing:
+            warn(f"left out class(es) without a usable reference: {', '.join(missing)}")
+        selected = [c for c in selected if c in usable]
+        if not selected:
+            raise UserError(f"{args.references} has no usable (non-crowd) reference at all")
+    # Internal label = rank of the sorted category id (method §2.1).
+    category_ids = sorted(selected)
     empty = [c for c in category_ids if c not in usable]
     if empty:
         raise UserError(

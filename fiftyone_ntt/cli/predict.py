@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ from fiftyone_ntt.cli._common import (
     existing_dir,
     info,
     progress_bar,
+    warn,
 )
-from fiftyone_ntt.cli._models import load_encoder, load_proposer
+from fiftyone_ntt.cli._models import check_bank_encoder_first, load_encoder, load_proposer
 from fiftyone_ntt.cli._options import add_model_options, fraction, positive_int
 
 __all__ = ["cmd_predict", "register"]
@@ -70,6 +72,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--box-convention",
         choices=("exact", "paper"),
         help="'paper' writes boxes 1 px short as the reference code (default: the preset's)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="with a --targets file that lists no images, write an empty results file and "
+        "exit 0 (default: refuse with exit code 2, before loading any model)",
     )
     p.add_argument(
         "--ignore-errors",
@@ -161,13 +169,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         known = {int(c["id"]) for c in targets_coco["categories"]}
         absent = [c for c in category_ids if c not in known]
         if absent:
-            info(
-                args,
-                f"warning: category ids {absent} of the bank are not in {args.targets}; "
+            warn(
+                f"category ids {absent} of the bank are not in {args.targets}; "
                 "their detections will not be evaluated against it",
             )
+    if not jobs:
+        # Nothing to do: say so before loading ~1 GB of models (issue 9 §2).
+        if not args.allow_empty:
+            raise UserError(
+                f"no target images: {args.targets} lists no images, so there is nothing to "
+                "predict; check the file, or pass --allow-empty to write an empty results file"
+            )
+        write_json(args.out, [])
+        warn(f"{args.targets} lists no images; wrote an empty results file {args.out}")
+        return 0
 
     config = config_from_args(args)
+    check_bank_encoder_first(bank, args, config)
     encoder = load_encoder(args, config)
     try:
         bank.check_encoder(encoder.identity)
@@ -228,9 +246,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     done = len(jobs) - len(failures)
     info(args, f"wrote {len(results)} detections on {done} images to {args.out}")
     if failures:
-        info(args, f"{len(failures)} of {len(jobs)} images could not be read and were skipped:")
+        # Problems are reported even with --quiet.
+        warn(f"{len(failures)} of {len(jobs)} images could not be read and were skipped:")
         for image_id, name, reason in failures:
-            info(args, f"  image {image_id} ({name}): {reason}")
+            print(f"  image {image_id} ({name}): {reason}", file=sys.stderr)
         return 0 if args.ignore_errors else 1
     return 0
 
