@@ -198,3 +198,254 @@ def test_runs_operator_lists_delegated_operations(painted_dataset):
     row = next(r for r in rows if r["id"] == str(queued.result["id"]))
     assert row["state"] == "completed" and row["progress"] == "6/6"
     assert any(r["id"] == f"run:{OUT}" for r in rows)
+
+
+# --- 2. the demo's defaults lead somewhere -------------------------------------------------
+
+
+def test_demo_defaults_segment_the_other_half(fo_session, monkeypatch, tmp_path):
+    """On the demo dataset, every operator with its defaults: the references come from the
+    saved view ``references`` (coins_top), so segment attempts coins_bottom and the cat."""
+    import uuid
+
+    from fiftyone_ntt.fiftyone.demo import build_demo_dataset
+
+    monkeypatch.setenv("FIFTYONE_NTT_TEST_MODELS", "fake")
+    monkeypatch.setenv("FIFTYONE_NTT_BANKS_DIR", str(tmp_path / "banks"))
+    dataset = build_demo_dataset(name=f"ntt-demo-ops-{uuid.uuid4().hex[:6]}")
+    try:
+        assert "references" in dataset.list_saved_views()
+        form = _props(_form("ntt_sample_references", dataset, {}))
+        assert form["sample_from"]["default"] == "saved_view"
+        _run("ntt_sample_references", dataset, {})
+        tagged = dataset.match_labels(tags="ntt:ref", fields=GT).values("filepath")
+        assert tagged and all(p.endswith("coins_top.png") for p in tagged)
+        _run("ntt_build_bank", dataset, {})
+        seg = _run("ntt_segment", dataset, {}).result
+        assert "error" not in seg, seg
+        assert seg["references_skipped"] == 1 and seg["processed"] == 2
+        segmented = dataset.exists(OUT).values("filepath")
+        assert sorted(p.rsplit("/", 1)[-1] for p in segmented) == [
+            "chelsea.png",
+            "coins_bottom.png",
+        ]
+        ev = _run("ntt_evaluate", dataset, {}).result
+        assert "error" not in ev and ev["num_samples"] == 2
+    finally:
+        dataset.delete()
+
+
+# --- 6. replacing references is asked for, and counted -----------------------------------
+
+
+def test_sample_references_keeps_existing_references_by_default(painted_dataset):
+    dataset = painted_dataset
+    hand_tagged = dataset.count_label_tags()["ntt:ref"]
+    params = {"gt_field": GT, "shots": 1, "classes": ["green"], "seed": 1}
+    form = _props(_form("ntt_sample_references", dataset, params))
+    assert form["replace"]["default"] is False and "replace_notice" not in form
+    _run("ntt_sample_references", dataset, params)
+    assert dataset.count_label_tags()["ntt:ref"] == hand_tagged + 1  # the three stay
+
+    form = _props(_form("ntt_sample_references", dataset, {**params, "replace": True}))
+    existing = dataset.count_label_tags()["ntt:ref"]
+    assert form["replace_notice"]["view"]["label"] == (
+        f"{existing} existing reference(s) will be untagged"
+    )
+    assert hand_tagged == 3  # (the fixture tagged three)
+
+
+# --- 7. readable outputs -------------------------------------------------------------------
+
+
+def _output(name, dataset, params, results) -> dict:
+    import asyncio
+
+    from fiftyone.operators.executor import _parse_ctx, resolve_type
+    from fiftyone.operators.registry import OperatorRegistry
+    from test_ntt_operators import _uri
+
+    request = _parse_ctx(dataset=dataset, params=params)
+    request.update(target="outputs", results=results)
+    prop = asyncio.run(resolve_type(OperatorRegistry(), _uri(name), request))
+    return prop.to_json()
+
+
+def _views(schema: dict) -> list[str]:
+    """Names of every view in an output schema."""
+    import json
+
+    return [v for v in json.dumps(schema).split('"name": "')[1:]]
+
+
+def test_outputs_are_tables_and_plain_fields(painted_dataset):
+    dataset = painted_dataset
+    runs = [
+        ("ntt_sample_references", {"gt_field": GT, "shots": 1, "replace": True}),
+        ("ntt_build_bank", {"gt_field": GT, "bank_key": "colours"}),
+        ("ntt_segment", {"bank": "colours", "points_per_side": 16}),
+        ("ntt_evaluate", {"pred_field": OUT, "gt_field": GT, "eval_key": "ev", "exact_coco": True}),
+        ("ntt_manage_banks", {"action": "list"}),
+        ("ntt_manage_banks", {"action": "inspect", "bank": "colours"}),
+        ("ntt_runs", {}),
+        ("ntt_about", {}),
+        ("ntt_manage_banks", {"action": "delete", "bank": "colours"}),
+    ]
+    for name, params in runs:
+        results = _run(name, dataset, params).result
+        assert "error" not in results, (name, results)
+        schema = _output(name, dataset, params, results)
+        views = " ".join(v.split('"', 1)[0] for v in _views(schema))
+        assert "JSONView" not in views and "CodeView" not in views, (name, views)
+        for key, prop in schema["type"]["properties"].items():
+            if prop.get("view", {}).get("name") == "TableView":
+                assert isinstance(results[key], list) and results[key], (name, key)
+                columns = [c["key"] for c in prop["view"]["columns"]]
+                assert all(set(columns) <= set(row) for row in results[key]), (name, key)
+            elif key in results:
+                assert not isinstance(results[key], (dict, list)), (name, key)
+    # manage banks: only the sections of the chosen action
+    listed = _output("ntt_manage_banks", dataset, {"action": "delete"}, {"action": "delete"})
+    assert set(listed["type"]["properties"]) == {"message"}
+
+
+def test_evaluate_output_has_the_pycocotools_table(painted_dataset):
+    dataset = painted_dataset
+    _run("ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "colours"})
+    _run("ntt_segment", dataset, {"bank": "colours", "points_per_side": 16})
+    params = {"pred_field": OUT, "gt_field": GT, "eval_key": "ev", "exact_coco": True}
+    results = _run("ntt_evaluate", dataset, params).result
+    schema = _output("ntt_evaluate", dataset, params, results)["type"]["properties"]
+    assert schema["coco_rows"]["view"]["name"] == "TableView"
+    segm = next(r for r in results["coco_rows"] if r["iou"] == "segm")
+    assert float(segm["AP"]) == pytest.approx(
+        100 * results["coco"]["segm"]["stats"]["AP"], abs=0.06
+    )
+
+
+# --- 8. no silent overwrites or deletes --------------------------------------------------
+
+
+def test_evaluate_asks_before_replacing_an_evaluation(painted_dataset):
+    dataset = painted_dataset
+    _run("ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "colours"})
+    _run("ntt_segment", dataset, {"bank": "colours", "points_per_side": 16})
+    params = {"pred_field": OUT, "gt_field": GT, "eval_key": "ev"}
+    _run("ntt_evaluate", dataset, params)
+    message = _validation_error("ntt_evaluate", dataset, params)
+    assert "'ev' exists already" in message and "Path: overwrite" in message
+    again = _run("ntt_evaluate", dataset, {**params, "overwrite": True}).result
+    assert again["eval_key"] == "ev"
+
+
+def test_deleting_a_bank_lists_its_runs_and_waits_for_its_operations(painted_dataset):
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = painted_dataset
+    _run("ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "colours"})
+    _run("ntt_segment", dataset, {"bank": "colours", "points_per_side": 16})
+    form = _props(_form("ntt_manage_banks", dataset, {"action": "delete", "bank": "colours"}))
+    assert OUT in form["delete_warning"]["view"]["description"]
+
+    _run(
+        "ntt_segment",
+        dataset,
+        {"bank": "colours", "out_field": "later", "points_per_side": 16},
+        request_delegation=True,
+    )
+    message = _validation_error(
+        "ntt_manage_banks", dataset, {"action": "delete", "bank": "colours"}
+    )
+    assert "queued or running operations need bank 'colours'" in message
+    assert [b["key"] for b in nf.list_banks(dataset)] == ["colours"]
+    result = _run(
+        "ntt_manage_banks", dataset, {"action": "delete", "bank": "colours", "force": True}
+    ).result
+    assert result["deleted"] == "colours" and result["runs_rows"][0]["out_field"] == OUT
+    assert nf.list_banks(dataset) == []
+
+
+# --- 9. test-model mode is visible; the device is checked ---------------------------------
+
+
+def test_test_model_mode_is_visible(painted_dataset):
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = painted_dataset
+    about = _run("ntt_about", dataset, {}).result
+    assert "predictions are meaningless" in about["models"] and "fake" in about["models"]
+    assert "predictions are meaningless" in _texts(_form("ntt_about", dataset, {}))
+    _run("ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "colours"})
+    for name, params in (
+        ("ntt_build_bank", {"gt_field": GT, "bank_key": "more"}),
+        ("ntt_segment", {"bank": "colours"}),
+    ):
+        assert "predictions are meaningless" in _texts(_form(name, dataset, params)), name
+    bank = nf.get_bank_info(dataset, "colours")
+    assert bank["test_models"] == "fake"
+    assert "facebook/" not in str(bank["config"]["models"])
+
+
+def test_device_field_is_checked(painted_dataset):
+    dataset = painted_dataset
+    message = _validation_error(
+        "ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "b", "device": "banana"}
+    )
+    assert "Path: device" in message and "'banana'" in message and "available here" in message
+    message = _validation_error(
+        "ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "b", "device": "cuda:7"}
+    )
+    assert "Path: device" in message
+
+
+# --- 10. small ones -------------------------------------------------------------------------
+
+
+def test_small_form_frictions(painted_dataset, repo_root):
+    import fiftyone.operators as foo
+
+    dataset = painted_dataset
+    # K = 0 is refused in words that fit
+    message = _validation_error("ntt_sample_references", dataset, {"gt_field": GT, "shots": 0})
+    assert "at least 1" in message and "greater than" not in message
+    # one message for a class without references, no false "no label is tagged"
+    message = _validation_error(
+        "ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "b", "classes": ["dog"]}
+    )
+    assert "['dog'] have no reference" in message and "no label of" not in message
+    form = _props(_form("ntt_build_bank", dataset, {"gt_field": GT, "classes": ["dog"]}))
+    assert not [k for k in form if k.endswith("_warning")]  # not repeated in a box
+    # the same class picker in every form
+    _run("ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "colours"})
+    _run("ntt_segment", dataset, {"bank": "colours", "points_per_side": 16})
+    pickers = [
+        _props(_form(name, dataset, params))["classes"]
+        for name, params in (
+            ("ntt_sample_references", {"gt_field": GT}),
+            ("ntt_build_bank", {"gt_field": GT}),
+            ("ntt_evaluate", {"pred_field": OUT, "gt_field": GT}),
+        )
+    ]
+    assert {p["view"]["name"] for p in pickers} == {"AutocompleteView"}
+    assert all(p["type"]["name"] == "List" for p in pickers)
+    assert all(
+        {"red", "green", "blue"} <= {c["value"] for c in p["view"]["choices"]} for p in pickers
+    )
+    # workflow order in the operator browser (sorted by label), about has an icon
+    ops = [op for op in foo.list_operators() if op.plugin_name.startswith("@fiftyone-ntt")]
+    names = [op.name for op in sorted(ops, key=lambda op: op.config.label)]
+    assert names == [
+        "ntt_tag_references",
+        "ntt_sample_references",
+        "ntt_build_bank",
+        "ntt_segment",
+        "ntt_evaluate",
+        "ntt_manage_banks",
+        "ntt_runs",
+        "ntt_about",
+    ]
+    assert all(op.config.icon for op in ops)
+    # the bank picker of manage banks describes what it does there
+    form = _props(_form("ntt_manage_banks", dataset, {"action": "delete"}))
+    assert "delete" in form["bank"]["view"]["description"].lower()
+    assert "segmented" not in form["bank"]["view"]["description"]
