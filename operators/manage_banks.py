@@ -32,7 +32,7 @@ class NTTManageBanks(foo.Operator):
         return foo.OperatorConfig(
             name="ntt_manage_banks",
             label="NTT 6 · Manage memory banks",
-            description="Lists the dataset's memory banks, shows one, or deletes one",
+            description="6 · Lists the dataset's memory banks, shows one, or deletes one",
             icon="inventory_2",
             dynamic=True,
         )

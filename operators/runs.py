@@ -29,7 +29,7 @@ class NTTRuns(foo.Operator):
             name="ntt_runs",
             label="NTT 7 · Runs",
             description=(
-                "Lists this plugin's scheduled operations (state, progress, error), "
+                "7 · Lists this plugin's scheduled operations (state, progress, error), "
                 "segmentation runs and evaluations on the dataset"
             ),
             icon="list_alt",
