@@ -233,6 +233,10 @@ def _latest_version(store: Any, key: str) -> int:
     return max([0, *entries, *claimed])
 
 
+def _names(fields: Sequence[str]) -> str:
+    return repr(fields[0]) if len(fields) == 1 else str(list(fields))
+
+
 def validate_build(
     collection: Any,
     gt_field: str | None,
@@ -291,7 +295,7 @@ def validate_build(
             problems.append(
                 (
                     "classes",
-                    f"classes {missing} have no reference tagged {tag!r} in {sources}; "
+                    f"classes {missing} have no reference tagged {tag!r} in {_names(sources)}; "
                     "tag at least one instance of each, or leave them out",
                 )
             )
@@ -308,7 +312,7 @@ def validate_build(
         problems.append(
             (
                 "gt_field",
-                f"no label of {sources} is tagged {tag!r} in this view{hint}; select "
+                f"no label of {_names(sources)} is tagged {tag!r} in this view{hint}; select "
                 "instances and run 'Tag references', sample references first, or accept "
                 "predictions",
             )
@@ -513,7 +517,7 @@ def build_bank(
         )
         store.set(version_store_key(bank_key, number), entry)
     except BaseException:
-        if not store.get(version_store_key(bank_key, number)).get("fingerprint"):
+        if not (store.get(version_store_key(bank_key, number)) or {}).get("fingerprint"):
             store.delete(version_store_key(bank_key, number))
         raise
     entries = all_versions(store, bank_key, pointer)
