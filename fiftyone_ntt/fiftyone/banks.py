@@ -212,6 +212,10 @@ def delete_bank(
         if v in names:
             store.delete(names[v])
     remaining = {v: e for v, e in entries.items() if v not in doomed}
+    if version is None:  # also the claims of builds that died before finishing
+        for v, name in names.items():
+            if v not in entries:
+                store.delete(name)
     if remaining:
         latest = remaining[max(remaining)]
         store.set(pointer, _summary(latest))
