@@ -19,8 +19,9 @@ and :mod:`.conversion_dinov2`; this module is the public face.
 
 from __future__ import annotations
 
-from fiftyone_ntt.models.conversion_dinov2 import (
+from fiftyone_ntt.models.conversion_dinov2 import (  # noqa: F401 - _normalise: compatibility
     Dinov2Architecture,
+    _normalise_dinov2_keys,
     convert_dinov2_state_dict,
     infer_dinov2_architecture,
     peek_dinov2_architecture,
@@ -30,12 +31,13 @@ from fiftyone_ntt.models.conversion_sam2 import (
     convert_sam2_state_dict,
     infer_sam2_architecture,
 )
-from fiftyone_ntt.models.conversion_specs import (
+from fiftyone_ntt.models.conversion_specs import (  # noqa: F401 - _unwrap: compatibility
     DINOV2_SPECS,
     HIERA_SPECS,
     CheckpointError,
     Dinov2Spec,
     HieraSpec,
+    _unwrap,
     dinov2_arch_name,
     hiera_arch_name,
 )

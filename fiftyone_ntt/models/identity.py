@@ -88,7 +88,8 @@ def _from_checkpoint(path: Path) -> dict[str, Any] | None:
     from fiftyone_ntt.models import conversion
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    arch = conversion.peek_dinov2_architecture(checkpoint)
+    state = conversion._unwrap(checkpoint, ("teacher", "model", "state_dict"), "DINOv2")
+    arch = conversion.infer_dinov2_architecture(conversion._normalise_dinov2_keys(state))
     return {
         "family": "dinov2",
         "arch": arch.spec.arch,

@@ -5,6 +5,7 @@ architecture under the real name), ``facebook/dinov2-large`` transformers files.
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from fake_hub import add_dinov2_repo, add_sam2_repo
@@ -38,7 +39,9 @@ def paper_cache(tmp_path, monkeypatch):
     return cache
 
 
-def test_predict_preset_paper_from_an_original_only_sam2_repo(paper_cache, tmp_path, capsys):
+def test_predict_preset_paper_from_an_original_only_sam2_repo(
+    paper_cache, tmp_path, capsys, caplog
+):
     coco = _write_split(tmp_path / "imgs", [(150, 70), (100, 120)], 0, 0)
     (tmp_path / "gt.json").write_text(json.dumps(coco))
     bank, out = tmp_path / "bank.safetensors", tmp_path / "results.json"
@@ -56,6 +59,7 @@ def test_predict_preset_paper_from_an_original_only_sam2_repo(paper_cache, tmp_p
     )
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="fiftyone_ntt.models.checkpoints")
     code = main(
         [
             "predict",
@@ -73,8 +77,9 @@ def test_predict_preset_paper_from_an_original_only_sam2_repo(paper_cache, tmp_p
     )
     err = capsys.readouterr().err
     assert code == 0, err
-    assert "from hub facebook/sam2-hiera-large (hub:original:sam2_hiera_large.pt@" in err
-    assert "from hub facebook/dinov2-large (hub:transformers@" in err
+    # Which files were read, as logged (and printed unless --quiet).
+    assert "from hub facebook/sam2-hiera-large (hub:original:sam2_hiera_large.pt@" in caplog.text
+    assert "from hub facebook/dinov2-large (hub:transformers@" in caplog.text
     results = json.loads(out.read_text())
     assert {r["image_id"] for r in results} <= {1, 2} and results
     assert all(len(r["bbox"]) == 4 and "segmentation" in r for r in results)
@@ -151,8 +156,8 @@ def test_download_preset_fetches_into_the_shared_cache(tmp_path, monkeypatch, ca
     ("argv", "message"),
     [
         (["download"], "nothing to download"),
-        (["download", "--preset", "fast"], "unknown preset 'fast'"),
-        (["models", "--preset", "fast"], "unknown preset 'fast'"),
+        (["download", "--preset", "no-such"], "unknown preset 'no-such'"),
+        (["models", "--preset", "no-such"], "unknown preset 'no-such'"),
         (["download", "./local_sam2.pt"], "does not exist"),
     ],
 )
