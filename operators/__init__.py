@@ -9,8 +9,8 @@ from .about import NTTAbout
 from .build_bank import NTTBuildBank
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
-from .runs import NTTRuns
 from .panel import NTTPanel
+from .runs import NTTRuns
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
 from .tag_references import NTTTagReferences
