@@ -3,32 +3,29 @@
 Same weights and the same functions as ``transformers``' ``Sam2MaskDecoder`` (two-way
 transformer, final token→image attention, IoU head, upscaling, hypernetwork product);
 only the order of the linear algebra differs, so results agree to float rounding
-(``tests/unit/test_models_sam2.py`` checks ~1e-5). Notation: ``L = 64·64`` image tokens,
-``C = 256`` channels, ``T = 8`` tokens per prompt, ``H = 8`` heads, ``A`` the image→token
-softmax weights of one block (``(H·T, L)`` per prompt, each head's ``T`` rows sum to 1 per
-pixel), ``U`` the out-projected token values of that block (``(H·T, C)``, ``b_o/H`` folded
-in), ``X0`` the image tokens shared by all prompts.
+(``tests/unit/test_models_sam2.py`` checks ~1e-5 on tiny models; at real size with the
+Large decoder the worst relative logit difference measured is ~1e-6). Notation:
+``L = 64·64`` image tokens, ``C = 256`` channels, ``T = 8`` tokens per prompt, ``H = 8``
+heads of size ``d = 16``.
 
-Where the work goes, per prompt (multiply-adds):
+* The IoU head runs before any upscaling, and only prompts that pass the IoU threshold and
+  only their chosen token are upscaled (method §5: the reference discards the rest); the
+  final token→image attention runs for the IoU token (all prompts) and the chosen mask
+  token (kept prompts) only.
+* Attention against the image never projects the image per prompt: the projections are
+  folded into the ``T`` tokens (``(q_h W_k,h)·imageᵀ``, ``A_h (image W_v,hᵀ) =
+  (A_h image) W_v,hᵀ``, ``Σ_h A_h (V_h W_o,hᵀ + b_o/H)``), and every term that involves only
+  the image of block 1 or the positional embedding (``pe·W_kᵀ + b_k`` and
+  ``pe·W_qᵀ + b_q``) is computed once per image (:meth:`FastMaskDecoder.image_terms`).
+* ``ConvTranspose2d(kernel=2, stride=2)`` is a per-pixel linear map, so the upscaling runs
+  as channels-last matrix products with the high-resolution features as their input.
 
-* Block 1 (shared image): the token→image and image→token projections of the image are
-  computed once per image; per prompt only ``X0 + AᵀU`` (``L·H·T·C``) and its LayerNorm.
-* Block ``i > 1``: the three projections of the image tokens it needs (keys and values of
-  token→image, queries of image→token) in one product against the concatenated weights,
-  with the positional-embedding projections precomputed (``L·C·3C/2``), then ``AᵀU`` again.
-* The image tokens after the last block are never materialised. Each block's image update
-  is ``keys_i = LN(keys_{i-1} + A_iᵀU_i)``: a per-pixel affine map of the previous tokens plus
-  a rank-``H·T`` term, with per-pixel mean/rstd kept from the LayerNorm. So any linear map
-  ``keys_last · M`` unrolls into shared ``X0c · (Γ…M)`` plus, per block, ``A_iᵀ(U_i Γ…M)``
-  (:func:`project`), and any weighted sum ``wᵀ keys_last`` likewise (:func:`gather`). The
-  final attention of the IoU token (every prompt) and of the chosen mask token (kept
-  prompts) and the first upscaling convolution (``upscale_conv1``: a per-pixel linear map)
-  use these: the convolution costs ``2·L·H·T·4C/4`` instead of ``L·C·4C/4``.
-* What stays per kept prompt: LayerNorm and GELU at ``2h×2w×C/4``, ``upscale_conv2``
-  (``4L·C/4·4C/8``), GELU, and the hypernetwork product.
-
-The IoU head runs before any upscaling, and only prompts that pass the IoU threshold and
-only their chosen token are upscaled (method §5: the reference discards the rest).
+A variant that never materialises the per-prompt image tokens (each block's update is a
+per-pixel affine map plus a rank-``H·T`` term, so ``upscale_conv1`` and the final
+attention can be unrolled onto shared image terms, half the multiply-adds of
+``upscale_conv1``) was measured slower on the 2-core development CPU: the extra
+memory passes over ``(n, L, C)`` tensors cost more than the saved multiply-adds
+(docs/benchmarks.md, "SAM 2 decoder profile").
 """
 
 from __future__ import annotations
@@ -63,62 +60,20 @@ class UpscalePlan:
 
 
 @dataclass(frozen=True)
-class _Level:
-    """One two-way block's image update, ``keys_i = LN(keys_{i-1} + weightsᵀ·values)``.
-
-    Attributes:
-        weights: ``(n, L, H·T)`` image→token softmax weights.
-        weights_t: ``(n, H·T, L)`` the same, transposed (both contiguous, so every product
-            against them is a plain matrix product).
-        values: ``(n, H·T, C)`` out-projected token values (``b_o/H`` folded in).
-        mean: ``(n, L, 1)`` LayerNorm mean of the pre-norm tokens, relative to the base's
-            per-pixel mean for the first block (the base is centred).
-        rstd: ``(n, L, 1)`` LayerNorm ``1/sqrt(var + eps)``.
-        gamma, beta: ``(C,)`` LayerNorm affine parameters.
-    """
-
-    weights: torch.Tensor
-    weights_t: torch.Tensor
-    values: torch.Tensor
-    mean: torch.Tensor
-    rstd: torch.Tensor
-    gamma: torch.Tensor
-    beta: torch.Tensor
-
-    def take(self, rows: torch.Tensor | slice) -> _Level:
-        """The levels of some prompts (a slice is a view, an index tensor copies)."""
-        return _Level(
-            self.weights[rows],
-            self.weights_t[rows],
-            self.values[rows],
-            self.mean[rows],
-            self.rstd[rows],
-            self.gamma,
-            self.beta,
-        )
-
-
-@dataclass(frozen=True)
 class _ImageTerms:
     """Prompt-independent terms of one image (computed once per :meth:`decode` call).
 
     Attributes:
         image: ``(L, C)`` image tokens ``X0`` (embedding + dense prompt).
-        centred: ``(L, C)`` ``X0`` minus its per-pixel channel mean (base of :func:`project`).
-        centred_t: ``(C, L)`` the same, transposed (base of :func:`project_t`).
-        mean: ``(L, 1)`` that mean.
         first_k, first_v: ``(H, d, L)`` / ``(H, L, d)`` block 1 token→image key/value heads.
         first_q: ``(H, d, L)`` block 1 image→token query heads, scaled.
         pe_k: per later block, ``(H, d, L)`` ``pe·W_kᵀ + b_k`` of its token→image attention
             (keys are image + PE: the PE part of every logit is shared by all prompts).
         pe_q: per later block, ``(H, d, L)`` ``pe·W_qᵀ + b_q`` of its image→token attention.
-        final_pe: ``(L, H, d)`` ``pe·W_kᵀ + b_k`` of the final attention.
+        final_pe: ``(H, d, L)`` ``pe·W_kᵀ + b_k`` of the final attention.
     """
 
     image: torch.Tensor
-    centred: torch.Tensor
-    centred_t: torch.Tensor
-    mean: torch.Tensor
     first_k: torch.Tensor
     first_v: torch.Tensor
     first_q: torch.Tensor
@@ -129,109 +84,6 @@ class _ImageTerms:
 
 def _heads(attn: Any) -> tuple[int, int, float]:
     return int(attn.num_attention_heads), int(attn.head_dim), float(attn.scaling)
-
-
-def project(
-    levels: list[_Level],
-    base: torch.Tensor,
-    matrix: torch.Tensor,
-    base_product: torch.Tensor | None = None,
-    addend: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``keys_last · matrix (+ addend)`` without materialising ``keys_last``.
-
-    ``keys_i · M = r_i ⊙ (keys_{i-1}·(Γ_i M) + [A_i | −mean_i | 1/r_i]·[U_i Γ_i M; 1ᵀΓ_i M; β_i M])``
-    unrolled down to the shared, centred base, so that with ``R = r_1 ⋯ r_N``:
-    ``keys_N · M = R ⊙ (base·Γ_1⋯Γ_N M + Σ_i [A_i | −mean_i | 1/r_i]/(r_1⋯r_{i-1}) · [...]_i)``:
-    one matrix product of inner size ``N·(H·T + 2)`` on top of the shared base product, and
-    one scaling pass (memory traffic, not multiply-adds, is what costs on CPU here).
-
-    Args:
-        levels: the blocks' updates (first to last), ``n`` prompts each.
-        base: ``(L, C)`` centred image tokens.
-        matrix: ``(C, m)``, the same for all prompts.
-        base_product: ``base · Γ_1 ⋯ Γ_N · matrix`` if already known.
-        addend: ``(L, m)`` added to the result (fused into the scaling pass).
-
-    Returns:
-        ``(n, L, m)``.
-    """
-    # mats[i]: Γ_{i+1} ⋯ Γ_N · matrix, what level i+1 multiplies (mats[0]: the base's).
-    mats = [matrix]
-    for level in reversed(levels):
-        mats.append(level.gamma[:, None] * mats[-1])
-    mats.reverse()
-    shared = base_product if base_product is not None else base @ mats[0]  # (L, m)
-    n = levels[0].weights.shape[0]
-    lefts, rights = [], []
-    scale: torch.Tensor | None = None  # r_1 ⋯ r_{i-1}, (n, L, 1)
-    for index, level in enumerate(levels):
-        scaled, plain = mats[index], mats[index + 1]
-        left = torch.cat([level.weights, -level.mean, torch.reciprocal(level.rstd)], dim=-1)
-        lefts.append(left if scale is None else left.div_(scale))
-        right = torch.cat(
-            [
-                torch.matmul(level.values, scaled),  # (n, H·T, m)
-                scaled.sum(0).expand(n, 1, -1),
-                (level.beta @ plain).expand(n, 1, -1),
-            ],
-            dim=1,
-        )
-        rights.append(right)
-        scale = level.rstd if scale is None else scale * level.rstd
-    assert scale is not None
-    out = torch.baddbmm(shared, torch.cat(lefts, -1), torch.cat(rights, 1))
-    if addend is None:
-        return out.mul_(scale)
-    return torch.addcmul(addend, out, scale)
-
-
-def project_t(levels: list[_Level], base_t: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """``(keys_last · matrix)ᵀ`` for a per-prompt ``matrix`` ``(n, C, m)``: ``(n, m, L)``.
-
-    The same recursion as :func:`project`, laid out with ``L`` contiguous so that narrow
-    ``m`` (a few attention heads) still gives wide, fast matrix products.
-
-    Args:
-        levels: the blocks' updates, ``n`` prompts each.
-        base_t: ``(C, L)`` centred image tokens, transposed.
-        matrix: ``(n, C, m)``.
-    """
-    mats = [matrix]
-    for level in reversed(levels):
-        mats.append(level.gamma[:, None] * mats[-1])
-    mats.reverse()
-    out = torch.matmul(mats[0].transpose(1, 2), base_t)  # (n, m, L)
-    for index, level in enumerate(levels):
-        scaled, plain = mats[index], mats[index + 1]
-        low = torch.matmul(scaled.transpose(1, 2), level.values.transpose(1, 2))  # (n, m, H·T)
-        out.baddbmm_(low, level.weights_t)
-        out.addcmul_(scaled.sum(1)[:, :, None], level.mean.transpose(1, 2), value=-1.0)
-        out.mul_(level.rstd.transpose(1, 2))
-        out.add_(torch.matmul(level.beta, plain)[:, :, None])
-    return out
-
-
-def gather(levels: list[_Level], base: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``weights · keys_last`` without materialising ``keys_last``.
-
-    Args:
-        levels: as for :func:`project`.
-        base: ``(L, C)`` centred image tokens.
-        weights: ``(n, m, L)`` per-pixel weights.
-
-    Returns:
-        ``(n, m, C)``.
-    """
-    if not levels:
-        return torch.matmul(weights, base)
-    level = levels[-1]
-    scaled = weights * level.rstd.transpose(1, 2)  # (n, m, L)
-    inner = gather(levels[:-1], base, scaled)
-    inner += torch.bmm(torch.bmm(scaled, level.weights), level.values)
-    inner -= torch.bmm(scaled, level.mean)
-    inner *= level.gamma
-    return inner.add_(weights.sum(-1, keepdim=True) * level.beta)
 
 
 class FastMaskDecoder:
@@ -283,14 +135,9 @@ class FastMaskDecoder:
             pe_k.append(_heads_last(t2i.k_proj(pe), t2i))
             pe_q.append(_heads_last(i2t.q_proj(pe), i2t))
         final = transformer.final_attn_token_to_image
-        heads_f, dim_f, _ = _heads(final)
-        final_pe = final.k_proj(pe).view(length, heads_f, dim_f)
-        mean = image.mean(-1, keepdim=True)
+        final_pe = _heads_last(final.k_proj(pe), final)
         return _ImageTerms(
             image=image,
-            centred=image - mean,
-            centred_t=(image - mean).t().contiguous(),
-            mean=mean,
             first_k=first_k,
             first_v=first_v,
             first_q=first_q.contiguous(),
@@ -358,11 +205,11 @@ class FastMaskDecoder:
         tokens = torch.cat(
             [self.output_tokens.to(sparse.dtype).expand(n, -1, -1), sparse], dim=1
         )  # (n, T, C): [object score, IoU, mask 0..M-1, prompt points...]
-        queries, levels = self._two_way(tokens, terms)
+        queries, keys = self._two_way(tokens, terms)
         # The final token→image attention treats every token independently, and only the
         # IoU token (all prompts) and the chosen mask token (kept prompts) are ever read, so
         # it runs for those alone (§1.1: the other outputs are discarded by the reference).
-        iou_token = self._final_attention(queries[:, 1], tokens[:, 1], levels, terms)
+        iou_token = self._final_attention(queries[:, 1:2], tokens[:, 1:2], keys, terms)[:, 0]
         iou_all = self.decoder.iou_prediction_head(iou_token).float()  # (n, M), sigmoid
         if threshold is None:
             chosen = torch.zeros(n, dtype=torch.long, device=device)
@@ -380,16 +227,18 @@ class FastMaskDecoder:
             return keep, empty, score
         if keep.numel() != n:
             queries, tokens = queries[keep], tokens[keep]
-            levels = [level.take(keep) for level in levels]
+            keys = keys.index_select(0, keep)
         rows = torch.arange(keep.numel(), device=device)
         slot = chosen + 2  # mask token t sits at position 2 + t
-        mask_token = self._final_attention(queries[rows, slot], tokens[rows, slot], levels, terms)
-        logits = self._upscale(levels, terms, mask_token, chosen, plan)
+        mask_token = self._final_attention(
+            queries[rows, slot][:, None], tokens[rows, slot][:, None], keys, terms
+        )[:, 0]
+        logits = self._upscale(keys, mask_token, chosen, plan)
         return keep, logits, score
 
     def _two_way(
         self, tokens: torch.Tensor, terms: _ImageTerms
-    ) -> tuple[torch.Tensor, list[_Level]]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two-way blocks of ``Sam2TwoWayTransformer`` for ``n`` prompts on one image
         (the final token→image attention is :meth:`_final_attention`).
 
@@ -399,13 +248,11 @@ class FastMaskDecoder:
             terms: the image's shared terms.
 
         Returns:
-            ``(queries (n, T, C), levels)``: token states and each block's image update.
+            ``(queries (n, T, C), keys (n, L, C))`` after the last block.
         """
-        layers = list(self.decoder.transformer.layers)
         queries = tokens
         keys: torch.Tensor | None = None  # None: still the shared image (first block)
-        levels: list[_Level] = []
-        for index, layer in enumerate(layers):
+        for index, layer in enumerate(self.decoder.transformer.layers):
             # Token self-attention (small: T tokens per prompt); the first block has no PE
             # and no residual, exactly as in SAM.
             if layer.skip_first_layer_pe:
@@ -419,6 +266,7 @@ class FastMaskDecoder:
                 )
             queries = layer.layer_norm1(queries)
 
+            image_q: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
             if keys is None:
                 attn = _token_to_shared_image(
                     layer.cross_attn_token_to_image, queries + tokens, terms.first_k, terms.first_v
@@ -427,72 +275,48 @@ class FastMaskDecoder:
                 residual = terms.image
             else:
                 attn = _token_to_image(
-                    layer.cross_attn_token_to_image,
-                    queries + tokens,
-                    keys,
-                    terms.pe_k[index - 1],
+                    layer.cross_attn_token_to_image, queries + tokens, keys, terms.pe_k[index - 1]
                 )
                 image_q = (keys, terms.pe_q[index - 1])
                 residual = keys
             queries = layer.layer_norm2(queries + attn)
             queries = layer.layer_norm3(queries + layer.mlp(queries))
 
-            weights, weights_t, values = _image_to_token(
-                layer.cross_attn_image_to_token,
-                image_q,
-                queries + tokens,
-                queries,
+            weights_t, values = _image_to_token(
+                layer.cross_attn_image_to_token, image_q, queries + tokens, queries
             )
-            pre = torch.baddbmm(residual, weights, values)  # (n, L, C)
-            norm = layer.layer_norm4
-            keys, mean, rstd = torch.native_layer_norm(
-                pre, (pre.shape[-1],), norm.weight, norm.bias, norm.eps
-            )
-            if not levels:
-                mean = mean - terms.mean  # the base of project/gather is centred
-            levels.append(_Level(weights, weights_t, values, mean, rstd, norm.weight, norm.bias))
-        if not levels:
+            # residual + Σ_h A_h (V_h W_o,hᵀ + b_o/H), the residual add fused into the product.
+            keys = layer.layer_norm4(torch.baddbmm(residual, weights_t.transpose(1, 2), values))
+        if keys is None:
             raise RuntimeError("the SAM 2 mask decoder has no two-way blocks")
-        return queries, levels
+        return queries, keys
 
     def _final_attention(
         self,
         queries: torch.Tensor,
         tokens: torch.Tensor,
-        levels: list[_Level],
+        keys: torch.Tensor,
         terms: _ImageTerms,
     ) -> torch.Tensor:
-        """``final_attn_token_to_image`` + ``layer_norm_final_attn`` for one token per prompt.
+        """``final_attn_token_to_image`` + ``layer_norm_final_attn`` for some tokens.
 
         Args:
-            queries: ``(n, C)`` token states after the last two-way block.
-            tokens: ``(n, C)`` their positional embeddings (the initial tokens).
-            levels: the blocks' image updates (the image tokens are never materialised).
+            queries: ``(n, t, C)`` token states after the last two-way block.
+            tokens: ``(n, t, C)`` their positional embeddings (the initial tokens).
+            keys: ``(n, L, C)`` image states after the last block.
 
         Returns:
-            ``(n, C)``.
+            ``(n, t, C)``.
         """
         transformer = self.decoder.transformer
-        attn = transformer.final_attn_token_to_image
-        heads, dim, scale = _heads(attn)
-        n, channels = queries.shape
-        q = attn.q_proj(queries + tokens).view(n, heads, dim) * scale
-        w_k = attn.k_proj.weight.view(heads, dim, channels)
-        # (q_h W_k,h)·keys_l + q_h·(pe W_kᵀ + b_k)_l,h: the image part through ``project``.
-        folded = torch.einsum("nhd,hdc->nch", q, w_k)  # (n, C, H)
-        logits = project_t(levels, terms.centred_t, folded)  # (n, H, L)
-        logits += torch.einsum("lhd,nhd->nhl", terms.final_pe, q)
-        weights = torch.softmax(logits, dim=-1)
-        mixed = gather(levels, terms.centred, weights)  # (n, H, C)
-        w_v = attn.v_proj.weight.view(heads, dim, channels)
-        out = torch.einsum("nhc,hdc->nhd", mixed, w_v) + attn.v_proj.bias.view(heads, dim)
-        out = attn.o_proj(out.reshape(n, heads * dim))
-        return transformer.layer_norm_final_attn(queries + out)
+        attn = _token_to_image(
+            transformer.final_attn_token_to_image, queries + tokens, keys, terms.final_pe
+        )
+        return transformer.layer_norm_final_attn(queries + attn)
 
     def _upscale(
         self,
-        levels: list[_Level],
-        terms: _ImageTerms,
+        keys: torch.Tensor,
         mask_token: torch.Tensor,
         chosen: torch.Tensor,
         plan: UpscalePlan,
@@ -500,35 +324,30 @@ class FastMaskDecoder:
         """Low-res logits of the chosen token only: ``(K, 4h, 4w)``.
 
         Args:
-            levels: the kept prompts' image updates.
+            keys: ``(K, L, C)`` image tokens after the two-way transformer.
             mask_token: ``(K, C)`` output of each prompt's chosen mask token.
             chosen: ``(K,)`` token per prompt.
             plan: from :meth:`plan`.
         """
         decoder = self.decoder
-        k = mask_token.shape[0]
+        k, length, _ = keys.shape
         h = w = self.side
-        length = h * w
         c4 = plan.norm_weight.shape[0]
         c8 = plan.w2.shape[1] // 4
         # Hypernetwork MLP of each prompt's chosen token only: (K, C/8).
-        hyper = torch.empty((k, c8), dtype=mask_token.dtype, device=mask_token.device)
+        hyper = torch.empty((k, c8), dtype=keys.dtype, device=keys.device)
         for token in torch.unique(chosen).tolist():
             rows = torch.nonzero(chosen == token).flatten()
             mlp = decoder.output_hypernetworks_mlps[token]
             hyper[rows] = mlp(mask_token[rows]).to(hyper.dtype)
         # Groups bound the 4h·4w·C/8 activations (8 MB per prompt at C = 256).
-        group = 16 if mask_token.device.type == "cpu" else 64
-        # The image part of upscale_conv1, shared by all prompts: X0c · Γ_1 ⋯ Γ_N · W1.
-        gammas = torch.stack([level.gamma for level in levels]).prod(0)
-        base_product = terms.centred @ (gammas[:, None] * plan.w1)
+        group = 16 if keys.device.type == "cpu" else 64
         out: list[torch.Tensor] = []
         for start in range(0, k, group):
-            rows = slice(start, min(start + group, k))
-            part = [level.take(rows) for level in levels]
-            g = part[0].weights.shape[0]
-            # upscale_conv1 of the (never materialised) image tokens, + feat_s1.
-            up = project(part, terms.centred, plan.w1, base_product, addend=plan.s1)
+            src = keys[start : start + group]
+            g = src.shape[0]
+            # upscale_conv1 + feat_s1, then LayerNorm over channels and GELU.
+            up = torch.baddbmm(plan.s1, src, plan.w1.expand(g, -1, -1))  # (g, L, 4·C/4)
             up = F.layer_norm(
                 up.view(g, length * 4, c4), (c4,), plan.norm_weight, plan.norm_bias, plan.eps
             )
@@ -627,7 +446,7 @@ def _image_to_token(
     image_q: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     k_tokens: torch.Tensor,
     v_tokens: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Image tokens attend to each prompt's tokens; returns the update's factors.
 
     Args:
@@ -636,8 +455,8 @@ def _image_to_token(
         k_tokens: ``(n, T, C)`` keys (tokens + PE); v_tokens: ``(n, T, C)`` values.
 
     Returns:
-        ``(weights (n, L, H·T), weights_t (n, H·T, L), values (n, H·T, C))`` with
-        ``update = weights · values``: ``o_proj(concat_h A_h V_h) = Σ_h A_h (V_h W_o,hᵀ +
+        ``(weights_t (n, H·T, L), values (n, H·T, C))`` with
+        ``update = weights_tᵀ · values``: ``o_proj(concat_h A_h V_h) = Σ_h A_h (V_h W_o,hᵀ +
         b_o / H)`` since each head's weights sum to 1 per pixel.
     """
     heads, dim, scale = _heads(attn)
@@ -653,10 +472,9 @@ def _image_to_token(
         logits = logits.view(heads, n, t, length).transpose(0, 1)  # (n, H, T, L) view
     length = logits.shape[-1]
     # The softmax over the T tokens runs along a strided axis with L contiguous values, far
-    # faster on CPU than L·H softmaxes of length T; then one transposing copy.
+    # faster on CPU than L·H softmaxes of length T.
     weights_t = torch.softmax(logits, dim=2).reshape(n, heads * t, length)
-    weights = weights_t.transpose(1, 2).contiguous()
     v = attn.v_proj(v_tokens).view(n, t, heads, dim)
     w_o = attn.o_proj.weight.view(-1, heads, dim)  # (C, H, d)
     values = torch.einsum("nthd,chd->nhtc", v, w_o).reshape(n, heads * t, -1)
-    return weights, weights_t, values + attn.o_proj.bias / heads
+    return weights_t, values + attn.o_proj.bias / heads
