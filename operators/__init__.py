@@ -9,18 +9,23 @@ from .about import NTTAbout
 from .build_bank import NTTBuildBank
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
+from .runs import NTTRuns
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
 from .tag_references import NTTTagReferences
 
+#: In workflow order. The App's operator browser sorts by the first character of each
+#: operator's description, so descriptions start with the step number ("1 · ...") and labels
+#: read "NTT 1 · ..." to "NTT 8 · ...".
 OPERATORS = (
-    NTTAbout,
     NTTTagReferences,
     NTTSampleReferences,
     NTTBuildBank,
     NTTSegment,
     NTTEvaluate,
     NTTManageBanks,
+    NTTRuns,
+    NTTAbout,
 )
 
 
