@@ -334,14 +334,8 @@ def build_bank(
         proposer = proposer or loaded[1]
 
     dataset = _dataset(collection)
-    # the device is not part of the bank: the same references give the same fingerprint
-    stored_config = config.to_dict()
-    stored_config["models"]["device"] = "auto"
+    stored_config = bank_config(config, encoder, proposer)
     mode = test_models()
-    if mode:  # the preset names weights that did not run: record the models that did
-        identity = model_identity(encoder, proposer)
-        stored_config["models"]["sam2"] = str(identity["proposer"].get("source", mode))
-        stored_config["models"]["dinov2"] = str(identity["encoder"].get("source", mode))
     bank = build_memory_bank(
         positives,
         encoder,
@@ -416,6 +410,23 @@ def build_bank(
     info["exists"] = True
     info["num_versions"] = len(entries)
     return info
+
+
+def bank_config(config: Any, encoder: Any, proposer: Any) -> dict[str, Any]:
+    """The configuration a bank built with ``config`` and these models stores (and that a
+    reuse check must compare with): the device is left out, so the same references give the
+    same fingerprint on any device; in test-model mode the models that really ran replace
+    the preset's names, which name weights that did not run."""
+    from fiftyone_ntt.fiftyone.models import model_identity, test_models
+
+    stored = config.to_dict()
+    stored["models"]["device"] = "auto"
+    mode = test_models()
+    if mode:
+        identity = model_identity(encoder, proposer)
+        stored["models"]["sam2"] = str(identity["proposer"].get("source", mode))
+        stored["models"]["dinov2"] = str(identity["encoder"].get("source", mode))
+    return stored
 
 
 def _claim_version(store: Any, key: str, version: int | None, overwrite: bool) -> int:

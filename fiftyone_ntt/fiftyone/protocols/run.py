@@ -37,15 +37,14 @@ def _ensure_bank(refs, key, tag, classes, config, preset, device, log) -> tuple[
     the same classes, settings and models; built (overwriting) otherwise."""
     import fiftyone as fo
 
-    from fiftyone_ntt.fiftyone.banks import build_bank, get_bank_info, load_bank
+    from fiftyone_ntt.fiftyone.banks import bank_config, build_bank, get_bank_info, load_bank
     from fiftyone_ntt.fiftyone.models import get_models, model_identity
 
     tagged = refs.filter_labels(GT_FIELD, fo.ViewField("tags").contains(tag)).values(
         f"{GT_FIELD}.detections.id", unwind=True
     )
     encoder, proposer = get_models(config.models, device)
-    wanted_config = config.to_dict()
-    wanted_config["models"]["device"] = "auto"
+    wanted_config = bank_config(config, encoder, proposer)
     try:
         info = get_bank_info(refs, key)
     except KeyError:
