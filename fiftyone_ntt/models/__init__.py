@@ -141,11 +141,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def load_encoder(
     source: str, *, device: str | torch.device = "auto", precision: str = "float32"
 ) -> Dinov2Encoder:
-    """Load a DINOv2 patch encoder (with or without registers).
+    """Load a DINOv2 (with or without registers) or DINOv3 ViT patch encoder.
 
     Args:
-        source: a hub id (``"facebook/dinov2-large"``), a local ``save_pretrained`` folder,
-            or Meta's ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth``.
+        source: a hub id (``"facebook/dinov2-large"``,
+            ``"facebook/dinov3-vitl16-pretrain-lvd1689m"``), a local ``save_pretrained``
+            folder, or Meta's ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`` /
+            ``dinov3_vit*16*_pretrain_*.pth`` (the family is read from the folder's config
+            or the file's tensors; see :func:`fiftyone_ntt.models.dinov3.encoder_family`).
         device: see :func:`resolve_device`.
         precision: ``"float32"`` (paper), or ``"bfloat16"``/``"float16"`` autocast on CUDA.
 
@@ -154,7 +157,10 @@ def load_encoder(
     """
     from fiftyone_ntt.models.checkpoints import load_dinov2
     from fiftyone_ntt.models.dinov2 import Dinov2Encoder
+    from fiftyone_ntt.models.dinov3 import encoder_family, load_dinov3_encoder
 
+    if encoder_family(source) == "dinov3":
+        return load_dinov3_encoder(source, device=device, precision=precision)
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)  # validate before the (slow) load
     model, info = load_dinov2(source)

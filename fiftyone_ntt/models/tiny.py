@@ -209,3 +209,85 @@ def tiny_proposer(
         decode_batch_size=decode_batch_size,
         arch=TINY_HIERA_SPEC.arch,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# DINOv3 (ViT/16 with RoPE and 4 registers)
+# --------------------------------------------------------------------------------------------
+
+
+def tiny_dinov3_config(
+    *,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 64,
+    registers: int = 4,
+    gated: bool = False,
+    **extra: Any,
+) -> Any:
+    """A ``DINOv3ViTConfig`` of a tiny ViT/16 (width 32, depth 2, head size 16, 4 registers),
+    with the released models' masked key bias and LayerNorm eps."""
+    from transformers import DINOv3ViTConfig
+
+    return DINOv3ViTConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        patch_size=16,
+        image_size=224,
+        num_register_tokens=registers,
+        use_gated_mlp=gated,
+        hidden_act="silu" if gated else "gelu",
+        key_bias=False,
+        layer_norm_eps=1e-5,
+        **extra,
+    )
+
+
+def tiny_dinov3_model(seed: int = 0, **config_overrides: Any) -> Any:
+    """A seeded random ``DINOv3ViTModel`` (eval, no grad)."""
+    from transformers import DINOv3ViTModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DINOv3ViTModel(tiny_dinov3_config(**config_overrides))
+        with torch.no_grad():
+            embeddings = model.embeddings
+            embeddings.mask_token.normal_(0.0, 0.5)
+            embeddings.register_tokens.normal_(0.0, 0.5)
+            for layer in model.model.layer:
+                # Meta inits layer scale at 1e-5 and transformers at 1.0; draw it so that
+                # conversion tests see a mix-up of ls1/ls2.
+                layer.layer_scale1.lambda1.uniform_(0.1, 1.0)
+                layer.layer_scale2.lambda1.uniform_(0.1, 1.0)
+            for name, param in model.named_parameters():
+                if name.endswith("bias"):
+                    param.normal_(0.0, 0.1)  # zero biases would hide q/k/v bias mix-ups
+                elif name.endswith("proj.weight"):
+                    # transformers' std 0.02 makes every residual branch ~1e-4 of the stream;
+                    # unit gain lets tests see which weights went where.
+                    param.normal_(0.0, param.shape[1] ** -0.5)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def tiny_dinov3_encoder(
+    seed: int = 0,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+    **config_overrides: Any,
+) -> Any:
+    """A :class:`~fiftyone_ntt.models.dinov3.Dinov3Encoder` over :func:`tiny_dinov3_model`."""
+    from fiftyone_ntt.models.dinov3 import Dinov3Encoder
+
+    return Dinov3Encoder(
+        tiny_dinov3_model(seed, **config_overrides),
+        source=f"tiny-random-dinov3(seed={seed})",
+        device=device,
+        precision=precision,
+        arch="vit_tiny_random",
+    )
