@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "FEATURE_GRID",
     "PRESETS",
     "ModelConfig",
     "NTTConfig",
+    "encoder_input_size",
     "get_preset",
 ]
 
@@ -62,9 +64,14 @@ class NTTConfig:
         reference_context_ratio: a reference crop is a square of side
             ``max(box w, box h) * (1 + ratio)`` around the box centre (§3; yaml
             ``fill_memory.context_ratio`` = 0.2).
-        reference_size: side of the resized reference crop fed to DINOv2 (§1.3: 518).
+        reference_size: side of the resized reference crop fed to the semantic encoder
+            (§1.3: 518 = 37 DINOv2 patches of 14 px). ``None`` follows the encoder:
+            :data:`FEATURE_GRID` patches of its size (518 px for DINOv2, 592 px for DINOv3's
+            16-px patches). Must be a multiple of the encoder's patch (checked when the
+            encoder is known), so that the patch grid covers the whole crop.
         target_size: side of the squashed target image fed to SAM2 (§1.3: 1024).
-        semantic_size: side of the target image fed to DINOv2 (§1.3: 518).
+        semantic_size: side of the target image fed to the semantic encoder (§1.3: 518);
+            ``None`` follows the encoder, as for ``reference_size``.
         points_per_side: the point grid is ``points_per_side**2`` prompts (§5: 32).
         points_batch_size: prompts per decoder call (§5 ``testing_point_bs``: 256). Only
             memory and speed depend on it, never results.
@@ -83,9 +90,9 @@ class NTTConfig:
 
     models: ModelConfig = field(default_factory=ModelConfig)
     reference_context_ratio: float = 0.2
-    reference_size: int = 518
+    reference_size: int | None = 518
     target_size: int = 1024
-    semantic_size: int = 518
+    semantic_size: int | None = 518
     points_per_side: int = 32
     points_batch_size: int = 256
     pred_iou_threshold: float = 0.4
@@ -108,6 +115,8 @@ class NTTConfig:
         )
         for name in positive_ints:
             value = getattr(self, name)
+            if value is None and name in ("reference_size", "semantic_size"):
+                continue  # follows the encoder (encoder_input_size)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         for name in ("pred_iou_threshold", "nms_iou_threshold"):
@@ -161,6 +170,38 @@ class NTTConfig:
         if unknown:
             raise TypeError(f"unknown NTTConfig field(s) {sorted(unknown)}")
         return cls(models=models, **data)
+
+
+#: Patches per side of the semantic feature grid when a size follows the encoder: the paper's
+#: 37×37 (518 px at DINOv2's patch 14). Keeping the grid rather than the pixel size means the
+#: same matching resolution (a proposal is pooled over the same number of feature cells) and
+#: the same token count, so the same encoder cost, for every patch size: 592 px for DINOv3's
+#: 16-px patches. DINOv3 uses RoPE, so 592 px needs no positional interpolation.
+FEATURE_GRID = 37
+
+
+def encoder_input_size(size: int | None, patch_size: int, name: str = "semantic_size") -> int:
+    """The side in pixels fed to an encoder with ``patch_size``-px patches.
+
+    Args:
+        size: the configured side, or ``None`` for :data:`FEATURE_GRID` patches.
+        patch_size: the encoder's patch side (14 for DINOv2, 16 for DINOv3).
+        name: the config field, for messages.
+
+    Raises:
+        ValueError: ``size`` is not a multiple of the patch (the patch convolution would drop
+            the remainder and the mask-to-grid sampling would no longer line up).
+    """
+    if size is None:
+        return FEATURE_GRID * patch_size
+    if size % patch_size:
+        lower = max(patch_size, size // patch_size * patch_size)
+        raise ValueError(
+            f"{name}={size} is not a multiple of the encoder's {patch_size}-px patch; use "
+            f"{lower} or {lower + patch_size}, or None to follow the encoder "
+            f"({FEATURE_GRID} patches = {FEATURE_GRID * patch_size} px)"
+        )
+    return size
 
 
 #: Named presets. ``paper`` is exactly what the published numbers used (§1, §5, §11):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.config import NTTConfig, encoder_input_size
 from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
 from fiftyone_ntt.preprocess import (
     area_patch_weights,
@@ -457,7 +457,8 @@ def build_memory_bank(
             "pass a mask proposer (SAM2) to generate their masks"
         )
 
-    grid = config.reference_size // encoder.patch_size
+    reference_size = encoder_input_size(config.reference_size, encoder.patch_size, "reference_size")
+    grid = reference_size // encoder.patch_size
     features: list[torch.Tensor] = []
     generated: list[bool] = []
     pending: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -490,7 +491,7 @@ def build_memory_bank(
             mask,
             ref.box,
             context_ratio=config.reference_context_ratio,
-            size=config.reference_size,
+            size=reference_size,
         )
         weights = mask_to_patch_weights(soft, grid)
         if float(weights.sum()) <= 0:
@@ -519,7 +520,7 @@ def build_memory_bank(
         encoder=dict(encoder.identity),
         settings={
             "reference_context_ratio": config.reference_context_ratio,
-            "reference_size": config.reference_size,
+            "reference_size": reference_size,
         },
         metadata=dict(metadata or {}),
         created=_now(),
