@@ -170,11 +170,13 @@ def load_encoder(
 def load_proposer(
     source: str, *, device: str | torch.device = "auto", precision: str = "float32"
 ) -> Sam2Proposer:
-    """Load a SAM 2 / SAM 2.1 mask proposer (any Hiera size).
+    """Load a SAM 2 / SAM 2.1 (any Hiera size) or EdgeTAM mask proposer.
 
     Args:
-        source: a hub id (``"facebook/sam2-hiera-large"``), a local ``save_pretrained``
-            folder, or Meta's ``sam2_hiera_*.pt`` / ``sam2.1_hiera_*.pt``.
+        source: a hub id (``"facebook/sam2-hiera-large"``, ``"yonigozlan/EdgeTAM-hf"``), a
+            local ``save_pretrained`` folder, or Meta's ``sam2_hiera_*.pt`` /
+            ``sam2.1_hiera_*.pt`` (EdgeTAM: hub ids and folders, and it needs ``timm``;
+            see :mod:`fiftyone_ntt.models.edgetam`).
         device: see :func:`resolve_device`.
         precision: ``"float32"`` (paper), or ``"bfloat16"``/``"float16"`` autocast on CUDA.
 
@@ -182,8 +184,11 @@ def load_proposer(
         A :class:`~fiftyone_ntt.models.sam2.Sam2Proposer` (a :class:`MaskProposer`).
     """
     from fiftyone_ntt.models.checkpoints import load_sam2
+    from fiftyone_ntt.models.edgetam import load_edgetam_proposer, proposer_family
     from fiftyone_ntt.models.sam2 import Sam2Proposer
 
+    if proposer_family(source) == "edgetam":
+        return load_edgetam_proposer(source, device=device, precision=precision)
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)
     model, info = load_sam2(source)

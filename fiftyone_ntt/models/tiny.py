@@ -291,3 +291,90 @@ def tiny_dinov3_encoder(
         precision=precision,
         arch="vit_tiny_random",
     )
+
+
+# --------------------------------------------------------------------------------------------
+# EdgeTAM (RepViT through timm + SAM 2's prompt encoder and decoder); needs ``timm``
+# --------------------------------------------------------------------------------------------
+
+
+def tiny_edgetam_config() -> Any:
+    """An ``EdgeTamConfig``: a 4-stage RepViT of widths 8..64 (one block each) and the same
+    32-wide neck and decoder as :func:`tiny_sam2_config`."""
+    from transformers import (
+        EdgeTamConfig,
+        EdgeTamMaskDecoderConfig,
+        EdgeTamPromptEncoderConfig,
+        EdgeTamVisionConfig,
+        TimmWrapperConfig,
+    )
+
+    widths = (8, 16, 32, 64)
+    backbone = TimmWrapperConfig(
+        architecture="repvit_m1",
+        model_args={
+            "in_chans": 3,
+            "features_only": True,
+            "out_indices": [0, 1, 2, 3],
+            "embed_dim": widths,
+            "depth": (1, 1, 1, 1),
+        },
+    )
+    vision = EdgeTamVisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=list(widths[::-1]),
+        fpn_hidden_size=_SAM2_HIDDEN,
+    )
+    prompt = EdgeTamPromptEncoderConfig(hidden_size=_SAM2_HIDDEN, mask_input_channels=8)
+    decoder = EdgeTamMaskDecoderConfig(
+        hidden_size=_SAM2_HIDDEN,
+        mlp_dim=64,
+        num_attention_heads=2,
+        iou_head_hidden_dim=_SAM2_HIDDEN,
+    )
+    return EdgeTamConfig(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
+    )
+
+
+def tiny_edgetam_model(seed: int = 0) -> Any:
+    """A seeded random ``EdgeTamModel`` (eval, no grad), drawn like :func:`tiny_sam2_model`."""
+    from transformers import EdgeTamModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = EdgeTamModel(tiny_edgetam_config())
+        with torch.no_grad():
+            model.no_memory_embedding.normal_(0.0, 0.5)
+            model.shared_image_embedding.positional_embedding.copy_(
+                model.prompt_encoder.shared_embedding.positional_embedding
+            )
+            decoder = model.mask_decoder
+            for head in (*decoder.output_hypernetworks_mlps, decoder.iou_prediction_head):
+                for linear in (head.proj_in, *head.layers, head.proj_out):
+                    linear.weight.normal_(0.0, linear.in_features**-0.5)
+            for conv in (decoder.conv_s0, decoder.upscale_conv2):
+                conv.weight.normal_(0.0, conv.weight[0].numel() ** -0.5)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def tiny_edgetam_proposer(
+    seed: int = 0,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+    decode_batch_size: int | None = None,
+) -> Any:
+    """An :class:`~fiftyone_ntt.models.edgetam.EdgeTamProposer` over :func:`tiny_edgetam_model`."""
+    from fiftyone_ntt.models.edgetam import EdgeTamProposer
+
+    return EdgeTamProposer(
+        tiny_edgetam_model(seed),
+        source=f"tiny-random-edgetam(seed={seed})",
+        device=device,
+        precision=precision,
+        decode_batch_size=decode_batch_size,
+        arch="repvit_tiny_random",
+    )
