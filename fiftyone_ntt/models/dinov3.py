@@ -136,13 +136,27 @@ def _config_model_type(folder: Path) -> str | None:
         return None
 
 
+def _hub_model_type(repo_id: str, *, download: bool) -> str | None:
+    """``model_type`` of a hub repo's ``config.json``: from the cache, or (``download``) the
+    small file alone."""
+    from fiftyone_ntt.models.hub import cached_repo_files, hub_config_file
+
+    cached = cached_repo_files(repo_id)
+    if cached is not None and "config.json" in cached[2]:
+        return _config_model_type(cached[0])
+    if not download:
+        return None
+    config = hub_config_file(repo_id, "semantic encoder")
+    return _config_model_type(config.parent) if config is not None else None
+
+
 def encoder_family(source: str | os.PathLike[str]) -> Literal["dinov2", "dinov3"]:
     """Which semantic encoder a source holds, without loading its weights.
 
     A folder's ``config.json`` says it; a checkpoint file is DINOv3 when its tensors are
-    (RoPE, no ``pos_embed``); a hub id is read from the local cache when present, else from
-    its name (``dinov3`` in it). Anything else is treated as DINOv2, whose loader gives the
-    error messages for bad sources.
+    (RoPE, no ``pos_embed``); a hub id by its cached ``config.json``, else by its name
+    (``dinov3``/``dinov2`` in it), else by its ``config.json`` alone (a small download).
+    Anything unreadable is treated as DINOv2, whose loader reports bad sources.
     """
     from fiftyone_ntt.models.checkpoints import classify_source
 
@@ -155,47 +169,36 @@ def encoder_family(source: str | os.PathLike[str]) -> Literal["dinov2", "dinov3"
         model_type = _config_model_type(Path(text).expanduser())
         return "dinov3" if model_type == "dinov3_vit" else "dinov2"
     if kind == "file":
-        path = Path(text).expanduser()
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # the DINOv2 loader reports unreadable files
-            return "dinov2"
         from fiftyone_ntt.models.dinov3_conversion import _normalise_keys, _unwrap
 
         try:
+            state = torch.load(
+                Path(text).expanduser(), map_location="cpu", weights_only=True, mmap=True
+            )
             return "dinov3" if looks_like_dinov3(_normalise_keys(_unwrap(state))) else "dinov2"
-        except ValueError:
+        except Exception:  # unreadable or not a state dict: the DINOv2 loader reports it
             return "dinov2"
+    name = text.lower()
     try:
-        from transformers.utils import cached_file
-
-        config_file = cached_file(text, "config.json", local_files_only=True)
-    except Exception:  # not cached: decide by name
-        config_file = None
-    if config_file:
-        return (
-            "dinov3" if _config_model_type(Path(config_file).parent) == "dinov3_vit" else "dinov2"
-        )
-    return "dinov3" if "dinov3" in text.lower() else "dinov2"
+        model_type = _hub_model_type(text, download="dinov2" not in name and "dinov3" not in name)
+    except Exception:  # best effort: decide by name
+        model_type = None
+    if model_type is not None:
+        return "dinov3" if model_type == "dinov3_vit" else "dinov2"
+    return "dinov3" if "dinov3" in name else "dinov2"
 
 
-def _normalisation(source: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean/std from a folder's or cached hub model's ``preprocessor_config.json``."""
+def _normalisation(folder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean/std from a folder's ``preprocessor_config.json`` when it has one (the satellite
+    SAT-493M weights use their own); ImageNet's otherwise (the LVD-1689M web weights)."""
     try:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            file = path / "preprocessor_config.json"
-        else:
-            from transformers.utils import cached_file
-
-            found = cached_file(source, "preprocessor_config.json", local_files_only=True)
-            file = Path(found) if found else None
-        if file is not None and file.is_file():
+        file = Path(folder) / "preprocessor_config.json"
+        if file.is_file():
             data = json.loads(file.read_text())
             mean, std = data.get("image_mean"), data.get("image_std")
             if isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std) == 3:
                 return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    except Exception:  # best effort: the LVD-1689M default below
+    except (OSError, ValueError, TypeError):  # best effort: the LVD-1689M default below
         pass
     return IMAGENET_MEAN, IMAGENET_STD
 
@@ -220,50 +223,69 @@ def load_dinov3(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     Returns:
         ``(model, info)``; ``info`` has ``source``, ``kind``, ``arch``, ``registers``,
-        ``mean`` and ``std``.
+        ``mean``, ``std`` and ``weights`` (which files were read).
 
     Raises:
         CheckpointError: a file/folder that is not a usable DINOv3 ViT checkpoint.
-        ModelNotAvailableError: a hub id that is neither cached nor downloadable.
+        ModelNotAvailableError: a hub id that is neither cached nor downloadable (the
+            official repos are gated: accept the licence and log in first).
         FileNotFoundError: a path that does not exist.
     """
-    from transformers import AutoConfig, DINOv3ViTModel
-
-    from fiftyone_ntt.models.checkpoints import (
-        CheckpointError,
-        _finish,
-        _from_pretrained,
-        _instantiate,
-        _torch_load,
-        classify_source,
-    )
+    from fiftyone_ntt.models.checkpoints import _local, classify_source
 
     text = os.fspath(source)
     kind = classify_source(text, "DINOv3")
-    if kind == "file":
-        path = Path(text).expanduser()
-        if path.suffix.lower() == ".safetensors":
-            raise CheckpointError(
-                f"{path}: a bare .safetensors file has no config; pass the folder that holds "
-                "it together with its config.json, or Meta's original .pth file"
-            )
-        try:
-            state_dict, arch, skipped = convert_dinov3_state_dict(_torch_load(path, "DINOv3"))
-        except CheckpointError as error:
-            raise CheckpointError(f"{path}: {error}") from None
-        model = _instantiate(
-            DINOv3ViTModel, arch.to_config(), state_dict, str(path), arch.describe()
+    path, local_kind, weights = _local(text, kind, "DINOv3")
+    if local_kind == "file":
+        model = _dinov3_from_file(path)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        model = _dinov3_from_folder(path)
+        mean, std = _normalisation(str(path))
+    config = model.config
+    arch = dinov3_arch_name(
+        config.hidden_size, config.num_hidden_layers, bool(config.use_gated_mlp)
+    )
+    logger.info("Loaded DINOv3 %s from %s %s (%s)", arch, kind, text, weights)
+    return model, {
+        "source": text,
+        "kind": kind,
+        "arch": arch,
+        "registers": int(config.num_register_tokens or 0),
+        "mean": mean,
+        "std": std,
+        "weights": weights,
+    }
+
+
+def _dinov3_from_file(path: Path) -> Any:
+    """Meta's original DINOv3 ViT checkpoint → ``DINOv3ViTModel``."""
+    from transformers import DINOv3ViTModel
+
+    from fiftyone_ntt.models.checkpoints import CheckpointError, _instantiate, _torch_load
+
+    if path.suffix.lower() == ".safetensors":
+        raise CheckpointError(
+            f"{path}: a bare .safetensors file has no config; pass the folder that holds "
+            "it together with its config.json, or Meta's original .pth file"
         )
-        _materialise_rope(model)
-        logger.info("Recognised %s in %s (%d tensors skipped)", arch.describe(), path, len(skipped))
-        return model, {
-            "source": text,
-            "kind": kind,
-            "arch": arch.arch,
-            "registers": arch.registers,
-            "mean": IMAGENET_MEAN,
-            "std": IMAGENET_STD,
-        }
+    try:
+        state_dict, arch, skipped = convert_dinov3_state_dict(_torch_load(path, "DINOv3"))
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    model = _instantiate(DINOv3ViTModel, arch.to_config(), state_dict, str(path), arch.describe())
+    _materialise_rope(model)
+    logger.info("Recognised %s in %s (%d tensors skipped)", arch.describe(), path, len(skipped))
+    return model
+
+
+def _dinov3_from_folder(folder: Path) -> Any:
+    """A ``transformers`` DINOv3 ViT folder → the model."""
+    from transformers import AutoConfig, DINOv3ViTModel
+
+    from fiftyone_ntt.models.checkpoints import CheckpointError, _finish, _from_pretrained
+
+    text = str(folder)
 
     def build(local_files_only: bool) -> Any:
         config = AutoConfig.from_pretrained(text, local_files_only=local_files_only)
@@ -277,21 +299,7 @@ def load_dinov3(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
             text, config=config, local_files_only=local_files_only
         )
 
-    model = _from_pretrained(text, kind, "DINOv3", build)
-    config = model.config
-    arch = dinov3_arch_name(
-        config.hidden_size, config.num_hidden_layers, bool(config.use_gated_mlp)
-    )
-    mean, std = _normalisation(text)
-    logger.info("Loaded DINOv3 %s from %s %s", arch, kind, text)
-    return _finish(model.float()), {
-        "source": text,
-        "kind": kind,
-        "arch": arch,
-        "registers": int(config.num_register_tokens or 0),
-        "mean": mean,
-        "std": std,
-    }
+    return _finish(_from_pretrained(text, "DINOv3", build).float())
 
 
 def load_dinov3_encoder(
@@ -306,7 +314,7 @@ def load_dinov3_encoder(
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)  # validate before the (slow) load
     model, info = load_dinov3(source)
-    return Dinov3Encoder(
+    encoder = Dinov3Encoder(
         model,
         source=info["source"],
         device=resolved,
@@ -315,3 +323,5 @@ def load_dinov3_encoder(
         mean=info["mean"],
         std=info["std"],
     )
+    encoder.identity["weights"] = info["weights"]  # not among the keys a bank must match
+    return encoder

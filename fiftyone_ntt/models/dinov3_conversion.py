@@ -38,6 +38,8 @@ __all__ = [
     "Dinov3Spec",
     "convert_dinov3_state_dict",
     "dinov3_arch_name",
+    "dinov3_identity_from_checkpoint",
+    "dinov3_identity_from_config",
     "infer_dinov3_architecture",
     "looks_like_dinov3",
 ]
@@ -373,3 +375,36 @@ def convert_dinov3_state_dict(
             f"{unknown[:8]}"
         )
     return out, arch, skipped
+
+
+def dinov3_identity_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The bank-checked identity keys of a ``DINOv3ViTConfig`` dict (``config.json``)."""
+    patch = config.get("patch_size", 16)
+    if isinstance(patch, (list, tuple)):
+        patch = patch[0]
+    hidden, layers = int(config["hidden_size"]), int(config["num_hidden_layers"])
+    return {
+        "family": "dinov3",
+        "arch": dinov3_arch_name(hidden, layers, bool(config.get("use_gated_mlp", False))),
+        "feature_dim": hidden,
+        "patch_size": int(patch),
+        "registers": int(config.get("num_register_tokens", 0) or 0),
+    }
+
+
+def dinov3_identity_from_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
+    """The same from Meta's original file (shapes only), or ``None`` if it is not DINOv3."""
+    try:
+        sd = _normalise_keys(_unwrap(checkpoint))
+    except CheckpointError:
+        return None
+    if not looks_like_dinov3(sd):
+        return None
+    arch = infer_dinov3_architecture(sd)
+    return {
+        "family": "dinov3",
+        "arch": arch.arch,
+        "feature_dim": arch.hidden_size,
+        "patch_size": arch.patch_size,
+        "registers": arch.registers,
+    }

@@ -183,13 +183,13 @@ def proposer_family(source: str | os.PathLike[str]) -> str:
     if kind == "file":
         return "sam2"
     try:
-        from transformers.utils import cached_file
+        from fiftyone_ntt.models.hub import cached_repo_files
 
-        found = cached_file(text, "config.json", local_files_only=True)
-    except Exception:  # not cached
-        found = None
-    if found:
-        return "edgetam" if _model_type(Path(found).parent) in _EDGETAM_TYPES else "sam2"
+        cached = cached_repo_files(text)
+    except Exception:  # best effort: decide by name
+        cached = None
+    if cached is not None and "config.json" in cached[2]:
+        return "edgetam" if _model_type(cached[0]) in _EDGETAM_TYPES else "sam2"
     return "edgetam" if "edgetam" in text.lower() else "sam2"
 
 
@@ -210,6 +210,7 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
         CheckpointError,
         _finish,
         _from_pretrained,
+        _local,
         classify_source,
     )
 
@@ -222,9 +223,16 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
             "transformers' EdgeTAM conversion script first"
         )
     require_timm()
+    path, local_kind, weights = _local(text, kind, "EdgeTAM")
+    if local_kind == "file":
+        raise CheckpointError(
+            f"hub repo {text!r} holds only an original checkpoint ({path.name}); EdgeTAM needs "
+            f"the transformers files (e.g. {EDGETAM_HUB_ID!r})"
+        )
+    folder = str(path)
 
     def build(local_files_only: bool) -> Any:
-        raw = AutoConfig.from_pretrained(text, local_files_only=local_files_only)
+        raw = AutoConfig.from_pretrained(folder, local_files_only=local_files_only)
         model_type = getattr(raw, "model_type", None)
         if model_type == "edgetam":
             config = raw
@@ -239,12 +247,14 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
                 f"{text!r} is a {model_type!r} model, not EdgeTAM; pass an EdgeTAM hub id "
                 f"(e.g. {EDGETAM_HUB_ID!r}) or folder"
             )
-        return EdgeTamModel.from_pretrained(text, config=config, local_files_only=local_files_only)
+        return EdgeTamModel.from_pretrained(
+            folder, config=config, local_files_only=local_files_only
+        )
 
-    model = _from_pretrained(text, kind, "EdgeTAM", build)
+    model = _from_pretrained(folder, "EdgeTAM", build)
     arch = _backbone_arch(model)
-    logger.info("Loaded EdgeTAM (%s) from %s %s", arch, kind, text)
-    return _finish(model.float()), {"source": text, "kind": kind, "arch": arch}
+    logger.info("Loaded EdgeTAM (%s) from %s %s (%s)", arch, kind, text, weights)
+    return _finish(model.float()), {"source": text, "kind": kind, "arch": arch, "weights": weights}
 
 
 def load_edgetam_proposer(
@@ -259,6 +269,8 @@ def load_edgetam_proposer(
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)
     model, info = load_edgetam(source)
-    return EdgeTamProposer(
+    proposer = EdgeTamProposer(
         model, source=info["source"], device=resolved, precision=precision, arch=info["arch"]
     )
+    proposer.identity["weights"] = info["weights"]
+    return proposer

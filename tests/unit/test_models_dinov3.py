@@ -296,3 +296,18 @@ def test_hub_ids_are_told_apart_by_name_when_not_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     assert encoder_family("facebook/dinov3-vitl16-pretrain-lvd1689m") == "dinov3"
     assert encoder_family("facebook/dinov2-large") == "dinov2"
+
+
+def test_identity_is_read_without_loading(tmp_path):
+    from fiftyone_ntt.models.identity import peek_encoder_identity
+
+    model = tiny_dinov3_model(seed=2)
+    loaded = Dinov3Encoder(model, source="x").identity
+    expected = {k: loaded[k] for k in ("feature_dim", "patch_size", "registers")}
+    path = tmp_path / "original.pth"
+    torch.save(hf_to_meta(model), path)
+    model.save_pretrained(tmp_path / "folder")
+    for source in (path, tmp_path / "folder"):
+        peeked = peek_encoder_identity(str(source))
+        assert peeked["family"] == "dinov3"
+        assert {k: peeked[k] for k in expected} == expected
