@@ -16,7 +16,8 @@ from fiftyone_ntt.types import Reference
 pytestmark = pytest.mark.unit
 
 RED, GREEN, BLUE = 1, 2, 3
-FOLLOW = NTTConfig(reference_size=None, semantic_size=None)
+FOLLOW = NTTConfig()  # sizes follow the encoder (the default)
+PAPER_SIZES = NTTConfig(reference_size=518, semantic_size=518)
 
 
 class SpyEncoder(ColorEncoder):
@@ -53,12 +54,14 @@ def test_encoder_input_size():
         NTTConfig(semantic_size=0)
 
 
-def test_paper_sizes_are_unchanged_for_patch_14():
+@pytest.mark.parametrize("config", [NTTConfig(), PAPER_SIZES])
+def test_paper_sizes_are_unchanged_for_patch_14(config):
     encoder = SpyEncoder(14)
-    bank = build_memory_bank(_refs(), encoder)
+    bank = build_memory_bank(_refs(), encoder, config=config)
     assert bank.settings["reference_size"] == 518
     assert encoder.sides == [(518, 518)]
-    Segmenter(encoder, RegionProposer(), bank).predict(paint((120, 160), [(RED, (10, 10, 60, 60))]))
+    target = paint((120, 160), [(RED, (10, 10, 60, 60))])
+    Segmenter(encoder, RegionProposer(), bank, config=config).predict(target)
     assert encoder.sides[-1] == (518, 518)
 
 
@@ -87,10 +90,10 @@ def test_a_patch_16_grid_of_32_works_too():
 
 def test_paper_sizes_with_a_patch_16_encoder_are_refused_with_the_fix():
     with pytest.raises(ValueError, match=r"reference_size=518 .* None to follow the encoder"):
-        build_memory_bank(_refs(), SpyEncoder(16))
+        build_memory_bank(_refs(), SpyEncoder(16), config=PAPER_SIZES)
     bank = build_memory_bank(_refs(), SpyEncoder(16), config=FOLLOW)
     with pytest.raises(ValueError, match="reference_size=518"):
-        Segmenter(SpyEncoder(16), RegionProposer(), bank)
+        Segmenter(SpyEncoder(16), RegionProposer(), bank, config=PAPER_SIZES)
 
 
 def test_bank_of_another_encoder_is_refused():
