@@ -255,3 +255,62 @@ def runs_hint() -> str:
         "(in the same environment as the App); follow it with 'NTT 7 · Runs' or "
         "`fiftyone delegated list`."
     )
+
+
+def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[str, Any]:
+    """The preset dropdown (each choice shows its models, CPU time per image and download
+    size), a table of every preset, and "advanced" fields to choose each model freely.
+
+    Returns:
+        the props of the fields (``preset``, ``proposer``, ``encoder``) for error marks.
+    """
+    from fiftyone_ntt.config import PRESETS
+    from fiftyone_ntt.presets import preset_choice_label, preset_table_markdown
+
+    dropdown = types.Dropdown(label="Model preset")
+    for name in PRESETS:
+        dropdown.add_choice(name, label=preset_choice_label(name))
+    props = {
+        "preset": inputs.enum(
+            "preset",
+            list(PRESETS),
+            default=default,
+            label="Model preset",
+            description="paper: as published; default: SAM 2.1-L + DINOv2-L; fast: small "
+            "models for CPUs; accurate: DINOv3-L (gated download)",
+            view=dropdown,
+        )
+    }
+    inputs.md(preset_table_markdown(), name="preset_table")
+    inputs.bool(
+        "advanced_models",
+        default=False,
+        label="Advanced: choose each model",
+        description="Hub ids or local paths instead of the preset's models",
+    )
+    if ctx.params.get("advanced_models"):
+        props["proposer"] = inputs.str(
+            "proposer",
+            label="Mask proposer",
+            description="SAM 2 / 2.1 (hub id, folder or Meta's .pt) or EdgeTAM (hub id or "
+            "folder, needs timm); empty: the preset's",
+        )
+        props["encoder"] = inputs.str(
+            "encoder",
+            label="Semantic encoder",
+            description="DINOv2 or DINOv3 ViT (hub id, folder or Meta's .pth); empty: the "
+            "preset's. Segmenting with a bank always uses the bank's encoder",
+        )
+    return props
+
+
+def config_from_form(params: dict[str, Any]) -> Any:
+    """The configuration the form's preset and advanced model fields describe."""
+    from fiftyone_ntt.presets import resolve_config
+
+    advanced = bool(params.get("advanced_models"))
+    return resolve_config(
+        params.get("preset") or "default",
+        proposer=(params.get("proposer") or None) if advanced else None,
+        encoder=(params.get("encoder") or None) if advanced else None,
+    )
