@@ -16,6 +16,7 @@ from fiftyone_ntt.config import PRESETS, NTTConfig, get_preset
 
 __all__ = [
     "PRESET_BENCHMARKS",
+    "check_encoder_sizes",
     "download_mb",
     "model_label",
     "preset_choice_label",
@@ -159,4 +160,30 @@ def resolve_config(
         models[key] = value.strip() if isinstance(value, str) else value
     if models:
         changes["models"] = models
-    return config.replace(**changes) if changes else config
+    config = config.replace(**changes) if changes else config
+    if encoder is not None:
+        check_encoder_sizes(config, preset)
+    return config
+
+
+def check_encoder_sizes(config: NTTConfig, preset: str = "custom") -> None:
+    """Refuse pinned input sizes that the configured encoder's patch does not divide, before
+    any weights load (the family is read cheaply: :func:`~fiftyone_ntt.models.dinov3.encoder_family`).
+
+    Raises:
+        ValueError: e.g. the ``paper`` preset's 518 px with a DINOv3 (16-px patch) encoder.
+    """
+    from fiftyone_ntt.config import encoder_input_size
+    from fiftyone_ntt.models.dinov3 import encoder_family
+
+    family = encoder_family(config.models.dinov2)
+    patch = 16 if family == "dinov3" else 14
+    for name in ("reference_size", "semantic_size"):
+        try:
+            encoder_input_size(getattr(config, name), patch, name)
+        except ValueError as error:
+            raise ValueError(
+                f"encoder {config.models.dinov2!r} ({family}, {patch}-px patches) does not fit "
+                f"preset {preset!r}: {error}; or pick a preset whose sizes follow the encoder "
+                "('default', 'fast', 'accurate')"
+            ) from None

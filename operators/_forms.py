@@ -301,7 +301,27 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
             description="DINOv2 or DINOv3 ViT (hub id, folder or Meta's .pth); empty: the "
             "preset's. Segmenting with a bank always uses the bank's encoder",
         )
+    _check_models(inputs, ctx.params, props)
     return props
+
+
+def _check_models(inputs: types.Object, params: dict[str, Any], props: dict[str, Any]) -> None:
+    """Mark a model field invalid when its source cannot work (before anything loads)."""
+    from fiftyone_ntt.models.checkpoints import classify_source
+
+    for name, what in (("proposer", "mask proposer"), ("encoder", "semantic encoder")):
+        value = params.get(name)
+        if name in props and value:
+            try:
+                classify_source(value, what)
+            except (OSError, ValueError) as error:
+                invalid(inputs, props[name], name, str(error))
+                return
+    try:
+        config_from_form(params)
+    except ValueError as error:
+        name = "encoder" if "encoder" in props and "does not fit" in str(error) else "preset"
+        invalid(inputs, props.get(name, props["preset"]), name, str(error))
 
 
 def config_from_form(params: dict[str, Any]) -> Any:

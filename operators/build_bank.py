@@ -67,7 +67,7 @@ class NTTBuildBank(foo.Operator):
         )
         tag = ctx.params.get("tag") or TAG_DEFAULT
         inputs.str("tag", default=TAG_DEFAULT, label="Reference tag")
-        model_props = model_choice(inputs, ctx)
+        model_choice(inputs, ctx)
         key_prop = inputs.str(
             "bank_key",
             default=f"{gt_field or 'bank'}-refs",
@@ -96,10 +96,6 @@ class NTTBuildBank(foo.Operator):
             overwrite=bool(ctx.params.get("overwrite", False)),
         )
         props = {"gt_field": gt_prop, "bank_key": key_prop, "classes": classes_prop}
-        try:
-            config_from_form(ctx.params)
-        except ValueError as error:
-            invalid(inputs, model_props["preset"], "preset", str(error))
         for name, message in problems:
             invalid(inputs, props.get(name, gt_prop), name, message, box=name not in props)
         if summary:

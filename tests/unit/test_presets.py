@@ -173,3 +173,10 @@ def test_cli_refuses_a_bank_of_another_encoder_before_loading(cache, tmp_path, c
     )
     assert code != 0
     assert "dinov3" in err and "not loaded" in err
+
+
+def test_a_dinov3_encoder_on_the_paper_preset_is_refused_before_loading():
+    with pytest.raises(ValueError, match=r"does not fit preset 'paper'.*reference_size=518.*592"):
+        resolve_config("paper", encoder=DINOV3_L)
+    assert resolve_config("default", encoder=DINOV3_L).models.dinov2 == DINOV3_L
+    assert resolve_config("paper", encoder="facebook/dinov2-base").reference_size == 518
