@@ -334,3 +334,17 @@ def config_from_form(params: dict[str, Any]) -> Any:
         proposer=(params.get("proposer") or None) if advanced else None,
         encoder=(params.get("encoder") or None) if advanced else None,
     )
+
+
+def bank_models_line(inputs: types.Object, info: dict[str, Any] | None) -> None:
+    """Which models segmenting with this bank runs (the bank's: its encoder must match)."""
+    models = ((info or {}).get("config") or {}).get("models") or {}
+    if not models:
+        return
+    from fiftyone_ntt.presets import model_label
+
+    inputs.md(
+        f"Models (the bank's): {model_label(str(models.get('sam2')))} + "
+        f"{model_label(str(models.get('dinov2')))}",
+        name="bank_models",
+    )

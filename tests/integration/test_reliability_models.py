@@ -131,5 +131,13 @@ def test_advanced_models_build_a_bank(prepared):
     assert built["bank_key"] == "b" and _bank_keys(prepared) == ["b"]
 
 
+def test_segment_form_names_the_bank_models(prepared):
+    params = {"gt_field": GT, "bank_key": "b", "preset": "fast"}
+    _run("ntt_build_bank", prepared, params)
+    form = json.dumps(_form("ntt_segment", prepared, {"bank": "b"}))
+    # test-model mode records the fake models that ran
+    assert "Models (the bank's):" in form and "fiftyone_ntt.testing" in form
+
+
 if __name__ == "__main__":  # pragma: no cover
     print(json.dumps(_count_cases()))
