@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fiftyone_ntt.cli import bank, evaluate, predict, references
+from fiftyone_ntt.cli import bank, evaluate, predict, protocol, references, weights
 from fiftyone_ntt.cli._common import PROG
 from fiftyone_ntt.cli._options import add_common_options
 
@@ -12,7 +12,7 @@ __all__ = ["SUBCOMMANDS", "build_parser"]
 
 #: Modules that each add one or more subcommands with ``register(sub, common)``, in the
 #: order ``--help`` lists them.
-SUBCOMMANDS = (references, bank, predict, evaluate)
+SUBCOMMANDS = (references, bank, predict, evaluate, weights, protocol)
 
 
 def build_parser() -> argparse.ArgumentParser:

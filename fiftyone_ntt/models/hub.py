@@ -137,16 +137,12 @@ class HubWeights:
 
 def hub_offline() -> bool:
     """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` /
-    ``TRANSFORMERS_OFFLINE``), read at call time so a late ``export`` is honoured."""
+    ``TRANSFORMERS_OFFLINE`` truthy), read from the environment at call time: a late
+    ``export`` is honoured (``huggingface_hub`` itself reads it once, at import)."""
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
             return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.is_offline_mode())
-    except (ImportError, AttributeError):
-        return False
+    return False
 
 
 def hub_cache_dir() -> Path:
