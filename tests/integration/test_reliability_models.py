@@ -57,7 +57,12 @@ LIBRARY_CASES = [
 
 def _count_cases() -> dict[str, int]:
     """How many bad-input cases this file covers (reported in the issue)."""
-    return {"model choice (forms)": len(FORM_CASES), "model choice (library)": len(LIBRARY_CASES)}
+    return {
+        "model choice (forms)": len(FORM_CASES),
+        "model choice (library)": len(LIBRARY_CASES),
+        # + the foreign frames.<field> refusal in test_video_frames.py
+        "video (library)": 1 + 1,
+    }
 
 
 @pytest.fixture
@@ -129,6 +134,22 @@ def test_advanced_models_build_a_bank(prepared):
     params = {"preset": "fast", "advanced_models": True, "encoder": DINOV3_L}
     built = _run("ntt_build_bank", prepared, {"gt_field": GT, "bank_key": "b", **params}).result
     assert built["bank_key"] == "b" and _bank_keys(prepared) == ["b"]
+
+
+def test_segment_frames_of_an_image_dataset_is_refused(prepared, field_hash):
+    from fiftyone_ntt.fiftyone.video import segment_frames
+    from fiftyone_ntt.memory_bank import build_memory_bank
+    from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint
+    from fiftyone_ntt.types import Reference
+
+    image = paint((40, 40), [(1, (5, 5, 30, 30))])
+    bank = build_memory_bank(
+        [Reference(image, "red", "r", box=(5, 5, 30, 30))], ColorEncoder(), RegionProposer()
+    )
+    before = field_hash(prepared, GT)
+    with pytest.raises(ValueError, match="holds image samples, not videos"):
+        segment_frames(prepared, bank, "ntt")
+    assert field_hash(prepared, GT) == before and not prepared.has_sample_field("ntt")
 
 
 def test_segment_form_names_the_bank_models(prepared):
