@@ -9,12 +9,15 @@ from .about import NTTAbout
 from .build_bank import NTTBuildBank
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
+from .panel import NTTPanel
 from .runs import NTTRuns
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
 from .tag_references import NTTTagReferences
 
-#: In workflow order (labels "NTT 1 · ..." to "NTT 8 · ..." keep it in the operator browser).
+#: In workflow order. The App's operator browser sorts by the first character of each
+#: operator's description, so descriptions start with the step number ("1 · ...") and labels
+#: read "NTT 1 · ..." to "NTT 8 · ...".
 OPERATORS = (
     NTTTagReferences,
     NTTSampleReferences,
@@ -24,6 +27,7 @@ OPERATORS = (
     NTTManageBanks,
     NTTRuns,
     NTTAbout,
+    NTTPanel,  # the "No Time to Train" panel (listed under panels: in fiftyone.yml)
 )
 
 

@@ -483,6 +483,7 @@ def _segment_locked(
         gt_field=gt_field,
         bank_key=bank_key,
         bank_fingerprint=bank.fingerprint,
+        bank_version=bank.origin.get("bank_version"),  # set by load_bank
         classes=list(bank.class_names),
         shots=bank.shots_per_class(),
         run_fingerprint=fingerprint,
@@ -511,6 +512,7 @@ def _segment_locked(
             "run_key": run_key,
             "out_field": out_field,
             "bank_key": bank_key,
+            "bank_version": bank.origin.get("bank_version"),
             "status": status,
             "total": total,
             "done_before": done_before,
