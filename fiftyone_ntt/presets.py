@@ -29,13 +29,13 @@ __all__ = [
 #: ``scripts/bench_presets.py`` (docs/benchmarks.md, section "Presets": machine, load and
 #: command). Shown in the App forms; a preset missing here shows "not measured".
 PRESET_BENCHMARKS: dict[str, tuple[float, float]] = {
-    # 2026-11-26, the project's 2-vCPU development box under a load average of 12 to 15 from
-    # other sessions: several times slower than on a quiet machine (the `paper` models took
-    # 42.7 s there on 2026-11-23, scripts/bench.py). Re-measure on a quiet machine.
-    "fast": (450.0, 2.09),
-    "accurate": (804.0, 3.77),
-    "default": (650.0, 3.92),
-    "paper": (372.0, 3.84),  # the same networks as default: the gap is the load's
+    # 2026-11-26 14:36-14:48 UTC, the project's 2-vCPU development box shared with other
+    # sessions (load average 4.5 to 5.1): ~2.5x the quiet-machine times (the paper models
+    # took 42.7 s quiet, scripts/bench.py). `fast` ran first, under the most load.
+    "fast": (197.0, 1.9),
+    "accurate": (163.0, 3.62),
+    "default": (103.0, 3.63),
+    "paper": (110.0, 3.7),
 }
 
 _LABELS = {
