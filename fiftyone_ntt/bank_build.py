@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.config import NTTConfig, encoder_input_size
 from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
 from fiftyone_ntt.preprocess import (
     area_patch_weights,
@@ -124,7 +124,8 @@ def embed_references(
             f"{len(needs_masks)} references have only a box (e.g. {needs_masks[0].ref_id!r}); "
             "pass a mask proposer (SAM2) to generate their masks"
         )
-    grid = config.reference_size // encoder.patch_size
+    reference_size = encoder_input_size(config.reference_size, encoder.patch_size, "reference_size")
+    grid = reference_size // encoder.patch_size
     features: list[torch.Tensor] = []
     generated: list[bool] = []
     pending: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -157,7 +158,7 @@ def embed_references(
             mask,
             ref.box,
             context_ratio=config.reference_context_ratio,
-            size=config.reference_size,
+            size=reference_size,
         )
         weights = mask_to_patch_weights(soft, grid)
         if float(weights.sum()) <= 0:
@@ -296,7 +297,9 @@ def build_memory_bank(
         encoder=dict(encoder.identity),
         settings={
             "reference_context_ratio": config.reference_context_ratio,
-            "reference_size": config.reference_size,
+            "reference_size": encoder_input_size(
+                config.reference_size, encoder.patch_size, "reference_size"
+            ),
         },
         metadata=dict(metadata or {}),
         created=_now(),

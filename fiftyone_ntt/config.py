@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "FEATURE_GRID",
     "PRESETS",
     "ModelConfig",
     "NTTConfig",
+    "encoder_input_size",
     "get_preset",
 ]
 
@@ -24,16 +26,25 @@ BoxConvention = Literal["exact", "paper"]
 SAM2_1_LARGE = "facebook/sam2.1-hiera-large"
 SAM2_0_LARGE = "facebook/sam2-hiera-large"
 DINOV2_LARGE = "facebook/dinov2-large"
+SAM2_1_TINY = "facebook/sam2.1-hiera-tiny"
+DINOV2_SMALL = "facebook/dinov2-small"
+DINOV3_LARGE = "facebook/dinov3-vitl16-pretrain-lvd1689m"
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Which weights to load and how to run them.
 
+    The field names are historical: ``sam2`` is the mask proposer and ``dinov2`` the
+    semantic encoder, whichever supported family they name.
+
     Attributes:
-        sam2: a hub id, a local Hugging Face folder, or one of Meta's original checkpoint
-            files (``sam2_hiera_large.pt``, ``sam2.1_hiera_*.pt``).
-        dinov2: a hub id, a local folder, or Meta's ``dinov2_vit*14*_pretrain.pth``.
+        sam2: the mask proposer: a hub id, a local Hugging Face folder, or one of Meta's
+            original checkpoint files (``sam2_hiera_large.pt``, ``sam2.1_hiera_*.pt``); SAM 2
+            / 2.1 of any size, or EdgeTAM (hub id or folder; needs ``timm``).
+        dinov2: the semantic encoder: a hub id, a local folder, or Meta's original file;
+            DINOv2 (``dinov2_vit*14*_pretrain.pth``, with or without registers) or DINOv3
+            ViT (``dinov3_vit*16*_pretrain_*.pth``; the official hub repos are gated).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
             ``"cuda:N"`` or ``"mps"``.
         precision: ``"float32"`` is what the paper ran (§1.3); ``"bfloat16"`` or
@@ -62,9 +73,16 @@ class NTTConfig:
         reference_context_ratio: a reference crop is a square of side
             ``max(box w, box h) * (1 + ratio)`` around the box centre (§3; yaml
             ``fill_memory.context_ratio`` = 0.2).
-        reference_size: side of the resized reference crop fed to DINOv2 (§1.3: 518).
+        reference_size: side of the resized reference crop fed to the semantic encoder.
+            ``None`` (the default) follows the encoder: :data:`FEATURE_GRID` = 37 patches of
+            its size, i.e. the paper's 518 px for DINOv2's 14-px patches (§1.3) and 592 px for
+            DINOv3's 16-px patches, so any encoder gets the paper's 37×37 feature grid (see
+            :data:`FEATURE_GRID` for why the grid, not the pixel size, is kept). An explicit
+            side must be a multiple of the encoder's patch (checked when the encoder is
+            known), so that the patch grid covers the whole crop; ``paper`` sets 518.
         target_size: side of the squashed target image fed to SAM2 (§1.3: 1024).
-        semantic_size: side of the target image fed to DINOv2 (§1.3: 518).
+        semantic_size: side of the target image fed to the semantic encoder (§1.3: 518
+            for DINOv2); ``None`` (the default) follows the encoder, as ``reference_size``.
         points_per_side: the point grid is ``points_per_side**2`` prompts (§5: 32).
         points_batch_size: prompts per decoder call (§5 ``testing_point_bs``: 256). Only
             memory and speed depend on it, never results.
@@ -92,9 +110,9 @@ class NTTConfig:
 
     models: ModelConfig = field(default_factory=ModelConfig)
     reference_context_ratio: float = 0.2
-    reference_size: int = 518
+    reference_size: int | None = None
     target_size: int = 1024
-    semantic_size: int = 518
+    semantic_size: int | None = None
     points_per_side: int = 32
     points_batch_size: int = 256
     pred_iou_threshold: float = 0.4
@@ -118,6 +136,8 @@ class NTTConfig:
         )
         for name in positive_ints:
             value = getattr(self, name)
+            if value is None and name in ("reference_size", "semantic_size"):
+                continue  # follows the encoder (encoder_input_size)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         for name in ("pred_iou_threshold", "nms_iou_threshold"):
@@ -188,14 +208,62 @@ class NTTConfig:
 _OMIT_WHEN_DEFAULT = ("negative_margin",)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(NTTConfig)}
 
-#: Named presets. ``paper`` is exactly what the published numbers used (§1, §5, §11):
-#: SAM 2.0 Hiera-L, DINOv2 ViT-L/14 without registers, COCO boxes 1 px short.
+#: Patches per side of the semantic feature grid when a size follows the encoder: the paper's
+#: 37×37 (518 px at DINOv2's patch 14). Keeping the grid rather than the pixel size means the
+#: same matching resolution (a proposal is pooled over the same number of feature cells) and
+#: the same token count, so the same encoder cost, for every patch size: 592 px for DINOv3's
+#: 16-px patches. DINOv3 uses RoPE, so 592 px needs no positional interpolation.
+FEATURE_GRID = 37
+
+
+def encoder_input_size(size: int | None, patch_size: int, name: str = "semantic_size") -> int:
+    """The side in pixels fed to an encoder with ``patch_size``-px patches.
+
+    Args:
+        size: the configured side, or ``None`` for :data:`FEATURE_GRID` patches.
+        patch_size: the encoder's patch side (14 for DINOv2, 16 for DINOv3).
+        name: the config field, for messages.
+
+    Raises:
+        ValueError: ``size`` is not a multiple of the patch (the patch convolution would drop
+            the remainder and the mask-to-grid sampling would no longer line up).
+    """
+    if size is None:
+        return FEATURE_GRID * patch_size
+    if size % patch_size:
+        lower = max(patch_size, size // patch_size * patch_size)
+        raise ValueError(
+            f"{name}={size} is not a multiple of the encoder's {patch_size}-px patch; use "
+            f"{lower} or {lower + patch_size}, or None to follow the encoder "
+            f"({FEATURE_GRID} patches = {FEATURE_GRID * patch_size} px)"
+        )
+    return size
+
+
+#: Named presets (``--preset`` on the command line, ``get_preset`` in Python, the "Model
+#: preset" dropdown of the App forms). Each model can still be chosen freely on top
+#: (``ModelConfig.sam2`` / ``ModelConfig.dinov2`` take any supported proposer / encoder).
+#:
+#: * ``paper``: exactly what the published numbers used (§1, §5, §11): SAM 2.0 Hiera-L,
+#:   DINOv2 ViT-L/14 without registers at 518 px, COCO boxes 1 px short.
+#: * ``default``: SAM 2.1 Hiera-L + DINOv2 ViT-L/14 (the paper's models, SAM 2's later
+#:   release), exact boxes.
+#: * ``fast``: SAM 2.1 Hiera-T + DINOv2 ViT-S/14, for CPUs and laptops (both ungated, ~250 MB
+#:   together). EdgeTAM (``"yonigozlan/EdgeTAM-hf"``) is smaller still but needs ``timm``, so
+#:   it is a free choice, not a preset.
+#: * ``accurate``: SAM 2.1 Hiera-L + DINOv3 ViT-L/16 (stronger dense features than DINOv2
+#:   in Meta's evaluations; a gated download) at 592 px, the paper's 37×37 grid. Not
+#:   validated on the paper's benchmarks here: no weights can be downloaded on this machine.
 PRESETS: dict[str, NTTConfig] = {
     "default": NTTConfig(),
     "paper": NTTConfig(
         models=ModelConfig(sam2=SAM2_0_LARGE, dinov2=DINOV2_LARGE),
+        reference_size=518,
+        semantic_size=518,
         box_convention="paper",
     ),
+    "fast": NTTConfig(models=ModelConfig(sam2=SAM2_1_TINY, dinov2=DINOV2_SMALL)),
+    "accurate": NTTConfig(models=ModelConfig(sam2=SAM2_1_LARGE, dinov2=DINOV3_LARGE)),
 }
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.config import NTTConfig, encoder_input_size
 from fiftyone_ntt.masks import batched_nms, masks_to_boxes_inclusive, upsample_masks
 from fiftyone_ntt.matching import (
     assign_classes,
@@ -92,11 +92,14 @@ class Segmenter:
     ) -> None:
         self.config = config or NTTConfig()
         bank.check_encoder(encoder.identity)
-        if bank.settings.get("reference_size") not in (None, self.config.reference_size):
+        patch = encoder.patch_size
+        reference_size = encoder_input_size(self.config.reference_size, patch, "reference_size")
+        if bank.settings.get("reference_size") not in (None, reference_size):
             raise ValueError(
                 f"memory bank was built with reference_size={bank.settings['reference_size']} "
-                f"but the config says {self.config.reference_size}; use the same value"
+                f"but the config says {reference_size}; use the same value"
             )
+        self.semantic_size = encoder_input_size(self.config.semantic_size, patch)
         self.encoder = encoder
         self.proposer = proposer
         self.bank = bank
@@ -136,7 +139,7 @@ class Segmenter:
 
         with stage("preprocess"):
             squashed = squash_image(image, self.proposer.input_size)
-            semantic_in = to_semantic_input(squashed, cfg.semantic_size)
+            semantic_in = to_semantic_input(squashed, self.semantic_size)
 
         with stage("dinov2"):
             features = self.encoder.encode(semantic_in.to(self.encoder.device))[0].float()

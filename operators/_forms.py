@@ -255,3 +255,96 @@ def runs_hint() -> str:
         "(in the same environment as the App); follow it with 'NTT 7 · Runs' or "
         "`fiftyone delegated list`."
     )
+
+
+def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[str, Any]:
+    """The preset dropdown (each choice shows its models, CPU time per image and download
+    size), a table of every preset, and "advanced" fields to choose each model freely.
+
+    Returns:
+        the props of the fields (``preset``, ``proposer``, ``encoder``) for error marks.
+    """
+    from fiftyone_ntt.config import PRESETS
+    from fiftyone_ntt.presets import preset_choice_label, preset_table_markdown
+
+    dropdown = types.Dropdown(label="Model preset")
+    for name in PRESETS:
+        dropdown.add_choice(name, label=preset_choice_label(name))
+    props = {
+        "preset": inputs.enum(
+            "preset",
+            list(PRESETS),
+            default=default,
+            label="Model preset",
+            description="paper: as published; default: SAM 2.1-L + DINOv2-L; fast: small "
+            "models for CPUs; accurate: DINOv3-L (gated download)",
+            view=dropdown,
+        )
+    }
+    inputs.md(preset_table_markdown(), name="preset_table")
+    inputs.bool(
+        "advanced_models",
+        default=False,
+        label="Advanced: choose each model",
+        description="Hub ids or local paths instead of the preset's models",
+    )
+    if ctx.params.get("advanced_models"):
+        props["proposer"] = inputs.str(
+            "proposer",
+            label="Mask proposer",
+            description="SAM 2 / 2.1 (hub id, folder or Meta's .pt) or EdgeTAM (hub id or "
+            "folder, needs timm); empty: the preset's",
+        )
+        props["encoder"] = inputs.str(
+            "encoder",
+            label="Semantic encoder",
+            description="DINOv2 or DINOv3 ViT (hub id, folder or Meta's .pth); empty: the "
+            "preset's. Segmenting with a bank always uses the bank's encoder",
+        )
+    _check_models(inputs, ctx.params, props)
+    return props
+
+
+def _check_models(inputs: types.Object, params: dict[str, Any], props: dict[str, Any]) -> None:
+    """Mark a model field invalid when its source cannot work (before anything loads)."""
+    from fiftyone_ntt.models.checkpoints import classify_source
+
+    for name, what in (("proposer", "mask proposer"), ("encoder", "semantic encoder")):
+        value = params.get(name)
+        if name in props and value:
+            try:
+                classify_source(value, what)
+            except (OSError, ValueError) as error:
+                invalid(inputs, props[name], name, str(error))
+                return
+    try:
+        config_from_form(params)
+    except ValueError as error:
+        name = "encoder" if "encoder" in props and "does not fit" in str(error) else "preset"
+        invalid(inputs, props.get(name, props["preset"]), name, str(error))
+
+
+def config_from_form(params: dict[str, Any]) -> Any:
+    """The configuration the form's preset and advanced model fields describe."""
+    from fiftyone_ntt.presets import resolve_config
+
+    advanced = bool(params.get("advanced_models"))
+    return resolve_config(
+        params.get("preset") or "default",
+        proposer=(params.get("proposer") or None) if advanced else None,
+        encoder=(params.get("encoder") or None) if advanced else None,
+    )
+
+
+def bank_models_line(inputs: types.Object, info: dict[str, Any] | None) -> None:
+    """Which models segmenting with this bank runs (the bank's: its encoder must match)."""
+    models = ((info or {}).get("config") or {}).get("models") or {}
+    if not models:
+        return
+    from fiftyone_ntt.presets import model_label
+
+    inputs.md(
+        f"Models (the bank's): {model_label(str(models.get('sam2')))} + "
+        f"{model_label(str(models.get('dinov2')))}",
+        name="bank_models",
+    )

@@ -9,6 +9,7 @@ from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
     class_picker,
     class_table,
+    config_from_form,
     default_gt_field,
     detections_fields,
     device_field,
@@ -16,6 +17,7 @@ from ._forms import (
     field_choice,
     human_size,
     invalid,
+    model_choice,
     progress_reporter,
     reported,
     runs_hint,
@@ -48,7 +50,6 @@ class NTTBuildBank(foo.Operator):
         return True if _num_reference_samples(ctx) > DELEGATE_ABOVE_SAMPLES else None
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.config import PRESETS
         from fiftyone_ntt.fiftyone.banks import validate_build
 
         inputs = types.Object()
@@ -66,17 +67,7 @@ class NTTBuildBank(foo.Operator):
         )
         tag = ctx.params.get("tag") or TAG_DEFAULT
         inputs.str("tag", default=TAG_DEFAULT, label="Reference tag")
-        presets = types.Dropdown(label="Model preset")
-        for name in PRESETS:
-            presets.add_choice(name, label=name)
-        inputs.enum(
-            "preset",
-            list(PRESETS),
-            default="default",
-            label="Model preset",
-            description="default: SAM 2.1 Hiera-L + DINOv2 ViT-L/14; paper: SAM 2.0 as published",
-            view=presets,
-        )
+        model_choice(inputs, ctx)
         key_prop = inputs.str(
             "bank_key",
             default=f"{gt_field or 'bank'}-refs",
@@ -138,6 +129,7 @@ class NTTBuildBank(foo.Operator):
             tag=ctx.params.get("tag") or TAG_DEFAULT,
             classes=ctx.params.get("classes") or None,
             preset=ctx.params.get("preset") or "default",
+            config=config_from_form(ctx.params),
             device=None if device == "auto" else device,
             overwrite=bool(ctx.params.get("overwrite", False)),
             progress=progress_reporter(ctx, "references embedded"),

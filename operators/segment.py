@@ -8,6 +8,7 @@ import fiftyone.operators.types as types
 from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
     bank_choice,
+    bank_models_line,
     default_bank,
     device_field,
     error_output,
@@ -59,6 +60,7 @@ class NTTSegment(foo.Operator):
             description="Detections field for the predictions (also the run key)",
         )
         info = next((b for b in banks if b["key"] == bank_key), None)
+        bank_models_line(inputs, info)
         try:
             check_output_field(ctx.dataset, out_field, info["gt_field"] if info else None)
         except ValueError as error:

@@ -82,20 +82,22 @@ def add_model_options(
     parser.add_argument(
         "--preset",
         default=preset_default,
-        help="settings preset: 'default' (SAM 2.1) or 'paper' (SAM 2.0, 1-px-short boxes, "
-        "exactly the published setup); default: %(default)s",
+        help="settings preset: 'paper' (SAM 2.0-L + DINOv2-L, 1-px-short boxes, exactly the "
+        "published setup), 'default' (SAM 2.1-L + DINOv2-L), 'fast' (SAM 2.1-T + DINOv2-S, for "
+        "CPUs), 'accurate' (SAM 2.1-L + DINOv3-L/16, a gated download); default: %(default)s",
     )
     parser.add_argument(
         "--dinov2",
         metavar="ID_OR_PATH",
-        help="DINOv2 weights: hub id, local folder or dinov2_vit*14*_pretrain.pth "
-        "(default: the preset's)",
+        help="semantic encoder: DINOv2 or DINOv3 ViT hub id, local folder, or Meta's "
+        "dinov2_vit*14*_pretrain.pth / dinov3_vit*16*_pretrain_*.pth (default: the preset's)",
     )
     if sam2:
         parser.add_argument(
             "--sam2",
             metavar="ID_OR_PATH",
-            help="SAM2 weights: hub id, local folder or sam2*_hiera_*.pt (default: the preset's)",
+            help="mask proposer: SAM 2/2.1 hub id, local folder or sam2*_hiera_*.pt, or EdgeTAM "
+            "hub id/folder (needs timm) (default: the preset's)",
         )
     parser.add_argument(
         "--device",

@@ -141,11 +141,14 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def load_encoder(
     source: str, *, device: str | torch.device = "auto", precision: str = "float32"
 ) -> Dinov2Encoder:
-    """Load a DINOv2 patch encoder (with or without registers).
+    """Load a DINOv2 (with or without registers) or DINOv3 ViT patch encoder.
 
     Args:
-        source: a hub id (``"facebook/dinov2-large"``), a local ``save_pretrained`` folder,
-            or Meta's ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth``.
+        source: a hub id (``"facebook/dinov2-large"``,
+            ``"facebook/dinov3-vitl16-pretrain-lvd1689m"``), a local ``save_pretrained``
+            folder, or Meta's ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`` /
+            ``dinov3_vit*16*_pretrain_*.pth`` (the family is read from the folder's config
+            or the file's tensors; see :func:`fiftyone_ntt.models.dinov3.encoder_family`).
         device: see :func:`resolve_device`.
         precision: ``"float32"`` (paper), or ``"bfloat16"``/``"float16"`` autocast on CUDA.
 
@@ -154,7 +157,10 @@ def load_encoder(
     """
     from fiftyone_ntt.models.checkpoints import load_dinov2
     from fiftyone_ntt.models.dinov2 import Dinov2Encoder
+    from fiftyone_ntt.models.dinov3 import encoder_family, load_dinov3_encoder
 
+    if encoder_family(source) == "dinov3":
+        return load_dinov3_encoder(source, device=device, precision=precision)
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)  # validate before the (slow) load
     model, info = load_dinov2(source)
@@ -168,11 +174,13 @@ def load_encoder(
 def load_proposer(
     source: str, *, device: str | torch.device = "auto", precision: str = "float32"
 ) -> Sam2Proposer:
-    """Load a SAM 2 / SAM 2.1 mask proposer (any Hiera size).
+    """Load a SAM 2 / SAM 2.1 (any Hiera size) or EdgeTAM mask proposer.
 
     Args:
-        source: a hub id (``"facebook/sam2-hiera-large"``), a local ``save_pretrained``
-            folder, or Meta's ``sam2_hiera_*.pt`` / ``sam2.1_hiera_*.pt``.
+        source: a hub id (``"facebook/sam2-hiera-large"``, ``"yonigozlan/EdgeTAM-hf"``), a
+            local ``save_pretrained`` folder, or Meta's ``sam2_hiera_*.pt`` /
+            ``sam2.1_hiera_*.pt`` (EdgeTAM: hub ids and folders, and it needs ``timm``;
+            see :mod:`fiftyone_ntt.models.edgetam`).
         device: see :func:`resolve_device`.
         precision: ``"float32"`` (paper), or ``"bfloat16"``/``"float16"`` autocast on CUDA.
 
@@ -180,8 +188,11 @@ def load_proposer(
         A :class:`~fiftyone_ntt.models.sam2.Sam2Proposer` (a :class:`MaskProposer`).
     """
     from fiftyone_ntt.models.checkpoints import load_sam2
+    from fiftyone_ntt.models.edgetam import load_edgetam_proposer, proposer_family
     from fiftyone_ntt.models.sam2 import Sam2Proposer
 
+    if proposer_family(source) == "edgetam":
+        return load_edgetam_proposer(source, device=device, precision=precision)
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)
     model, info = load_sam2(source)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +98,10 @@ KNOWN_REPOS: dict[str, KnownRepo] = {
     "facebook/dinov2-large": _dinov2(1218),
     "facebook/dinov2-giant": _dinov2(4546),
     "facebook/dinov2-with-registers-large": _dinov2(1218),
+    # DINOv3 (gated; sizes = float32 parameters of the architecture, not read from a listing)
+    "facebook/dinov3-vits16-pretrain-lvd1689m": replace(_dinov2(86), gated=True),
+    "facebook/dinov3-vitb16-pretrain-lvd1689m": replace(_dinov2(343), gated=True),
+    "facebook/dinov3-vitl16-pretrain-lvd1689m": replace(_dinov2(1213), gated=True),
 }
 
 

@@ -65,6 +65,10 @@ def _from_config(path: Path) -> dict[str, Any] | None:
         return None
     config = json.loads(path.read_text())
     model_type = config.get("model_type")
+    if model_type == "dinov3_vit":
+        from fiftyone_ntt.models.dinov3_conversion import dinov3_identity_from_config
+
+        return dinov3_identity_from_config(config)
     if model_type not in ("dinov2", "dinov2_with_registers"):
         return None
     patch = config.get("patch_size", 14)
@@ -88,6 +92,11 @@ def _from_checkpoint(path: Path) -> dict[str, Any] | None:
     from fiftyone_ntt.models import conversion
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    from fiftyone_ntt.models.dinov3_conversion import dinov3_identity_from_checkpoint
+
+    dinov3 = dinov3_identity_from_checkpoint(checkpoint)
+    if dinov3 is not None:
+        return dinov3
     state = conversion._unwrap(checkpoint, ("teacher", "model", "state_dict"), "DINOv2")
     arch = conversion.infer_dinov2_architecture(conversion._normalise_dinov2_keys(state))
     return {

@@ -209,3 +209,172 @@ def tiny_proposer(
         decode_batch_size=decode_batch_size,
         arch=TINY_HIERA_SPEC.arch,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# DINOv3 (ViT/16 with RoPE and 4 registers)
+# --------------------------------------------------------------------------------------------
+
+
+def tiny_dinov3_config(
+    *,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 64,
+    registers: int = 4,
+    gated: bool = False,
+    **extra: Any,
+) -> Any:
+    """A ``DINOv3ViTConfig`` of a tiny ViT/16 (width 32, depth 2, head size 16, 4 registers),
+    with the released models' masked key bias and LayerNorm eps."""
+    from transformers import DINOv3ViTConfig
+
+    return DINOv3ViTConfig(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        patch_size=16,
+        image_size=224,
+        num_register_tokens=registers,
+        use_gated_mlp=gated,
+        hidden_act="silu" if gated else "gelu",
+        key_bias=False,
+        layer_norm_eps=1e-5,
+        **extra,
+    )
+
+
+def tiny_dinov3_model(seed: int = 0, **config_overrides: Any) -> Any:
+    """A seeded random ``DINOv3ViTModel`` (eval, no grad)."""
+    from transformers import DINOv3ViTModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = DINOv3ViTModel(tiny_dinov3_config(**config_overrides))
+        with torch.no_grad():
+            embeddings = model.embeddings
+            embeddings.mask_token.normal_(0.0, 0.5)
+            embeddings.register_tokens.normal_(0.0, 0.5)
+            for layer in model.model.layer:
+                # Meta inits layer scale at 1e-5 and transformers at 1.0; draw it so that
+                # conversion tests see a mix-up of ls1/ls2.
+                layer.layer_scale1.lambda1.uniform_(0.1, 1.0)
+                layer.layer_scale2.lambda1.uniform_(0.1, 1.0)
+            for name, param in model.named_parameters():
+                if name.endswith("bias"):
+                    param.normal_(0.0, 0.1)  # zero biases would hide q/k/v bias mix-ups
+                elif name.endswith("proj.weight"):
+                    # transformers' std 0.02 makes every residual branch ~1e-4 of the stream;
+                    # unit gain lets tests see which weights went where.
+                    param.normal_(0.0, param.shape[1] ** -0.5)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def tiny_dinov3_encoder(
+    seed: int = 0,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+    **config_overrides: Any,
+) -> Any:
+    """A :class:`~fiftyone_ntt.models.dinov3.Dinov3Encoder` over :func:`tiny_dinov3_model`."""
+    from fiftyone_ntt.models.dinov3 import Dinov3Encoder
+
+    return Dinov3Encoder(
+        tiny_dinov3_model(seed, **config_overrides),
+        source=f"tiny-random-dinov3(seed={seed})",
+        device=device,
+        precision=precision,
+        arch="vit_tiny_random",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# EdgeTAM (RepViT through timm + SAM 2's prompt encoder and decoder); needs ``timm``
+# --------------------------------------------------------------------------------------------
+
+
+def tiny_edgetam_config() -> Any:
+    """An ``EdgeTamConfig``: a 4-stage RepViT of widths 8..64 (one block each) and the same
+    32-wide neck and decoder as :func:`tiny_sam2_config`."""
+    from transformers import (
+        EdgeTamConfig,
+        EdgeTamMaskDecoderConfig,
+        EdgeTamPromptEncoderConfig,
+        EdgeTamVisionConfig,
+        TimmWrapperConfig,
+    )
+
+    widths = (8, 16, 32, 64)
+    backbone = TimmWrapperConfig(
+        architecture="repvit_m1",
+        model_args={
+            "in_chans": 3,
+            "features_only": True,
+            "out_indices": [0, 1, 2, 3],
+            "embed_dim": widths,
+            "depth": (1, 1, 1, 1),
+        },
+    )
+    vision = EdgeTamVisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=list(widths[::-1]),
+        fpn_hidden_size=_SAM2_HIDDEN,
+    )
+    prompt = EdgeTamPromptEncoderConfig(hidden_size=_SAM2_HIDDEN, mask_input_channels=8)
+    decoder = EdgeTamMaskDecoderConfig(
+        hidden_size=_SAM2_HIDDEN,
+        mlp_dim=64,
+        num_attention_heads=2,
+        iou_head_hidden_dim=_SAM2_HIDDEN,
+    )
+    return EdgeTamConfig(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
+    )
+
+
+def tiny_edgetam_model(seed: int = 0) -> Any:
+    """A seeded random ``EdgeTamModel`` (eval, no grad), drawn like :func:`tiny_sam2_model`."""
+    from transformers import EdgeTamModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = EdgeTamModel(tiny_edgetam_config())
+        with torch.no_grad():
+            model.no_memory_embedding.normal_(0.0, 0.5)
+            model.shared_image_embedding.positional_embedding.copy_(
+                model.prompt_encoder.shared_embedding.positional_embedding
+            )
+            decoder = model.mask_decoder
+            for head in (*decoder.output_hypernetworks_mlps, decoder.iou_prediction_head):
+                for linear in (head.proj_in, *head.layers, head.proj_out):
+                    linear.weight.normal_(0.0, linear.in_features**-0.5)
+            for conv in (decoder.conv_s0, decoder.upscale_conv2):
+                conv.weight.normal_(0.0, conv.weight[0].numel() ** -0.5)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def tiny_edgetam_proposer(
+    seed: int = 0,
+    *,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+    decode_batch_size: int | None = None,
+) -> Any:
+    """An :class:`~fiftyone_ntt.models.edgetam.EdgeTamProposer` over :func:`tiny_edgetam_model`."""
+    from fiftyone_ntt.models.edgetam import EdgeTamProposer
+
+    return EdgeTamProposer(
+        tiny_edgetam_model(seed),
+        source=f"tiny-random-edgetam(seed={seed})",
+        device=device,
+        precision=precision,
+        decode_batch_size=decode_batch_size,
+        arch="repvit_tiny_random",
+    )

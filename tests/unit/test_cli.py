@@ -463,10 +463,10 @@ def test_predict_on_a_folder(dataset, pipeline, capsys, tmp_path):
                 "--out",
                 str(d / "b.safetensors"),
                 "--preset",
-                "fast",
+                "fastest",
                 *TINY,
             ],
-            "unknown preset 'fast'",
+            "unknown preset 'fastest'",
         ),
         (
             lambda d, p: [
