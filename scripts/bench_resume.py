@@ -10,7 +10,7 @@ Compares, on the same dataset, models and images:
   ``Detections`` every ``batch_size`` samples with ``set_values``.
 
 The fake models (:mod:`fiftyone_ntt.testing`) make the model time small, so the overhead is
-shown at its largest relative size. Runs in a throw-away FiftyOne database.
+shown at its largest relative size. Runs in a throw-away database server of its own.
 
     .venv/bin/python scripts/bench_resume.py --samples 200 --repeats 3
 """
@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from private_mongod import start_mongod
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,9 +41,12 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="ntt-bench-resume-"))
     for key in [k for k in os.environ if k.startswith("FIFTYONE_")]:
         del os.environ[key]
+    # Its own mongod: FiftyOne's embedded service is shared, and a database folder alone would
+    # not stop this script from attaching to a user's running App database.
+    server = start_mongod(scratch / "db")
     os.environ.update(
         {
-            "FIFTYONE_DATABASE_DIR": str(scratch / "db"),
+            "FIFTYONE_DATABASE_URI": server.uri,
             "FIFTYONE_DEFAULT_DATASET_DIR": str(scratch / "datasets"),
             "FIFTYONE_CONFIG_PATH": str(scratch / "config.json"),
             "FIFTYONE_DO_NOT_TRACK": "true",
@@ -51,8 +56,9 @@ def main() -> None:
             "FIFTYONE_NTT_BANKS_DIR": str(scratch / "banks"),
         }
     )
-    # registered before fiftyone is imported: runs after FiftyOne has stopped its database
+    # registered before fiftyone is imported: runs after FiftyOne's own exit handler
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    atexit.register(server.stop)
     run(args, scratch)
 
 

@@ -61,7 +61,7 @@ trap on_error ERR
 elapsed() { echo "$((SECONDS - ${1:-0})) s"; }
 
 stamp_key() {
-  cat pyproject.toml scripts/setup.sh scripts/setup_db.py | sha256sum | cut -d' ' -f1
+  cat pyproject.toml scripts/setup.sh scripts/setup_db.py scripts/private_mongod.py | sha256sum | cut -d' ' -f1
 }
 
 chromium_path() {

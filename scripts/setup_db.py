@@ -5,9 +5,12 @@ Run by ``scripts/setup.sh`` with the project's virtual environment:
     python scripts/setup_db.py check   # exit 0 if FiftyOne can start mongod and connect
     python scripts/setup_db.py fix     # apply the offline recipe (docs: README, "MongoDB")
 
-``check`` does what FiftyOne does on first use: it imports fiftyone in a child process with a
-throw-away ``FIFTYONE_DATABASE_DIR``, lets it start ``mongod`` and lists datasets. A ``mongod``
-that only prints its version is not enough: it must start and answer.
+``check`` starts the ``mongod`` that FiftyOne would start (the installed ``fiftyone-db``'s) on a
+free loopback port with a throw-away data folder, then imports fiftyone in a child process
+pointed at it and lists datasets. A ``mongod`` that only prints its version is not enough: it
+must start and answer. The check never uses FiftyOne's shared embedded service: a FiftyOne
+process attaches to any such service already running (a user's App), whatever its database
+folder, and the check must not touch a user's database (see ``private_mongod.py``).
 
 ``fix`` is for machines where the normal ``fiftyone-db`` package installed no working
 ``mongod`` (offline installs: ``fiftyone-db`` 1.x downloads MongoDB while it builds). It
@@ -22,12 +25,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
+
+from private_mongod import installed_mongod, start_mongod
 
 FALLBACK_DB = "fiftyone-db==0.4.5"
 SSL_WHEEL = "psycopg2-binary==2.9.5"
@@ -47,52 +51,12 @@ def _pip(*args: str) -> None:
     subprocess.run(cmd, check=True)
 
 
-def _stop_processes_using(path: str) -> None:
-    """Terminate processes (mongod and FiftyOne's service wrapper) whose command line
-    names ``path``: only the ones this check started can, since ``path`` is a fresh temp dir."""
-    import psutil
-
-    procs = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(path in part for part in (proc.info["cmdline"] or [])):
-                procs.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=15)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def _installed_mongod() -> str | None:
-    """Path of the ``mongod`` that the installed fiftyone-db provides, found without
-    importing fiftyone (the import alone takes seconds)."""
-    from importlib import metadata
-
-    try:
-        files = metadata.files("fiftyone-db") or []
-    except metadata.PackageNotFoundError:
-        return None
-    for f in files:
-        if f.name == "mongod" and f.parent.name == "bin":
-            return str(f.locate())
-    return None
-
-
 def _quick_reject() -> str | None:
     """A reason why the full check cannot pass, found in well under a second, or None.
 
     ``mongod --version`` passing proves little (the full check follows); failing proves the
     database cannot start, and saves the minute FiftyOne would wait for it."""
-    mongod = _installed_mongod()
+    mongod = installed_mongod()
     if mongod is None or not os.path.isfile(mongod):
         return "the installed fiftyone-db package provides no mongod binary"
     try:
@@ -110,15 +74,18 @@ def check() -> int:
         print("    " + reason, flush=True)
         return 1
     tmp = tempfile.mkdtemp(prefix="ntt-dbcheck-")
-    env = dict(os.environ)
-    env.pop("FIFTYONE_DATABASE_URI", None)  # check the embedded database, not a server
-    env.update(
-        FIFTYONE_DATABASE_DIR=os.path.join(tmp, "db"),
-        FIFTYONE_DO_NOT_TRACK="true",
-        FIFTYONE_DATABASE_VALIDATION="false",
-    )
     started = time.monotonic()
+    server = None
     try:
+        server = start_mongod(os.path.join(tmp, "db"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FIFTYONE_")}
+        env.update(
+            FIFTYONE_DATABASE_URI=server.uri,
+            FIFTYONE_DATABASE_DIR=os.path.join(tmp, "unused"),
+            FIFTYONE_CONFIG_PATH=os.path.join(tmp, "config.json"),  # absent: defaults
+            FIFTYONE_DO_NOT_TRACK="true",
+            FIFTYONE_DATABASE_VALIDATION="false",
+        )
         proc = subprocess.run(
             [sys.executable, "-c", _CHECK_CODE],
             env=env,
@@ -128,10 +95,13 @@ def check() -> int:
         )
         ok = proc.returncode == 0
         output = (proc.stdout + proc.stderr).strip()
+    except RuntimeError as exc:  # mongod did not start
+        ok, output = False, str(exc)
     except subprocess.TimeoutExpired:
         ok, output = False, f"no answer from FiftyOne's database within {CHECK_TIMEOUT_S} s"
     finally:
-        _stop_processes_using(tmp)
+        if server is not None:
+            server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     if ok:
         print(f"    {output.splitlines()[-1]} ({time.monotonic() - started:.1f} s)")

@@ -6,11 +6,14 @@ test gets its tier's marker from its folder, and tests run unit first, then inte
 then e2e, so the cheap failures show first.
 
 FiftyOne reads its configuration when it is first imported, so the isolation below happens
-at import time of this file, before any test module can import fiftyone: the session gets
-its own database folder (FiftyOne starts its own ``mongod`` there on first use), dataset
-folder, config files and plugins folder, and no ``FIFTYONE_*`` setting of the caller's shell
-leaks in. When the test process exits, the database processes started for it are stopped
-and the folder is deleted.
+at import time of this file, before any test module can import fiftyone: the session starts
+and owns its database server (``mongod`` on a free loopback port, data in the session folder,
+``FIFTYONE_DATABASE_URI`` pointing at it), and gets its own dataset folder, config files and
+plugins folder; no ``FIFTYONE_*`` setting of the caller's shell leaks in. A database folder
+alone is not isolation: FiftyOne's embedded database service is shared, and a new FiftyOne
+process attaches to any service already running on the machine (a user's App or notebook),
+whatever its ``database_dir``. With a URI it starts no service and looks for none. When the
+test process exits, the server is stopped and the folder is deleted.
 
 To run the database tiers against a MongoDB you run yourself, set ``NTT_TEST_DATABASE_URI``;
 the session then uses a database of its own on that server and drops it at the end.
@@ -19,6 +22,7 @@ the session then uses a database of its own on that server and drops it at the e
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import sys
@@ -35,6 +39,20 @@ TIERS = ("unit", "integration", "e2e")
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="ntt-tests-"))
 _DATABASE_NAME = f"ntt-test-{uuid.uuid4().hex[:8]}"
+
+
+def _load_private_mongod():
+    spec = importlib.util.spec_from_file_location(
+        "ntt_private_mongod", REPO_ROOT / "scripts" / "private_mongod.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+#: The session's own database server (None with ``NTT_TEST_DATABASE_URI``).
+_MONGOD = None
 
 
 def _isolate_fiftyone() -> dict[str, str]:
@@ -59,6 +77,10 @@ def _isolate_fiftyone() -> dict[str, str]:
     if external:
         env["FIFTYONE_DATABASE_URI"] = external
         env["FIFTYONE_DATABASE_NAME"] = _DATABASE_NAME
+    else:
+        global _MONGOD
+        _MONGOD = _load_private_mongod().start_mongod(SESSION_DIR / "db")
+        env["FIFTYONE_DATABASE_URI"] = _MONGOD.uri
     for key in [k for k in os.environ if k.startswith("FIFTYONE_")]:
         del os.environ[key]
     os.environ.update(env)
@@ -86,21 +108,13 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def _stop_session_processes() -> None:
-    """Stops the database processes started for this session.
-
-    First the polite way (what FiftyOne does when a process exits: close the service's stdin,
-    and its wrapper stops ``mongod`` once no client is left), then anything still running
-    whose command line names the session folder, which only processes started for this
-    session can."""
+    """Stops the database server started for this session, then anything still running whose
+    command line names the session folder, which only processes started for this session
+    can (e.g. a worker a test left behind)."""
     import psutil
 
-    database = sys.modules.get("fiftyone.core.odm.database")
-    service = getattr(database, "_db_service", None)
-    if service is not None:
-        try:
-            service.stop()
-        except Exception:  # already stopped, or half started: the sweep below handles it
-            pass
+    if _MONGOD is not None:
+        _MONGOD.stop()
 
     mine = []
     for proc in psutil.process_iter(["cmdline"]):
@@ -124,7 +138,7 @@ def _stop_session_processes() -> None:
 
 
 def _drop_external_database() -> None:
-    if "FIFTYONE_DATABASE_URI" not in FIFTYONE_ENV or "fiftyone" not in sys.modules:
+    if "FIFTYONE_DATABASE_NAME" not in FIFTYONE_ENV or "fiftyone" not in sys.modules:
         return
     import pymongo
 
@@ -161,7 +175,7 @@ def fo_session():
     test never writes to a user's own database or plugins)."""
     import fiftyone as fo
 
-    assert fo.config.database_dir == FIFTYONE_ENV["FIFTYONE_DATABASE_DIR"]
+    assert fo.config.database_uri == FIFTYONE_ENV["FIFTYONE_DATABASE_URI"]
     assert fo.config.plugins_dir == FIFTYONE_ENV["FIFTYONE_PLUGINS_DIR"]
     assert fo.config.default_dataset_dir == FIFTYONE_ENV["FIFTYONE_DEFAULT_DATASET_DIR"]
     return fo
