@@ -9,18 +9,21 @@ from .about import NTTAbout
 from .build_bank import NTTBuildBank
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
+from .runs import NTTRuns
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
 from .tag_references import NTTTagReferences
 
+#: In workflow order (labels "NTT 1 · ..." to "NTT 8 · ..." keep it in the operator browser).
 OPERATORS = (
-    NTTAbout,
     NTTTagReferences,
     NTTSampleReferences,
     NTTBuildBank,
     NTTSegment,
     NTTEvaluate,
     NTTManageBanks,
+    NTTRuns,
+    NTTAbout,
 )
 
 

@@ -13,12 +13,19 @@ import fiftyone.operators.types as types
 DELEGATE_ABOVE_SAMPLES = 50
 
 
-def invalid(inputs: types.Object, prop: types.Property, name: str, message: str) -> None:
-    """Mark ``prop`` invalid with ``message`` and show the message as a warning in the form
-    (execution is then refused before it starts)."""
+def invalid(
+    inputs: types.Object, prop: types.Property, name: str, message: str, box: bool = False
+) -> None:
+    """Mark ``prop`` invalid with ``message`` (shown under the field; execution is then
+    refused before it starts). Several problems on one field are joined. ``box``: show the
+    message in a warning box instead, for a property the form does not display."""
     prop.invalid = True
+    previous = getattr(prop, "error_message", None)
+    if previous and message not in previous:
+        message = f"{previous}; {message}"
     prop.error_message = message
-    inputs.view(f"{name}_warning", types.Warning(label="Cannot run yet", description=message))
+    if box:
+        inputs.view(f"{name}_warning", types.Warning(label="Cannot run yet", description=message))
 
 
 def detections_fields(ctx) -> list[str]:
@@ -61,7 +68,12 @@ def default_bank(ctx) -> str | None:
     return banks[-1]["key"] if banks else None
 
 
-def bank_choice(inputs: types.Object, ctx, name: str = "bank") -> tuple[str | None, Any, list]:
+def bank_choice(
+    inputs: types.Object,
+    ctx,
+    name: str = "bank",
+    description: str = "The bank whose classes are segmented (built with 'Build memory bank')",
+) -> tuple[str | None, Any, list]:
     """A dropdown of the dataset's banks; (value, property, banks)."""
     from fiftyone_ntt.fiftyone.banks import list_banks
 
@@ -76,7 +88,7 @@ def bank_choice(inputs: types.Object, ctx, name: str = "bank") -> tuple[str | No
         name,
         [b["key"] for b in banks] or [""],
         label="Memory bank",
-        description="The bank whose classes are segmented (built with 'Build memory bank')",
+        description=description,
         default=default,
         view=choices,
     )
@@ -92,7 +104,7 @@ def class_table(counts: dict[str, Any], header: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def progress_reporter(ctx, label: str, every_s: float = 1.0) -> Callable[[int, int], None]:
+def progress_reporter(ctx, label: str, every_s: float = 0.0) -> Callable[[int, int], None]:
     """``progress(done, total)`` forwarding to ``ctx.set_progress`` at most every ``every_s``."""
     last = [0.0]
 
@@ -121,3 +133,125 @@ def human_size(num_bytes: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def library_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions the library raises with a worded message (bad input or state)."""
+    from fiftyone_ntt.fiftyone.segment import FieldLockedError
+
+    errors: list[type[BaseException]] = [ValueError, KeyError, FileNotFoundError]
+    errors.append(FieldLockedError)
+    try:
+        from fiftyone_ntt.models.checkpoints import ModelNotAvailableError
+
+        errors.append(ModelNotAvailableError)
+    except ImportError:  # an older library without it
+        pass
+    return tuple(errors)
+
+
+def error_message(error: BaseException) -> str:
+    """The message of a library error (a KeyError's without the quotes ``str`` adds)."""
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error)
+
+
+def reported(run: Callable[[Any], dict]) -> Callable[[Any, Any], dict]:
+    """Wrap an operator's ``execute``: a worded library error becomes ``{"error": message}``
+    in the output of an immediate run (no traceback in the App). A delegated run re-raises
+    it, so the operation is marked failed with that message (``ntt_runs`` shows it)."""
+
+    def execute(self, ctx) -> dict:
+        try:
+            return run(self, ctx)
+        except library_errors() as error:
+            if ctx.delegated:
+                raise
+            return {"error": error_message(error)}
+
+    execute.__doc__ = run.__doc__
+    execute.__name__ = run.__name__
+    return execute
+
+
+def error_output(ctx, title: str) -> types.Property | None:
+    """The output of a run that ended with a worded error, or None when it did not."""
+    message = (ctx.results or {}).get("error")
+    if not message:
+        return None
+    outputs = types.Object()
+    outputs.view("error", types.Error(label="Not done", description=str(message)))
+    return types.Property(outputs, view=types.View(label=title))
+
+
+# --- output tables -----------------------------------------------------------------------
+
+
+def table(outputs: types.Object, name: str, label: str, columns: dict[str, str]) -> None:
+    """A table in an operator's output: ``results[name]`` is a list of row dicts whose keys
+    are ``columns`` (key -> column header)."""
+    view = types.TableView(label=label)
+    for key, header in columns.items():
+        view.add_column(key, label=header)
+    outputs.list(name, types.Object(), label=label, view=view)
+
+
+def rows(mapping: dict[str, Any], key: str, value: str) -> list[dict[str, Any]]:
+    """``{"a": 1}`` -> ``[{key: "a", value: 1}]`` (for :func:`table`)."""
+    return [{key: k, value: v} for k, v in mapping.items()]
+
+
+# --- shared form fields ------------------------------------------------------------------
+
+
+def class_picker(
+    inputs: types.Object, name: str, available: list[str], description: str
+) -> types.Property:
+    """The class picker every form uses: a list of names with the known classes offered."""
+    choices = types.AutocompleteView(label="Classes", description=description)
+    for label in available:
+        choices.add_choice(label, label=label)
+    return inputs.list(
+        name, types.String(), default=None, label="Classes", description=description, view=choices
+    )
+
+
+def device_field(inputs: types.Object, ctx) -> str:
+    """The compute-device field, checked against the devices of this machine."""
+    from fiftyone_ntt.fiftyone.preflight import available_devices, check_device
+
+    names = available_devices()
+    value = ctx.params.get("device") or "auto"
+    prop = inputs.str(
+        "device",
+        default="auto",
+        label="Device",
+        description="auto (CUDA if available), cpu, cuda, cuda:N or mps; here: " + ", ".join(names),
+    )
+    try:
+        check_device(value)
+    except ValueError as error:
+        invalid(inputs, prop, "device", str(error))
+    return value
+
+
+def test_models_notice(inputs: types.Object) -> None:
+    """In test-model mode, say so (every form that runs models calls this)."""
+    from fiftyone_ntt.fiftyone.preflight import test_models_notice as notice
+
+    text = notice()
+    if text:
+        inputs.view("test_models", types.Warning(label="Test models", description=text))
+
+
+def runs_hint() -> str:
+    """How to follow a scheduled run (the open-source App has no runs list of its own)."""
+    return (
+        "Scheduled: a delegated worker runs it. Start one with `fiftyone delegated launch` "
+        "(in the same environment as the App); follow it with 'NTT 7 · Runs' or "
+        "`fiftyone delegated list`."
+    )

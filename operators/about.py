@@ -52,7 +52,15 @@ def about() -> dict[str, str]:
         "torch_version": _version("torch"),
         "transformers_version": _version("transformers"),
         "device": _device(),
+        "models": _models_mode(),
     }
+
+
+def _models_mode() -> str:
+    """Which models run: the real ones, or the test models (and that they mean nothing)."""
+    from fiftyone_ntt.fiftyone.preflight import test_models_notice
+
+    return test_models_notice() or "real models (the preset's weights)"
 
 
 class NTTAbout(foo.Operator):
@@ -60,8 +68,9 @@ class NTTAbout(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_about",
-            label="No Time to Train: about",
+            label="NTT 8 · About",
             description="Shows the plugin and library versions and the compute device",
+            icon="info",
         )
 
     def resolve_input(self, ctx):
@@ -70,6 +79,9 @@ class NTTAbout(foo.Operator):
             "note",
             types.Notice(label="Shows the versions and the device the plugin runs with."),
         )
+        from ._forms import test_models_notice
+
+        test_models_notice(inputs)
         return types.Property(inputs, view=types.View(label="No Time to Train: about"))
 
     def execute(self, ctx):
@@ -85,6 +97,7 @@ class NTTAbout(foo.Operator):
             ("torch_version", "PyTorch"),
             ("transformers_version", "transformers"),
             ("device", "Device"),
+            ("models", "Models"),
         ):
             outputs.str(key, label=label)
         return types.Property(outputs, view=types.View(label="No Time to Train"))

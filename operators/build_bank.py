@@ -7,13 +7,20 @@ import fiftyone.operators.types as types
 
 from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
+    class_picker,
     class_table,
     default_gt_field,
     detections_fields,
+    device_field,
+    error_output,
     field_choice,
     human_size,
     invalid,
     progress_reporter,
+    reported,
+    runs_hint,
+    table,
+    test_models_notice,
 )
 
 TAG_DEFAULT = "ntt:ref"
@@ -24,7 +31,7 @@ class NTTBuildBank(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_build_bank",
-            label="No Time to Train: build memory bank",
+            label="NTT 3 · Build memory bank",
             description=(
                 "Embeds the reference-tagged instances of a Detections field with DINOv2 into "
                 "a memory bank (box-only references get SAM 2 masks)"
@@ -46,6 +53,7 @@ class NTTBuildBank(foo.Operator):
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Take the references of")
+        test_models_notice(inputs)
         fields = detections_fields(ctx)
         gt_field, gt_prop = field_choice(
             inputs,
@@ -76,24 +84,18 @@ class NTTBuildBank(foo.Operator):
             description="Name of the bank on this dataset",
         )
         inputs.bool("overwrite", default=False, label="Replace a bank of the same key")
-        inputs.str(
-            "device",
-            default="auto",
-            label="Device",
-            description="auto (CUDA if available), cpu, cuda, cuda:N or mps",
-        )
+        device_field(inputs, ctx)
         classes = ctx.params.get("classes") or None
-        inputs.list(
-            "classes",
-            types.String(),
-            default=None,
-            label="Classes",
-            description="Restrict the bank to these classes (empty: every tagged class)",
-        )
         try:
             target = ctx.target_view()
         except Exception:
             target = ctx.dataset
+        classes_prop = class_picker(
+            inputs,
+            "classes",
+            _tagged_classes(target, gt_field, tag),
+            "Restrict the bank to these classes (empty: every tagged class)",
+        )
         summary, problems = validate_build(
             target,
             gt_field,
@@ -102,9 +104,9 @@ class NTTBuildBank(foo.Operator):
             bank_key=ctx.params.get("bank_key", f"{gt_field or 'bank'}-refs"),
             overwrite=bool(ctx.params.get("overwrite", False)),
         )
-        props = {"gt_field": gt_prop, "bank_key": key_prop}
+        props = {"gt_field": gt_prop, "bank_key": key_prop, "classes": classes_prop}
         for name, message in problems:
-            invalid(inputs, props.get(name, gt_prop), name, message)
+            invalid(inputs, props.get(name, gt_prop), name, message, box=name not in props)
         if summary:
             rows = {c: (v["references"], v["box_only"]) for c, v in summary.items()}
             inputs.md(
@@ -119,12 +121,15 @@ class NTTBuildBank(foo.Operator):
                         "will make their masks"
                     ),
                 )
+        inputs.view("schedule_hint", types.Notice(label=runs_hint()))
         return types.Property(inputs, view=types.View(label="Build memory bank"))
 
+    @reported
     def execute(self, ctx):
         from fiftyone_ntt.fiftyone.banks import build_bank
+        from fiftyone_ntt.fiftyone.preflight import check_device
 
-        device = ctx.params.get("device") or "auto"
+        device = check_device(ctx.params.get("device"))
         gt_field = ctx.params.get("gt_field") or default_gt_field(ctx)
         info = build_bank(
             ctx.target_view(),
@@ -137,12 +142,17 @@ class NTTBuildBank(foo.Operator):
             overwrite=bool(ctx.params.get("overwrite", False)),
             progress=progress_reporter(ctx, "references embedded"),
         )
+        models = info.get("models", {})
         return {
             "bank_key": info["key"],
             "classes": info["classes"],
             "shots": info["shots"],
+            "shots_rows": [{"class": c, "shots": n} for c, n in info["shots"].items()],
             "num_references": info["num_references"],
             "generated_masks": info["generated_masks"],
+            "models_text": " + ".join(
+                str(models.get(part, {}).get("source", "?")) for part in ("proposer", "encoder")
+            ),
             "size": human_size(info["size_bytes"]),
             "size_bytes": info["size_bytes"],
             "fingerprint": info["fingerprint"],
@@ -150,15 +160,28 @@ class NTTBuildBank(foo.Operator):
         }
 
     def resolve_output(self, ctx):
+        failed = error_output(ctx, "Memory bank not built")
+        if failed is not None:
+            return failed
         outputs = types.Object()
         outputs.str("bank_key", label="Bank")
-        outputs.obj("shots", label="Shots per class", view=types.JSONView())
+        table(outputs, "shots_rows", "Shots per class", {"class": "class", "shots": "references"})
         outputs.int("num_references", label="References")
         outputs.int("generated_masks", label="Masks made by SAM 2 box prompting")
+        outputs.str("models_text", label="Models (proposer + encoder)")
         outputs.str("size", label="File size")
         outputs.str("fingerprint", label="Fingerprint")
         outputs.str("path", label="File")
         return types.Property(outputs, view=types.View(label="Memory bank built"))
+
+
+def _tagged_classes(target, gt_field, tag) -> list[str]:
+    from fiftyone_ntt.fiftyone.references import reference_summary
+
+    try:
+        return sorted(reference_summary(target, gt_field, tag))
+    except Exception:  # not a Detections field: its own message says so
+        return []
 
 
 def _num_reference_samples(ctx) -> int:

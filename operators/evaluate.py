@@ -8,10 +8,16 @@ import fiftyone.operators.types as types
 
 from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
+    class_picker,
     default_gt_field,
     detections_fields,
+    error_output,
     field_choice,
     invalid,
+    progress_reporter,
+    reported,
+    runs_hint,
+    table,
     target_size,
 )
 
@@ -21,7 +27,7 @@ class NTTEvaluate(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_evaluate",
-            label="No Time to Train: evaluate",
+            label="NTT 5 · Evaluate",
             description=(
                 "Evaluates predictions against ground truth with FiftyOne's COCO evaluator "
                 "(masks, mAP), for the Model Evaluation panel and TP/FP/FN patches"
@@ -80,7 +86,11 @@ class NTTEvaluate(foo.Operator):
             label="Also the exact COCO protocol",
             description="pycocotools bbox and segm AP, as the paper reports (method §6)",
         )
-        inputs.list("classes", types.String(), default=None, label="Classes (empty: all)")
+        try:
+            known = sorted(str(c) for c in ctx.dataset.distinct(f"{gt_field}.detections.label"))
+        except Exception:  # not a Detections field: its own message says so
+            known = []
+        class_picker(inputs, "classes", known, "Evaluate only these classes (empty: all)")
         if pred_field not in fields:
             invalid(inputs, pred_prop, "pred_field", f"{pred_field!r} is not a Detections field")
         if gt_field not in fields:
@@ -94,31 +104,70 @@ class NTTEvaluate(foo.Operator):
                 "eval_key",
                 f"{eval_key!r} is not a valid key: use letters, digits and '_'",
             )
+        elif eval_key in ctx.dataset.list_evaluations():
+            # like FiftyOne's own evaluation operator: an existing key is replaced only on request
+            replace = inputs.bool(
+                "overwrite",
+                default=False,
+                label=f"Replace evaluation {eval_key!r}",
+                description="It exists (with its _tp/_fp/_fn fields); replacing it deletes them",
+            )
+            if not ctx.params.get("overwrite", False):
+                invalid(
+                    inputs,
+                    replace,
+                    "overwrite",
+                    f"an evaluation {eval_key!r} exists already: tick 'Replace evaluation "
+                    f"{eval_key!r}', or choose another evaluation key",
+                )
+        inputs.view("schedule_hint", types.Notice(label=runs_hint()))
         return types.Property(inputs, view=types.View(label="Evaluate predictions"))
 
+    @reported
     def execute(self, ctx):
-        from fiftyone_ntt.coco import format_table
         from fiftyone_ntt.fiftyone.evaluate import evaluate
 
         params = ctx.params
         pred_field = params.get("pred_field") or _default_pred_field(ctx)
+        eval_key = params.get("eval_key") or f"eval_{pred_field}"
+        if eval_key in ctx.dataset.list_evaluations() and not params.get("overwrite", False):
+            raise ValueError(
+                f"an evaluation {eval_key!r} exists already; pass overwrite=True to replace "
+                "it, or choose another evaluation key"
+            )
         summary = evaluate(
             ctx.target_view(),
             pred_field,
-            params.get("eval_key") or f"eval_{pred_field}",
+            eval_key,
             gt_field=params.get("gt_field") or _run_gt_field(ctx, pred_field),
             exclude_references=bool(params.get("exclude_references", True)),
             reference_tag=params.get("tag") or "ntt:ref",
             classes=params.get("classes") or None,
             exact_coco=bool(params.get("exact_coco", False)),
+            progress=progress_reporter(ctx, "samples evaluated"),
         )
+        summary["per_class_rows"] = [
+            {
+                "class": name,
+                "precision": round(v.get("precision", 0.0), 3),
+                "recall": round(v.get("recall", 0.0), 3),
+                "f1": round(v.get("f1-score", 0.0), 3),
+                "support": int(v.get("support", 0)),
+            }
+            for name, v in summary["per_class"].items()
+        ]
         if "coco" in summary:
-            summary["coco_table"] = format_table(summary["coco"])
+            summary["coco_rows"] = _coco_rows(summary["coco"])
+        summary["notes_text"] = "\n".join(summary.get("notes") or []) or None
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return summary
 
     def resolve_output(self, ctx):
+        failed = error_output(ctx, "Evaluation not done")
+        if failed is not None:
+            return failed
+        results = ctx.results or {}
         outputs = types.Object()
         outputs.str("eval_key", label="Evaluation key")
         outputs.int("num_samples", label="Samples evaluated")
@@ -126,9 +175,45 @@ class NTTEvaluate(foo.Operator):
         outputs.int("tp", label="True positives (IoU 0.5)")
         outputs.int("fp", label="False positives")
         outputs.int("fn", label="False negatives")
-        outputs.obj("per_class", label="Per class", view=types.JSONView())
-        outputs.str("coco_table", label="pycocotools (percent)", view=types.CodeView())
+        table(
+            outputs,
+            "per_class_rows",
+            "Per class (IoU 0.5)",
+            {
+                "class": "class",
+                "precision": "precision",
+                "recall": "recall",
+                "f1": "F1",
+                "support": "ground-truth instances",
+            },
+        )
+        if results.get("coco_rows"):
+            from fiftyone_ntt.coco import STAT_NAMES
+
+            table(
+                outputs,
+                "coco_rows",
+                "pycocotools, percent (method §6)",
+                {"iou": "IoU type", **{name: name for name in STAT_NAMES}},
+            )
+        if results.get("notes_text"):
+            outputs.str("notes_text", label="Notes")
         return types.Property(outputs, view=types.View(label="Evaluation"))
+
+
+def _coco_rows(coco: dict) -> list[dict]:
+    """pycocotools' summary as rows: one per IoU type, numbers in percent ("-": undefined)."""
+    from fiftyone_ntt.coco import STAT_NAMES
+
+    rows = []
+    for iou_type in coco.get("iou_types", []):
+        stats = coco[iou_type]["stats"]
+        row = {"iou": iou_type}
+        for name in STAT_NAMES:
+            value = stats.get(name)
+            row[name] = "-" if value is None or value < 0 else f"{100 * value:.1f}"
+        rows.append(row)
+    return rows
 
 
 def _default_pred_field(ctx) -> str | None:

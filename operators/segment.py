@@ -9,9 +9,15 @@ from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
     bank_choice,
     default_bank,
+    device_field,
+    error_output,
     invalid,
     progress_reporter,
+    reported,
+    runs_hint,
+    table,
     target_size,
+    test_models_notice,
 )
 
 OUT_DEFAULT = "ntt_predictions"
@@ -22,7 +28,7 @@ class NTTSegment(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_segment",
-            label="No Time to Train: segment",
+            label="NTT 4 · Segment",
             description=(
                 "Segments the classes of a memory bank in the target samples (SAM 2 "
                 "proposals matched to the bank); resumable; records a run per output field"
@@ -43,6 +49,7 @@ class NTTSegment(foo.Operator):
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Segment")
+        test_models_notice(inputs)
         bank_key, bank_prop, banks = bank_choice(inputs, ctx)
         out_field = ctx.params.get("out_field", OUT_DEFAULT)
         out_prop = inputs.str(
@@ -51,6 +58,14 @@ class NTTSegment(foo.Operator):
             label="Output field",
             description="Detections field for the predictions (also the run key)",
         )
+        info = next((b for b in banks if b["key"] == bank_key), None)
+        try:
+            check_output_field(ctx.dataset, out_field, info["gt_field"] if info else None)
+        except ValueError as error:
+            invalid(inputs, out_prop, "out_field", str(error))
+        else:
+            if info is not None and info["exists"]:
+                _conflict_choice(inputs, ctx, bank_key, out_field, info["gt_field"])
         inputs.float(
             "score_threshold",
             min=0.0,
@@ -74,9 +89,7 @@ class NTTSegment(foo.Operator):
         )
         inputs.int("batch_size", default=16, min=1, label="Samples per database write")
         inputs.int("prefetch", default=2, min=0, label="Images read ahead")
-        inputs.str(
-            "device", default="auto", label="Device", description="auto, cpu, cuda, cuda:N, mps"
-        )
+        device_field(inputs, ctx)
         inputs.int(
             "points_per_side",
             default=None,
@@ -84,7 +97,6 @@ class NTTSegment(foo.Operator):
             label="Points per side (advanced)",
             description="SAM 2 prompt grid; empty: the bank's setting (32, the paper)",
         )
-        info = next((b for b in banks if b["key"] == bank_key), None)
         if not banks:
             invalid(
                 inputs,
@@ -101,49 +113,165 @@ class NTTSegment(foo.Operator):
                 "bank",
                 f"The file of bank {bank_key!r} is missing ({info['path']}); rebuild the bank",
             )
-        try:
-            check_output_field(ctx.dataset, out_field, info["gt_field"] if info else None)
-        except ValueError as error:
-            invalid(inputs, out_prop, "out_field", str(error))
-        n = target_size(ctx)
-        inputs.view(
-            "target_notice",
-            types.Notice(label=f"{n} sample(s) in the target"),
-        )
+        if info is not None and info["exists"]:
+            _target_counts(inputs, ctx, bank_key)
+        inputs.view("schedule_hint", types.Notice(label=runs_hint()))
         return types.Property(inputs, view=types.View(label="Segment with a memory bank"))
 
+    @reported
     def execute(self, ctx):
+        from fiftyone_ntt.fiftyone.preflight import check_device, segment_counts
         from fiftyone_ntt.fiftyone.segment import segment
 
         params = ctx.params
-        device = params.get("device") or "auto"
+        device = check_device(params.get("device"))
         threshold = params.get("score_threshold")
+        bank_key = params.get("bank") or default_bank(ctx)
+        out_field, overwrite = _output_choice(ctx, bank_key)
+        skip_references = bool(params.get("skip_references", True))
+        target = ctx.target_view()
+        counts = segment_counts(target, bank_key, skip_references)
         summary = segment(
-            ctx.target_view(),
-            params.get("bank") or default_bank(ctx),
-            params.get("out_field") or OUT_DEFAULT,
+            target,
+            bank_key,
+            out_field,
             score_threshold=None if threshold is None else float(threshold),
             max_detections=params.get("max_detections"),
             points_per_side=params.get("points_per_side"),
-            skip_references=bool(params.get("skip_references", True)),
-            overwrite=bool(params.get("overwrite", False)),
+            skip_references=skip_references,
+            overwrite=overwrite,
             batch_size=int(params.get("batch_size") or 16),
             prefetch=int(params.get("prefetch") if params.get("prefetch") is not None else 2),
             device=None if device == "auto" else device,
             progress=progress_reporter(ctx, "samples segmented"),
         )
+        summary["references_skipped"] = counts["references"]
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return summary
 
     def resolve_output(self, ctx):
+        failed = error_output(ctx, "Segmentation not done")
+        if failed is not None:
+            return failed
         outputs = types.Object()
         outputs.str("out_field", label="Output field (run key)")
-        outputs.int("total", label="Samples in the target")
+        outputs.str("bank_key", label="Memory bank")
+        outputs.int("total", label="Samples to segment in the target")
+        outputs.int("references_skipped", label="Reference samples skipped")
         outputs.int("done_before", label="Already done (resumed)")
         outputs.int("processed", label="Segmented now")
         outputs.int("detections", label="Detections written")
         outputs.int("failed", label="Skipped (unreadable image or out of memory)")
-        outputs.list("failures", types.Object(), label="Skipped samples", view=types.JSONView())
+        if (ctx.results or {}).get("failures"):
+            table(
+                outputs,
+                "failures",
+                "Skipped samples",
+                {"sample_id": "sample", "filepath": "file", "error": "why"},
+            )
         outputs.float("seconds", label="Seconds")
         return types.Property(outputs, view=types.View(label="Segmentation done"))
+
+
+def _conflict_choice(inputs, ctx, bank_key: str, out_field: str, gt_field: str | None) -> None:
+    """When ``out_field`` holds predictions of another run: the choice between a new field
+    (proposed) and overwriting them, before anything runs."""
+    from fiftyone_ntt.fiftyone.preflight import output_conflict, propose_output_field
+    from fiftyone_ntt.fiftyone.segment import check_output_field
+
+    if ctx.params.get("overwrite"):
+        return
+    conflict = _conflict(ctx, bank_key, out_field)
+    if conflict is None:
+        return
+    inputs.view(
+        "conflict_notice",
+        types.Warning(
+            label="The output field is taken",
+            description=f"{conflict}: a rerun cannot resume it. Write to a new field, or "
+            "overwrite those predictions.",
+        ),
+    )
+    choices = types.RadioGroup()
+    choices.add_choice("new_field", label="Write to a new field")
+    choices.add_choice("overwrite", label=f"Overwrite the predictions in {out_field!r}")
+    inputs.enum("on_conflict", choices.values(), default="new_field", label="Then", view=choices)
+    if ctx.params.get("on_conflict", "new_field") == "new_field":
+        proposed = propose_output_field(ctx.dataset, out_field, bank_key)
+        new_field = ctx.params.get("new_field") or proposed
+        new_prop = inputs.str(
+            "new_field",
+            default=proposed,
+            label="New output field",
+            description="A field that does not exist yet (also the run key)",
+        )
+        try:
+            check_output_field(ctx.dataset, new_field, gt_field)
+            other = output_conflict(ctx.dataset, new_field, bank_key, **_settings(ctx.params))
+            if other:
+                raise ValueError(f"{other}; choose another name")
+        except ValueError as error:
+            invalid(inputs, new_prop, "new_field", str(error))
+
+
+def _settings(params) -> dict:
+    threshold = params.get("score_threshold")
+    return {
+        "score_threshold": None if threshold is None else float(threshold),
+        "max_detections": params.get("max_detections"),
+        "points_per_side": params.get("points_per_side"),
+    }
+
+
+def _conflict(ctx, bank_key: str | None, out_field: str) -> str | None:
+    from fiftyone_ntt.fiftyone.preflight import output_conflict
+
+    try:
+        return output_conflict(ctx.dataset, out_field, bank_key, **_settings(ctx.params))
+    except ValueError:
+        return None  # a bad setting: its own field says so
+
+
+def _output_choice(ctx, bank_key: str | None) -> tuple[str, bool]:
+    """(output field, overwrite) as the form resolved them."""
+    from fiftyone_ntt.fiftyone.preflight import propose_output_field
+
+    params = ctx.params
+    out_field = params.get("out_field") or OUT_DEFAULT
+    overwrite = bool(params.get("overwrite", False))
+    if overwrite or _conflict(ctx, bank_key, out_field) is None:
+        return out_field, overwrite
+    if params.get("on_conflict") == "overwrite":
+        return out_field, True
+    new_field = params.get("new_field") or propose_output_field(ctx.dataset, out_field, bank_key)
+    return new_field, False
+
+
+def _target_counts(inputs, ctx, bank_key: str) -> None:
+    """ "N samples, M hold references and are skipped: K will be segmented"; refuse K = 0."""
+    from fiftyone_ntt.fiftyone.preflight import segment_counts
+
+    try:
+        target = ctx.target_view()
+    except Exception:  # a form being filled in: no valid target yet
+        return
+    skip = bool(ctx.params.get("skip_references", True))
+    counts = segment_counts(target, bank_key, skip)
+    n, m, k = counts["total"], counts["references"], counts["to_segment"]
+    text = f"{n} sample(s) in the target"
+    if skip:
+        text += f", {m} hold the bank's references and are skipped"
+    text += f": {k} will be segmented"
+    prop = inputs.int("to_segment", default=k, view=types.HiddenView())
+    if k == 0:
+        invalid(
+            inputs,
+            prop,
+            "to_segment",
+            text + ". Nothing to segment: choose a target without the reference images "
+            "(e.g. the whole dataset), or untick 'Skip reference samples'",
+            box=True,
+        )
+    else:
+        inputs.view("target_notice", types.Notice(label=text))

@@ -15,7 +15,7 @@ class NTTTagReferences(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_tag_references",
-            label="No Time to Train: tag references",
+            label="NTT 1 · Tag references",
             description=(
                 "Marks the selected labels (sample modal or patches view) as reference "
                 "examples with a label tag, or removes the tag"
@@ -51,6 +51,7 @@ class NTTTagReferences(foo.Operator):
                 "selection",
                 "No label is selected: open a sample (or a patches view), click the instances "
                 "to use as references, then run this operator again",
+                box=True,
             )
         else:
             fields = sorted({label["field"] for label in selected})

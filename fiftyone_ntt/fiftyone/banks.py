@@ -192,7 +192,7 @@ def validate_build(
                 )
             )
         summary = {c: v for c, v in summary.items() if c in classes}
-    if not summary:
+    if not summary and not problems:  # "classes ... have no reference" already says it
         others = tagged_in_other_fields(collection, gt_field, tag)
         hint = (
             f"; the tag is on labels of {others}, not Detections of {gt_field!r}: tag "
@@ -207,7 +207,7 @@ def validate_build(
                 "instances and run 'Tag references', or sample references first",
             )
         )
-    else:
+    elif summary:
         problems += [("gt_field", p) for p in check_reference_boxes(collection, gt_field, tag)]
     if bank_key is not None:
         try:
@@ -268,7 +268,7 @@ def build_bank(
     """
     import fiftyone as fo
 
-    from fiftyone_ntt.fiftyone.models import get_models, model_identity
+    from fiftyone_ntt.fiftyone.models import get_models, model_identity, test_models
     from fiftyone_ntt.images import load_image
     from fiftyone_ntt.memory_bank import build_memory_bank
 
@@ -300,6 +300,11 @@ def build_bank(
     # the device is not part of the bank: the same references give the same fingerprint
     stored_config = config.to_dict()
     stored_config["models"]["device"] = "auto"
+    mode = test_models()
+    if mode:  # the preset names weights that did not run: record the models that did
+        identity = model_identity(encoder, proposer)
+        stored_config["models"]["sam2"] = str(identity["proposer"].get("source", mode))
+        stored_config["models"]["dinov2"] = str(identity["encoder"].get("source", mode))
     bank = build_memory_bank(
         references,
         encoder,
@@ -332,6 +337,7 @@ def build_bank(
         "size_bytes": path.stat().st_size,
         "created": bank.created,
         "fingerprint": bank.fingerprint,
+        "test_models": mode,
     }
     _store(collection).set(_KEY_PREFIX + bank_key, info)
     info["exists"] = True

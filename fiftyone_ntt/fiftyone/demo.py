@@ -12,6 +12,10 @@ and the ground-truth instance masks are made here by classical segmentation, not
   the references and the other the targets.
 - ``chelsea`` (a cat) is a negative: no coin is in it, so its ground truth is empty.
 
+The dataset ships a saved view ``references`` (= ``coins_top``): *sample references*
+samples from it by default, so the references all come from the top half and *segment*
+(which skips the images holding references) segments the bottom half and the cat.
+
 The masks follow the outlines well but are not hand-checked: a few dark coin rims are a pixel
 or two off.
 """
@@ -22,14 +26,22 @@ import os
 
 import numpy as np
 
-__all__ = ["DEMO_DATASET_NAME", "GROUND_TRUTH_FIELD", "build_demo_dataset", "segment_coins"]
+__all__ = [
+    "DEMO_DATASET_NAME",
+    "GROUND_TRUTH_FIELD",
+    "REFERENCES_VIEW",
+    "build_demo_dataset",
+    "segment_coins",
+]
 
 DEMO_DATASET_NAME = "ntt-demo"
 GROUND_TRUTH_FIELD = "ground_truth"
 COIN_LABEL = "coin"
+#: The saved view holding the sample meant for references (the top half of the coins).
+REFERENCES_VIEW = "references"
 
 # Bumped when the recipe changes, so an older copy of the dataset is rebuilt.
-_DEMO_VERSION = 1
+_DEMO_VERSION = 2  # 2: the saved view 'references'
 _INFO_KEY = "ntt_demo"
 
 # Watershed markers for the coins photograph: grey levels that are surely background or coin.
@@ -202,4 +214,11 @@ def build_demo_dataset(name: str = DEMO_DATASET_NAME, overwrite: bool = False):
     }
     dataset.persistent = True
     dataset.save()
+    from fiftyone import ViewField as F
+
+    dataset.save_view(
+        REFERENCES_VIEW,
+        dataset.match(F("filepath").ends_with("coins_top.png")),
+        description="Sample references here; the other images are the targets",
+    )
     return dataset

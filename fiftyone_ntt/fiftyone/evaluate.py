@@ -3,7 +3,7 @@ and TP/FP/FN patches work), optionally the exact pycocotools protocol (method §
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,6 +102,18 @@ def coco_protocol(
     return output
 
 
+def _per_sample(progress: Callable[[int, int], None] | None) -> Any:
+    """FiftyOne's progress callback (it receives its progress bar) as ``(done, total)``."""
+    if progress is None:
+        return None
+
+    def callback(bar: Any) -> None:
+        total = bar.total if bar.has_total else 0
+        progress(int(bar.iteration), int(total or 0))
+
+    return callback
+
+
 def evaluate(
     collection: Any,
     pred_field: str,
@@ -113,6 +125,7 @@ def evaluate(
     classes: Sequence[str] | None = None,
     use_masks: bool = True,
     exact_coco: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``pred_field`` with FiftyOne's COCO evaluator (``evaluate_detections(...,
     method="coco", use_masks=True, compute_mAP=True)``), registered under ``eval_key``.
@@ -129,6 +142,7 @@ def evaluate(
         use_masks: mask IoU (True) or box IoU.
         exact_coco: also compute pycocotools' AP (:func:`coco_protocol`); stored as a custom
             run ``<eval_key>_coco`` (``dataset.load_run_results(...)``).
+        progress: ``progress(done, total)`` after each sample FiftyOne matches.
 
     Returns:
         ``eval_key``, ``gt_field``, ``num_samples``, ``mAP``, ``tp``/``fp``/``fn``,
@@ -163,6 +177,7 @@ def evaluate(
         use_masks=use_masks,
         compute_mAP=True,
         classes=list(classes) if classes else None,
+        progress=_per_sample(progress),
     )
     report = results.report()
     summary: dict[str, Any] = {

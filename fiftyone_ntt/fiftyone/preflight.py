@@ -1,0 +1,216 @@
+"""Checks the operator forms make before anything runs, as plain functions over FiftyOne
+collections (tested without the App).
+
+- :func:`output_conflict`: would segmenting into a field meet predictions of another run?
+- :func:`propose_output_field`: a free field name for a new run (``<base>_<bank>_v2``, ...).
+- :func:`segment_counts`: how many target samples, how many hold the bank's references
+  (skipped), how many will be segmented.
+- :func:`bank_dependents`: the runs made with a bank and the queued/running operations that
+  need it.
+- :func:`check_device`: a device name that exists here (``auto``, ``cpu``, ``cuda``,
+  ``cuda:N``, ``mps``).
+- :func:`test_models_notice`: the sentence every model-running form shows in test-model mode.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = [
+    "bank_dependents",
+    "check_device",
+    "output_conflict",
+    "propose_output_field",
+    "segment_counts",
+    "test_models_notice",
+]
+
+_TEST_MODEL_NAMES = {
+    "fake": "fake (colour-histogram features, flat-colour regions)",
+    "tiny": "tiny random (random-weight DINOv2 and SAM 2)",
+}
+
+
+def _expected_settings(
+    bank_info: dict[str, Any],
+    score_threshold: float | None,
+    max_detections: int | None,
+    points_per_side: int | None,
+) -> dict[str, Any]:
+    """The settings a run with this bank and these overrides records (device left out), as
+    ``segment`` resolves them."""
+    from fiftyone_ntt.config import NTTConfig
+
+    stored = bank_info.get("config")
+    config = NTTConfig.from_dict(stored) if stored else NTTConfig()
+    changes: dict[str, Any] = {"score_threshold": score_threshold}
+    if max_detections is not None:
+        changes["max_detections"] = int(max_detections)
+    if points_per_side is not None:
+        changes["points_per_side"] = int(points_per_side)
+    settings = config.replace(**changes).to_dict()
+    settings["models"] = {k: v for k, v in settings["models"].items() if k != "device"}
+    return settings
+
+
+def output_conflict(
+    collection: Any,
+    out_field: str,
+    bank_key: str | None,
+    *,
+    score_threshold: float | None = None,
+    max_detections: int | None = None,
+    points_per_side: int | None = None,
+) -> str | None:
+    """Why segmenting into ``out_field`` with ``bank_key`` and these settings would meet the
+    predictions of another run (so a rerun cannot resume), or None.
+
+    Another run: one made with another bank (key or content) or other settings. The model
+    identities are checked only when the run executes (they need the models loaded).
+    """
+    from fiftyone_ntt.fiftyone.banks import get_bank_info
+    from fiftyone_ntt.fiftyone.runs import RUN_METHOD
+
+    dataset = collection._root_dataset
+    if not out_field or out_field not in dataset.list_runs() or not bank_key:
+        return None
+    config = dataset.get_run_info(out_field).config
+    if config.method != RUN_METHOD:
+        return None  # check_output_field words this one
+    try:
+        bank = get_bank_info(dataset, bank_key)
+    except KeyError:
+        return None
+    previous_bank = getattr(config, "bank_key", None)
+    if previous_bank != bank_key or getattr(config, "bank_fingerprint", None) != bank.get(
+        "fingerprint"
+    ):
+        what = (
+            f"bank {previous_bank!r}"
+            if previous_bank != bank_key
+            else f"an earlier version of bank {bank_key!r}"
+        )
+        return f"field {out_field!r} holds the predictions of a run with {what}"
+    previous = dict(getattr(config, "ntt_config", None) or {})
+    previous["models"] = {
+        k: v for k, v in dict(previous.get("models") or {}).items() if k != "device"
+    }
+    wanted = _expected_settings(bank, score_threshold, max_detections, points_per_side)
+    changed = sorted(k for k in wanted if k != "models" and previous.get(k) != wanted[k])
+    if changed:
+        detail = ", ".join(f"{k}: {previous.get(k)!r} -> {wanted[k]!r}" for k in changed)
+        return f"field {out_field!r} holds the predictions of a run with other settings ({detail})"
+    return None
+
+
+def propose_output_field(collection: Any, base: str, bank_key: str | None = None) -> str:
+    """A field name that is neither a field nor a run key of the dataset:
+    ``<base>_<bank>_v2``, ``_v3``, ... (the bank key made a valid identifier)."""
+    dataset = collection._root_dataset
+    stem = base
+    if bank_key:
+        suffix = re.sub(r"[^0-9A-Za-z]+", "_", bank_key).strip("_").lower()
+        if suffix:
+            stem = f"{base}_{suffix}"
+    stem = re.sub(r"_{2,}", "_", stem)
+    taken = set(dataset.get_field_schema()) | set(dataset.list_runs())
+    version = 2
+    while f"{stem}_v{version}" in taken:
+        version += 1
+    return f"{stem}_v{version}"
+
+
+def segment_counts(
+    collection: Any, bank_key: str | None, skip_references: bool = True
+) -> dict[str, int]:
+    """``total`` target samples, ``references`` (those holding one of the bank's
+    references, skipped when ``skip_references``) and ``to_segment``, as ``segment`` counts
+    them."""
+    from fiftyone_ntt.fiftyone.banks import get_bank_info, load_bank
+    from fiftyone_ntt.fiftyone.references import reference_sample_ids
+
+    total = len(collection)
+    skipped = 0
+    if skip_references and bank_key:
+        dataset = collection._root_dataset
+        gt_field = get_bank_info(dataset, bank_key).get("gt_field")
+        if gt_field and dataset.has_sample_field(gt_field):
+            bank = load_bank(dataset, bank_key)
+            target = collection
+            if getattr(collection, "_is_patches", False):
+                target = dataset.select(collection.distinct("sample_id"))
+                total = len(target)
+            ids = set(reference_sample_ids(dataset, gt_field, label_ids=bank.reference_ids))
+            skipped = len(ids & set(target.values("id"))) if ids else 0
+    return {"total": total, "references": skipped, "to_segment": total - skipped}
+
+
+def bank_dependents(collection: Any, bank_key: str) -> dict[str, list[dict[str, Any]]]:
+    """``runs``: the segmentation runs made with bank ``bank_key`` (out_field, state);
+    ``operations``: this plugin's queued or running delegated operations that name it."""
+    from fiftyone_ntt.fiftyone.activity import operation_rows
+    from fiftyone_ntt.fiftyone.runs import list_ntt_runs
+    from fiftyone_ntt.fiftyone.segment import run_state
+
+    dataset = collection._root_dataset
+    runs = []
+    for key in list_ntt_runs(dataset):
+        if getattr(dataset.get_run_info(key).config, "bank_key", None) == bank_key:
+            runs.append({"out_field": key, "state": run_state(dataset, key)["status"]})
+    operations = [
+        row
+        for row in operation_rows(dataset, include_finished=False)
+        if row["bank"] == bank_key and row["state"] in ("queued", "running")
+    ]
+    return {"runs": runs, "operations": operations}
+
+
+def check_device(name: str | None) -> str:
+    """``name`` if it names a device that exists here (``auto``/empty → ``"auto"``).
+
+    Raises:
+        ValueError: naming the value and what exists (``auto``, ``cpu``, ``cuda[:N]``,
+            ``mps`` as available).
+    """
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        return "auto"
+    from fiftyone_ntt.models import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as error:
+        raise ValueError(f"{error}; available here: {', '.join(available_devices())}") from None
+    return text
+
+
+def available_devices() -> list[str]:
+    """The device names that work on this machine."""
+    import torch
+
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+        names.extend(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def test_models_notice() -> str | None:
+    """In test-model mode (``FIFTYONE_NTT_TEST_MODELS``), the sentence forms and *about*
+    show; else None."""
+    from fiftyone_ntt.fiftyone.models import TEST_MODELS_ENV, test_models
+
+    try:
+        mode = test_models()
+    except ValueError as error:
+        return str(error)
+    if mode is None:
+        return None
+    return (
+        f"Test models ({_TEST_MODEL_NAMES[mode]}, {TEST_MODELS_ENV}={mode}): predictions are "
+        "meaningless; unset the variable for the real models"
+    )
