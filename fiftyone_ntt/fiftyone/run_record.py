@@ -8,11 +8,9 @@ import json
 from typing import Any
 
 from fiftyone_ntt.config import NTTConfig
-from fiftyone_ntt.fiftyone.claims import describe, field_lock, schema_turn
+from fiftyone_ntt.fiftyone.claims import describe, field_lock, lock_store
 
 __all__ = ["record_run", "run_fingerprint", "run_state"]
-
-_SUMMED = ("total", "done_before", "processed", "failed", "detections")
 
 
 def run_fingerprint(bank: Any, config: NTTConfig, models: dict[str, Any]) -> str:
@@ -37,48 +35,41 @@ def _overall(statuses: list[str]) -> str:
     return "partial" if "completed" in statuses else "none"
 
 
+#: Store key prefixes: ``split:<field>`` = ``{"num_shards", "run_fingerprint"}`` of the
+#: current split of a field, ``shard:<field>:<i>/<n>`` = the summary of one shard.
+_SPLIT = "split:"
+_SHARD = "shard:"
+
+
+def _shard_key(out_field: str, index: int, count: int) -> str:
+    return f"{_SHARD}{out_field}:{index}/{count}"
+
+
 def record_run(
     dataset: Any, run_key: str, summary: dict[str, Any], shard: tuple[int, int] | None
 ) -> None:
-    """Save a run's summary as its FiftyOne run results.
+    """Save a run's summary.
 
-    A whole-field run replaces the results. A shard updates its own entry of
-    ``results.shards`` (``{"<i>": summary}``) under the dataset's schema turn, so that the
-    shards of one split, in any number of processes, never lose each other's entries; a
-    split with another shard count or other settings starts a fresh record.
+    A whole-field run saves it as the FiftyOne run results of ``run_key`` (and ends any
+    split record of the field). A shard saves it under its own key of the dataset's
+    execution store (one atomic document per shard: FiftyOne's run results are one file
+    per run, which concurrent writers would overwrite), and marks the field as split into
+    ``n`` shards with these settings.
     """
     import fiftyone.core.runs as fors
 
-    info = dataset.get_run_info(run_key)
+    store = lock_store(dataset)
     if shard is None:
+        store.delete(_SPLIT + run_key)
+        info = dataset.get_run_info(run_key)
         results = fors.RunResults(dataset, info.config, run_key, **summary)
         dataset.save_run_results(run_key, results, overwrite=True)
         return
     index, count = shard
-    with schema_turn(dataset):
-        previous = dataset.load_run_results(run_key, cache=False)
-        shards = {}
-        if (
-            previous is not None
-            and getattr(previous, "num_shards", None) == count
-            and getattr(previous, "run_fingerprint", None) == summary.get("run_fingerprint")
-        ):
-            shards = dict(getattr(previous, "shards", None) or {})
-        shards[str(index)] = summary
-        statuses = [shards.get(str(i), {}).get("status", "none") for i in range(count)]
-        totals = {k: sum(int(s.get(k) or 0) for s in shards.values()) for k in _SUMMED}
-        results = fors.RunResults(
-            dataset,
-            info.config,
-            run_key,
-            out_field=summary.get("out_field"),
-            status=_overall(statuses),
-            num_shards=count,
-            run_fingerprint=summary.get("run_fingerprint"),
-            shards=shards,
-            **totals,
-        )
-        dataset.save_run_results(run_key, results, overwrite=True)
+    split = {"num_shards": count, "run_fingerprint": summary.get("run_fingerprint")}
+    if store.get(_SPLIT + run_key) != split:
+        store.set(_SPLIT + run_key, split)
+    store.set(_shard_key(run_key, index, count), summary)
 
 
 def run_state(collection: Any, out_field: str) -> dict[str, Any]:
@@ -94,13 +85,16 @@ def run_state(collection: Any, out_field: str) -> dict[str, Any]:
         as above or ``"none"`` when never started, ``total``, ``processed``, ``failed``,
         ``pid``, ``host``, ``lock``).
     """
+    from fiftyone_ntt.fiftyone.output_field import reload_schema
+
     dataset = collection._root_dataset
+    reload_schema(dataset)  # another process (a worker) may have registered the run
     if out_field not in dataset.list_runs():
         return {"status": "none", "finished": False, "lock": None}
+    split = lock_store(dataset).get(_SPLIT + out_field)
+    if split:
+        return _sharded_state(dataset, out_field, split)
     results = dataset.load_run_results(out_field, cache=False)
-    count = getattr(results, "num_shards", None) if results is not None else None
-    if count:
-        return _sharded_state(dataset, out_field, results, int(count))
     recorded = getattr(results, "status", None) if results is not None else None
     lock = field_lock(dataset, out_field)
     status = recorded or "interrupted"
@@ -115,11 +109,14 @@ def run_state(collection: Any, out_field: str) -> dict[str, Any]:
     }
 
 
-def _sharded_state(dataset: Any, out_field: str, results: Any, count: int) -> dict[str, Any]:
-    recorded = getattr(results, "shards", None) or {}
+def _sharded_state(dataset: Any, out_field: str, split: dict[str, Any]) -> dict[str, Any]:
+    store = lock_store(dataset)
+    count = int(split["num_shards"])
     shards = []
     for index in range(count):
-        entry = dict(recorded.get(str(index)) or {})
+        entry = dict(store.get(_shard_key(out_field, index, count)) or {})
+        if entry.get("run_fingerprint") != split.get("run_fingerprint"):
+            entry = {}  # a shard of an earlier split with other settings
         lock = field_lock(dataset, out_field, (index, count))
         status = entry.get("status", "none")
         if status == "running" and lock is None:
