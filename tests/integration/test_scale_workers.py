@@ -64,8 +64,12 @@ def _dets(dataset, field):
             None
             if dets is None
             else [
-                (d.label, round(d.confidence, 6), tuple(np.round(d.bounding_box, 6)))
-                + (d.mask.tobytes(),)
+                (
+                    d.label,
+                    round(d.confidence, 6),
+                    tuple(np.round(d.bounding_box, 6)),
+                    d.mask.tobytes(),
+                )
                 for d in dets.detections
             ]
         )
