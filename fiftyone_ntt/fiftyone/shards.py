@@ -112,7 +112,12 @@ def queue_shards(
             f"bank={type(bank).__name__} cannot be sent to workers; pass the key of a bank of "
             "this dataset (see list_banks)"
         )
-    info = get_bank_info(collection, bank)
+    try:
+        info = get_bank_info(collection, bank)
+    except KeyError as error:
+        raise ValueError(
+            f"{error.args[0]}; build it first (build_bank) or pass an existing key"
+        ) from None
     check_output_field(collection, out_field, info.get("gt_field"))
     dataset = collection._root_dataset
     view = collection.view() if collection is dataset else collection
