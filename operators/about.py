@@ -85,7 +85,7 @@ class NTTAbout(foo.Operator):
         return types.Property(inputs, view=types.View(label="No Time to Train: about"))
 
     def execute(self, ctx):
-        return about()
+        return {**about(), "weights": weights_rows()}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -100,4 +100,30 @@ class NTTAbout(foo.Operator):
             ("models", "Models"),
         ):
             outputs.str(key, label=label)
+        # The presets' weights, as `fiftyone-ntt models` prints them.
+        weights = types.TableView(label="Model weights (Hugging Face cache)")
+        for key, header in _WEIGHT_COLUMNS.items():
+            weights.add_column(key, label=header)
+        outputs.list("weights", types.Object(), label="Model weights", view=weights)
         return types.Property(outputs, view=types.View(label="No Time to Train"))
+
+
+_WEIGHT_COLUMNS = {
+    "preset": "Preset",
+    "model": "Model",
+    "role": "Role",
+    "files": "Files",
+    "size": "Download",
+    "cached": "Cached",
+}
+
+
+def weights_rows() -> list[dict[str, str]]:
+    """The rows of :func:`fiftyone_ntt.models.catalog.weights_table`, as table cells."""
+    from fiftyone_ntt.models.catalog import weights_table
+
+    rows = weights_table()
+    return [
+        {k: ("yes" if r[k] else "no") if k == "cached" else str(r[k]) for k in _WEIGHT_COLUMNS}
+        for r in rows
+    ]

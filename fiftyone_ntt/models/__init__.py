@@ -185,7 +185,11 @@ def load_encoder(
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)  # validate before the (slow) load
     model, info = load_dinov2(source)
-    return Dinov2Encoder(model, source=info["source"], device=resolved, precision=precision)
+    encoder = Dinov2Encoder(model, source=info["source"], device=resolved, precision=precision)
+    # Which files were read (a folder, a file, the hub's transformers files or Meta's
+    # original checkpoint in a hub repo); not among the keys a bank must match.
+    encoder.identity["weights"] = info["weights"]
+    return encoder
 
 
 def load_proposer(
@@ -208,13 +212,15 @@ def load_proposer(
     resolved = resolve_device(device)
     resolve_precision(precision, resolved)
     model, info = load_sam2(source)
-    return Sam2Proposer(
+    proposer = Sam2Proposer(
         model,
         source=info["source"],
         version=info["version"],
         device=resolved,
         precision=precision,
     )
+    proposer.identity["weights"] = info["weights"]
+    return proposer
 
 
 def load_models(model_config: ModelConfig) -> tuple[Dinov2Encoder, Sam2Proposer]:

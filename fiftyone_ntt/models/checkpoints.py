@@ -5,7 +5,9 @@ Three kinds of ``source`` are accepted for both models (``ModelConfig.sam2`` /
 
 * a Hugging Face hub id (``"facebook/sam2-hiera-large"``): weights download into the
   standard HF cache on first use; later runs read the cache without touching the network.
-  With ``HF_HUB_OFFLINE=1`` only the cache is read.
+  With ``HF_HUB_OFFLINE=1`` only the cache is read. Repos with ``transformers`` files are
+  loaded from those; repos with only Meta's original checkpoint (the SAM 2.0 repos) from
+  that file, converted (:mod:`fiftyone_ntt.models.hub`). ``info["weights"]`` records which.
 * a local folder written by ``save_pretrained`` (``config.json`` + weights).
 * one of Meta's original files: SAM 2 ``sam2_hiera_*.pt`` / ``sam2.1_hiera_*.pt`` (a dict
   with key ``"model"``) or DINOv2 ``dinov2_vit*14*_pretrain.pth`` (a plain state dict),
@@ -42,30 +44,14 @@ __all__ = [
     "load_sam2",
 ]
 
+from fiftyone_ntt.models.hub import ModelNotAvailableError, hub_offline, resolve_hub_weights
+
 logger = logging.getLogger(__name__)
 
 SourceKind = Literal["hub", "folder", "file"]
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class ModelNotAvailableError(OSError):
-    """Hub weights that are neither in the local cache nor downloadable right now."""
-
-
-def hub_offline() -> bool:
-    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` /
-    ``TRANSFORMERS_OFFLINE``), read at call time so a late ``export`` is honoured."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
-            return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.is_offline_mode())
-    except (ImportError, AttributeError):
-        return False
 
 
 def classify_source(source: str | os.PathLike[str], what: str) -> SourceKind:
@@ -156,38 +142,30 @@ def _finish(model: Any) -> Any:
     return model
 
 
-def _from_pretrained(source: str, kind: SourceKind, what: str, build: Callable[[bool], Any]) -> Any:
-    """Run ``build(local_files_only)`` from the cache first, then (if allowed) the network.
-
-    Reading the cache first means a cached model never needs the network, even without
-    ``HF_HUB_OFFLINE``.
-    """
+def _from_pretrained(source: str, what: str, build: Callable[[bool], Any]) -> Any:
+    """Run ``build(local_files_only=True)`` on a local ``save_pretrained`` folder."""
     try:
         return build(True)
     except OSError as error:
-        first = error
-    if kind == "folder":
         raise CheckpointError(
-            f"{source} is not a loadable {what} folder ({first}); it needs the config.json "
+            f"{source} is not a loadable {what} folder ({error}); it needs the config.json "
             "and weights written by save_pretrained"
-        ) from first
-    hint = (
-        f"The {what} weights {source!r} are downloaded from the Hugging Face hub on first use "
-        "and cached (HF_HOME). Alternatively pass a local folder (save_pretrained) or Meta's "
-        "original checkpoint file path."
-    )
-    if hub_offline():
-        raise ModelNotAvailableError(
-            f"{what} model {source!r} is not in the local Hugging Face cache and offline mode "
-            f"is on (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE). {hint} Unset offline mode on a "
-            "machine with internet access to download it once."
-        ) from first
-    try:
-        return build(False)
-    except OSError as error:
-        raise ModelNotAvailableError(
-            f"{what} model {source!r} could not be downloaded and is not cached ({error}). {hint}"
         ) from error
+
+
+def _local(source: str, kind: SourceKind, what: str) -> tuple[Path, SourceKind, str]:
+    """The local file or folder for ``source``: hub ids are resolved (and downloaded when
+    needed) by :func:`fiftyone_ntt.models.hub.resolve_hub_weights`.
+
+    Returns:
+        ``(path, "file" | "folder", weights tag)``; the tag is ``"file"``, ``"folder"``,
+        ``"hub:transformers"`` or ``"hub:original:<file name>"`` (plus ``@<revision>``).
+    """
+    if kind != "hub":
+        return Path(source).expanduser(), kind, kind
+    weights = resolve_hub_weights(source, what)
+    tag = weights.tag + (f"@{weights.revision}" if weights.revision else "")
+    return weights.path, ("file" if weights.layout == "original" else "folder"), tag
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,41 +245,58 @@ def load_sam2(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     Returns:
         ``(model, info)`` where ``info`` has ``source`` (as given), ``kind``, ``version``
-        (``"2.0"``, ``"2.1"`` or ``"unknown"``) and ``arch`` (e.g. ``"hiera_large"``).
+        (``"2.0"``, ``"2.1"`` or ``"unknown"``), ``arch`` (e.g. ``"hiera_large"``) and
+        ``weights`` (which files were read, see :func:`_local`).
 
     Raises:
-        CheckpointError: a file/folder that is not a usable SAM 2 checkpoint.
+        CheckpointError: a file/folder/repo that is not a usable SAM 2 checkpoint.
         ModelNotAvailableError: a hub id that is neither cached nor downloadable.
         FileNotFoundError: a path that does not exist.
     """
-    from transformers import AutoConfig, Sam2Model
-
     text = os.fspath(source)
     kind = classify_source(text, "SAM 2")
-    if kind == "file":
-        path = Path(text).expanduser()
-        if path.suffix.lower() == ".safetensors":
-            raise CheckpointError(
-                f"{path}: a bare .safetensors file has no config; pass the folder that holds "
-                "it together with its config.json, or Meta's original .pt file"
-            )
-        try:
-            state_dict, arch, skipped = convert_sam2_state_dict(_torch_load(path, "SAM 2"))
-        except CheckpointError as error:
-            raise CheckpointError(f"{path}: {error}") from None
-        model = _instantiate(Sam2Model, arch.to_config(), state_dict, str(path), arch.describe())
-        logger.info(
-            "Recognised %s in %s (%d video-only tensors ignored)",
-            arch.describe(),
-            path,
-            len(skipped),
+    path, local_kind, weights = _local(text, kind, "SAM 2")
+    if local_kind == "file":
+        model, version, arch = _sam2_from_file(path)
+    else:
+        model, version, arch = _sam2_from_folder(path)
+        if version == "unknown" and kind == "hub":
+            version = _sam2_version(None, text, "hub")
+    logger.info("Loaded SAM %s %s from %s %s (%s)", version, arch, kind, text, weights)
+    return model, {
+        "source": text,
+        "kind": kind,
+        "version": version,
+        "arch": arch,
+        "weights": weights,
+    }
+
+
+def _sam2_from_file(path: Path) -> tuple[Any, str, str]:
+    """Meta's original SAM 2 checkpoint → ``(Sam2Model, version, arch)``."""
+    from transformers import Sam2Model
+
+    if path.suffix.lower() == ".safetensors":
+        raise CheckpointError(
+            f"{path}: a bare .safetensors file has no config; pass the folder that holds "
+            "it together with its config.json, or Meta's original .pt file"
         )
-        return model, {
-            "source": text,
-            "kind": kind,
-            "version": arch.version,
-            "arch": arch.spec.arch,
-        }
+    try:
+        state_dict, arch, skipped = convert_sam2_state_dict(_torch_load(path, "SAM 2"))
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    model = _instantiate(Sam2Model, arch.to_config(), state_dict, str(path), arch.describe())
+    logger.info(
+        "Recognised %s in %s (%d video-only tensors ignored)", arch.describe(), path, len(skipped)
+    )
+    return model, arch.version, arch.spec.arch
+
+
+def _sam2_from_folder(folder: Path) -> tuple[Any, str, str]:
+    """A ``transformers`` SAM 2 folder → ``(Sam2Model, version, arch)``."""
+    from transformers import AutoConfig, Sam2Model
+
+    text = str(folder)
 
     def build(local_files_only: bool) -> tuple[Any, Any]:
         raw = AutoConfig.from_pretrained(text, local_files_only=local_files_only)
@@ -309,17 +304,11 @@ def load_sam2(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
         model = Sam2Model.from_pretrained(text, config=config, local_files_only=local_files_only)
         return model, raw
 
-    model, raw = _from_pretrained(text, kind, "SAM 2", build)
+    model, raw = _from_pretrained(text, "SAM 2", build)
     backbone = model.config.vision_config.backbone_config
     arch = hiera_arch_name(backbone.hidden_size, backbone.blocks_per_stage)
-    version = _sam2_version(raw, text, kind)
-    logger.info("Loaded SAM %s %s from %s %s", version, arch, kind, text)
-    return _finish(model.float()), {
-        "source": text,
-        "kind": kind,
-        "version": version,
-        "arch": arch,
-    }
+    version = _sam2_version(raw, text, "folder")
+    return _finish(model.float()), version, arch
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,43 +323,65 @@ def load_dinov2(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
         source: hub id, ``save_pretrained`` folder, or Meta's ``dinov2_vit*14*_pretrain.pth``.
 
     Returns:
-        ``(model, info)`` where ``info`` has ``source``, ``kind``, ``arch`` and
-        ``registers``.
+        ``(model, info)`` where ``info`` has ``source``, ``kind``, ``arch``, ``registers``
+        and ``weights`` (which files were read, see :func:`_local`).
 
     Raises:
-        CheckpointError: a file/folder that is not a usable DINOv2 checkpoint.
+        CheckpointError: a file/folder/repo that is not a usable DINOv2 checkpoint.
         ModelNotAvailableError: a hub id that is neither cached nor downloadable.
         FileNotFoundError: a path that does not exist.
     """
-    from transformers import AutoConfig, Dinov2Model, Dinov2WithRegistersModel
-
     text = os.fspath(source)
     kind = classify_source(text, "DINOv2")
-    if kind == "file":
-        path = Path(text).expanduser()
-        if path.suffix.lower() == ".safetensors":
-            raise CheckpointError(
-                f"{path}: a bare .safetensors file has no config; pass the folder that holds "
-                "it together with its config.json, or Meta's original .pth file"
-            )
-        try:
-            state_dict, arch, skipped = convert_dinov2_state_dict(_torch_load(path, "DINOv2"))
-        except CheckpointError as error:
-            raise CheckpointError(f"{path}: {error}") from None
-        cls = Dinov2WithRegistersModel if arch.registers else Dinov2Model
-        model = _instantiate(cls, arch.to_config(), state_dict, str(path), arch.describe())
-        logger.info(
-            "Recognised %s in %s%s",
-            arch.describe(),
-            path,
-            f" ({len(skipped)} training-head tensors ignored)" if skipped else "",
+    path, local_kind, weights = _local(text, kind, "DINOv2")
+    if local_kind == "file":
+        model = _dinov2_from_file(path)
+    else:
+        model = _dinov2_from_folder(path)
+    config = model.config
+    registers = int(getattr(config, "num_register_tokens", 0) or 0)
+    arch = dinov2_arch_name(config.hidden_size, config.num_hidden_layers)
+    logger.info(
+        "Loaded DINOv2 %s (%d registers) from %s %s (%s)", arch, registers, kind, text, weights
+    )
+    return model, {
+        "source": text,
+        "kind": kind,
+        "arch": arch,
+        "registers": registers,
+        "weights": weights,
+    }
+
+
+def _dinov2_from_file(path: Path) -> Any:
+    """Meta's original DINOv2 checkpoint → a ``transformers`` DINOv2 model."""
+    from transformers import Dinov2Model, Dinov2WithRegistersModel
+
+    if path.suffix.lower() == ".safetensors":
+        raise CheckpointError(
+            f"{path}: a bare .safetensors file has no config; pass the folder that holds "
+            "it together with its config.json, or Meta's original .pth file"
         )
-        return model, {
-            "source": text,
-            "kind": kind,
-            "arch": arch.spec.arch,
-            "registers": arch.registers,
-        }
+    try:
+        state_dict, arch, skipped = convert_dinov2_state_dict(_torch_load(path, "DINOv2"))
+    except CheckpointError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    cls = Dinov2WithRegistersModel if arch.registers else Dinov2Model
+    model = _instantiate(cls, arch.to_config(), state_dict, str(path), arch.describe())
+    logger.info(
+        "Recognised %s in %s%s",
+        arch.describe(),
+        path,
+        f" ({len(skipped)} training-head tensors ignored)" if skipped else "",
+    )
+    return model
+
+
+def _dinov2_from_folder(folder: Path) -> Any:
+    """A ``transformers`` DINOv2 folder → the model."""
+    from transformers import AutoConfig, Dinov2Model, Dinov2WithRegistersModel
+
+    text = str(folder)
 
     def build(local_files_only: bool) -> Any:
         config = AutoConfig.from_pretrained(text, local_files_only=local_files_only)
@@ -386,14 +397,4 @@ def load_dinov2(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
             )
         return cls.from_pretrained(text, config=config, local_files_only=local_files_only)
 
-    model = _from_pretrained(text, kind, "DINOv2", build)
-    config = model.config
-    registers = int(getattr(config, "num_register_tokens", 0) or 0)
-    arch = dinov2_arch_name(config.hidden_size, config.num_hidden_layers)
-    logger.info("Loaded DINOv2 %s (%d registers) from %s %s", arch, registers, kind, text)
-    return _finish(model.float()), {
-        "source": text,
-        "kind": kind,
-        "arch": arch,
-        "registers": registers,
-    }
+    return _finish(_from_pretrained(text, "DINOv2", build).float())

@@ -1,0 +1,127 @@
+"""``fiftyone-ntt build-bank``: embed the reference instances of a COCO file into a bank."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fiftyone_ntt.cli._common import (
+    UserError,
+    config_from_args,
+    existing_dir,
+    info,
+    progress_bar,
+    select_categories,
+    warn,
+)
+from fiftyone_ntt.cli._models import load_encoder, load_proposer
+from fiftyone_ntt.cli._options import add_class_options, add_model_options
+
+__all__ = ["cmd_build_bank", "register"]
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add the ``build-bank`` subcommand to ``sub``."""
+    p = sub.add_parser(
+        parents=[common],
+        name="build-bank",
+        help="embed reference instances into a memory bank file",
+        description="Embed the annotated instances of a COCO file into a memory bank "
+        "(method §3-§4). Instances with polygons or RLE use their mask; box-only instances "
+        "are segmented by SAM2 box prompting. Class order = sorted category id (method §2.1); "
+        "the category ids are stored in the bank.",
+    )
+    p.add_argument("references", metavar="REF_JSON", help="COCO file of the reference instances")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of the reference images")
+    p.add_argument("--out", required=True, metavar="BANK", help="output .safetensors file")
+    add_class_options(p, "use only these classes (default: all with annotations)")
+    p.add_argument(
+        "--allow-missing-classes",
+        action="store_true",
+        help="without --classes/--category-ids every listed category is used, and a category "
+        "with no usable (non-crowd) annotation is refused by default, naming it; with this "
+        "flag such categories are left out of the bank with a warning that names them",
+    )
+    add_model_options(p)
+    p.set_defaults(func=cmd_build_bank)
+
+
+def cmd_build_bank(args: argparse.Namespace) -> int:
+    """``build-bank``: embed the references of a COCO file into a bank file."""
+    from fiftyone_ntt.coco import iter_references, load_coco
+    from fiftyone_ntt.memory_bank import build_memory_bank
+
+    image_dir = existing_dir(args.images, "--images")
+    coco = load_coco(args.references, image_dir=image_dir)
+    selected = select_categories(coco, args, args.references)
+    names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
+    usable = {int(a["category_id"]) for a in coco["annotations"] if not a.get("iscrowd", 0)}
+    if not (args.classes or args.category_ids):
+        # The default selection is every listed category: one without a usable reference
+        # used to vanish from the bank without a word (issue 9 §2).
+        listed = [int(c["id"]) for c in coco["categories"]]
+        missing = [f"{names[c]} ({c})" for c in listed if c not in usable]
+        if missing and not args.allow_missing_classes:
+            raise UserError(
+                f"class(es) {missing} are listed in {args.references} but have no usable "
+                "(non-crowd) reference; add references, choose classes with "
+                "--classes/--category-ids, or pass --allow-missing-classes to leave them out"
+            )
+        if missing:
+            warn(f"left out class(es) without a usable reference: {', '.join(missing)}")
+        selected = [c for c in selected if c in usable]
+        if not selected:
+            raise UserError(f"{args.references} has no usable (non-crowd) reference at all")
+    # Internal label = rank of the sorted category id (method §2.1).
+    category_ids = sorted(selected)
+    empty = [c for c in category_ids if c not in usable]
+    if empty:
+        raise UserError(
+            f"class(es) {[f'{names[c]} ({c})' for c in empty]} have no non-crowd annotation in "
+            f"{args.references}; add references or leave them out with --classes/--category-ids"
+        )
+    class_names = [names[c] for c in category_ids]
+    config = config_from_args(args)
+
+    references = list(iter_references(coco, image_dir, category_ids=category_ids))
+    encoder = load_encoder(args, config)
+    proposer = None
+    box_only = sum(r.mask is None for r in references)
+    if box_only:
+        info(args, f"{box_only} reference(s) have no mask: segmenting their boxes with SAM2")
+        proposer = load_proposer(args, config)
+
+    bar = progress_bar(args, len(references), "embedding references", unit="ref")
+
+    def progress(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    metadata = {
+        "category_ids": category_ids,
+        "categories": [{"id": c, "name": names[c]} for c in category_ids],
+        "references_file": Path(args.references).name,
+    }
+    sampling = (
+        (coco.get("info") or {}).get("fiftyone_ntt") if isinstance(coco.get("info"), dict) else None
+    )
+    if sampling:
+        metadata["sampling"] = sampling
+    try:
+        bank = build_memory_bank(
+            references,
+            encoder,
+            proposer,
+            config=config,
+            class_names=class_names,
+            metadata=metadata,
+            progress=progress,
+        )
+    except ValueError as error:  # bad references (e.g. a mask that misses its box)
+        raise UserError(f"{args.references}: {error}") from None
+    finally:
+        bar.close()
+    bank.save(args.out)
+    shots = ", ".join(f"{name}: {k}" for name, k in bank.shots_per_class().items())
+    info(args, f"classes (label order): {shots}")
+    info(args, f"wrote memory bank {args.out} (fingerprint {bank.fingerprint[:12]})")
+    return 0
