@@ -123,6 +123,26 @@ def run_one(segmenter, images, batch_images: int, prefetch: int) -> dict:
     }
 
 
+def precision_deltas(fast, exact, images) -> dict:
+    """How predictions under a lower precision differ from float32 on the same images: the
+    share of float32 detections found identical (same rank, label and mask) and the worst
+    score difference among those."""
+    same = total = 0
+    worst = 0.0
+    for image in images:
+        a, b = fast.predict(image), exact.predict(image)
+        total += len(b)
+        for i in range(min(len(a), len(b))):
+            if a.labels[i] == b.labels[i] and np.array_equal(a.masks[i], b.masks[i]):
+                same += 1
+                worst = max(worst, abs(float(a.scores[i]) - float(b.scores[i])))
+    return {
+        "identical_share": round(same / total, 4) if total else None,
+        "detections_float32": total,
+        "worst_score_difference": round(worst, 6),
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
@@ -135,6 +155,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--prefetch", type=int, default=2)
+    parser.add_argument(
+        "--compare-float32",
+        action="store_true",
+        help="with another --precision: also report its deltas to float32 on the images",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -170,6 +195,15 @@ def main(argv=None) -> int:
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "runs": results}, indent=2))
+    if args.compare_float32 and args.precision != "float32":
+        encoder32, proposer32 = _models(args.arch, args.device, "float32")
+        exact = Segmenter(encoder32, proposer32, _bank(encoder32), config)
+        deltas = precision_deltas(segmenter, exact, images)
+        print(
+            f"{args.precision} vs float32: {100 * (deltas['identical_share'] or 0):.1f}% of "
+            f"{deltas['detections_float32']} detections identical (rank, label, mask), worst "
+            f"score difference {deltas['worst_score_difference']:.2e}"
+        )
     base = results[0]
     for r in results[1:]:
         ratio = r["images_per_s"] / base["images_per_s"]

@@ -67,3 +67,33 @@ def test_segment_shows_a_progress_bar_unless_told_not_to(banked, capsys, monkeyp
     calls = []
     nf.segment(dataset, "colours", "called", progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1] == (len(dataset) - 2, len(dataset) - 2)
+
+
+def test_segment_operator_splits_into_delegated_tasks(banked):
+    """ "Split into N delegated tasks": the operator queues N shard operations (immediately,
+    itself not delegated); run by a worker they write exactly what an unsplit run writes."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.fiftyone.segment import run_state
+
+    dataset = banked
+    nf.segment(dataset, "colours", "whole", progress=False)
+    result = foo.execute_operator(
+        "@fiftyone-ntt/no-time-to-train/ntt_segment",
+        dataset=dataset,
+        params={"bank": "colours", "out_field": "split", "num_shards": 3, "batch_size": 1},
+    )
+    assert not result.delegated and result.result["queued"] == 3, result.result
+    service = DelegatedOperationService()
+    queued = service.list_operations(dataset_name=dataset.name)
+    shards = sorted(op.context.request_params["params"]["shard"] for op in queued)
+    assert shards == [[0, 3], [1, 3], [2, 3]]
+    assert "shard 1/3" in " ".join(op.label for op in queued)
+    for done in service.execute_queued_operations(dataset_name=dataset.name):
+        assert done.error is None, done.error
+    state = run_state(dataset, "split")
+    assert state["status"] == "completed" and state["num_shards"] == 3, state
+    dataset.reload()
+    assert _dets(dataset, "split") == _dets(dataset, "whole")
