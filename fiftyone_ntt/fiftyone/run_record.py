@@ -10,7 +10,7 @@ from typing import Any
 from fiftyone_ntt.config import NTTConfig
 from fiftyone_ntt.fiftyone.claims import describe, field_lock, lock_store
 
-__all__ = ["record_run", "run_fingerprint", "run_state"]
+__all__ = ["forget_shards", "record_run", "run_fingerprint", "run_state"]
 
 
 def run_fingerprint(bank: Any, config: NTTConfig, models: dict[str, Any]) -> str:
@@ -43,6 +43,15 @@ _SHARD = "shard:"
 
 def _shard_key(out_field: str, index: int, count: int) -> str:
     return f"{_SHARD}{out_field}:{index}/{count}"
+
+
+def forget_shards(dataset: Any, out_field: str) -> None:
+    """Delete the split record and the shard summaries of ``out_field`` (its run is gone)."""
+    store = lock_store(dataset)
+    prefix = f"{_SHARD}{out_field}:"
+    for key in store.list_keys():
+        if key == _SPLIT + out_field or key.startswith(prefix):
+            store.delete(key)
 
 
 def record_run(
@@ -129,6 +138,7 @@ def _sharded_state(dataset: Any, out_field: str, split: dict[str, Any]) -> dict[
                 "total": entry.get("total"),
                 "processed": entry.get("processed"),
                 "failed": entry.get("failed"),
+                "failures": entry.get("failures") or [],
                 "pid": entry.get("pid"),
                 "host": entry.get("host"),
                 "lock": lock,

@@ -321,3 +321,21 @@ def _count_cases() -> dict[str, int]:
 
 if __name__ == "__main__":  # pragma: no cover
     print(json.dumps(_count_cases()))
+
+
+def test_deleting_a_split_run_forgets_its_shards(scale_dataset):
+    """After ``delete_run``, a new split must not show the old shards as completed."""
+    from fiftyone_ntt.fiftyone.claims import lock_store
+    from fiftyone_ntt.fiftyone.segment import run_state
+
+    dataset = scale_dataset
+    for index in range(2):
+        _segment(dataset, shard=(index, 2))
+    assert run_state(dataset, FIELD)["status"] == "completed"
+    dataset.delete_run(FIELD)
+    assert not dataset.has_sample_field(FIELD)
+    assert not [k for k in lock_store(dataset).list_keys() if FIELD in k]
+    _segment(dataset, shard=(0, 2))
+    state = run_state(dataset, FIELD)
+    assert [s["status"] for s in state["shards"]] == ["completed", "none"]
+    assert state["status"] == "partial" and state["finished"] is False
