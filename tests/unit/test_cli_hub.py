@@ -156,8 +156,8 @@ def test_download_preset_fetches_into_the_shared_cache(tmp_path, monkeypatch, ca
     ("argv", "message"),
     [
         (["download"], "nothing to download"),
-        (["download", "--preset", "fast"], "unknown preset 'fast'"),
-        (["models", "--preset", "fast"], "unknown preset 'fast'"),
+        (["download", "--preset", "no-such"], "unknown preset 'no-such'"),
+        (["models", "--preset", "no-such"], "unknown preset 'no-such'"),
         (["download", "./local_sam2.pt"], "does not exist"),
     ],
 )
