@@ -227,14 +227,14 @@ class Segmenter:
         Args:
             images: RGB ``uint8`` arrays (e.g. a generator that reads files).
             batch_images: images per model call (see :func:`default_batch_images`).
-            prefetch: images prepared ahead (0: in this thread).
+            prefetch: images prepared ahead beyond the next batch (0: in this thread).
             timer: optional per-stage timing of the model stages (preparing happens in the
                 loader thread and is not timed).
         """
         pin = self.pin_memory
-        stream = prefetched(
-            images, lambda image: self.prepare(image, pin_memory=pin), depth=prefetch
-        )
+        # the next whole batch is prepared while the models run on this one
+        depth = prefetch + batch_images - 1 if prefetch > 0 else 0
+        stream = prefetched(images, lambda image: self.prepare(image, pin_memory=pin), depth=depth)
         for batch in batched((p for _, p in stream), batch_images):
             yield from self.predict_prepared(batch, timer=timer)
 

@@ -9,7 +9,8 @@ Workflow (each step also has an App operator):
    :func:`count_reference_candidates` first);
 2. :func:`build_bank` (a memory bank file, indexed per dataset: :func:`list_banks`,
    :func:`get_bank_info`, :func:`load_bank`, :func:`delete_bank`);
-3. :func:`segment` (resumable, a custom run per output field), or
+3. :func:`segment` (resumable, a custom run per output field; ``shard=(i, n)`` and
+   :func:`queue_shards` split it over delegated workers, :func:`run_state` follows it), or
    ``dataset.apply_model(NTTModel(bank), label_field=...)``;
 4. :func:`evaluate` (FiftyOne's COCO evaluator, optionally pycocotools' exact protocol).
 
@@ -42,6 +43,8 @@ _EXPORTS = {
     "banks_dir": "banks",
     "segment": "segment",
     "check_output_field": "segment",
+    "queue_shards": "segment",
+    "run_state": "segment",
     "evaluate": "evaluate",
     "coco_protocol": "evaluate",
     "NTTModel": "model",

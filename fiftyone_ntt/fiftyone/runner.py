@@ -233,7 +233,10 @@ def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None)
     status = "interrupted"
     done = 0
     beat = time.monotonic()
-    stream = prefetched(zip(sample_ids, filepaths), load, depth=max(0, int(plan.prefetch)))
+    # with batches, the next whole batch is prepared while the models run on this one
+    ahead = max(0, int(plan.prefetch))
+    depth = ahead + batch_images - 1 if ahead else 0
+    stream = prefetched(zip(sample_ids, filepaths), load, depth=depth)
     try:
         for batch in batched(stream, batch_images):
             ready = []
