@@ -14,7 +14,9 @@ from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
 from .tag_references import NTTTagReferences
 
-#: In workflow order (labels "NTT 1 · ..." to "NTT 8 · ..." keep it in the operator browser).
+#: In workflow order. The App's operator browser sorts by the first character of each
+#: operator's description, so descriptions start with the step number ("1 · ...") and labels
+#: read "NTT 1 · ..." to "NTT 8 · ...".
 OPERATORS = (
     NTTTagReferences,
     NTTSampleReferences,

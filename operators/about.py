@@ -69,7 +69,7 @@ class NTTAbout(foo.Operator):
         return foo.OperatorConfig(
             name="ntt_about",
             label="NTT 8 · About",
-            description="Shows the plugin and library versions and the compute device",
+            description="8 · Shows the plugin and library versions and the compute device",
             icon="info",
         )
 

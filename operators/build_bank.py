@@ -33,7 +33,7 @@ class NTTBuildBank(foo.Operator):
             name="ntt_build_bank",
             label="NTT 3 · Build memory bank",
             description=(
-                "Embeds the reference-tagged instances of a Detections field with DINOv2 into "
+                "3 · Embeds the reference-tagged instances of a Detections field with DINOv2 into "
                 "a memory bank (box-only references get SAM 2 masks)"
             ),
             icon="memory",

@@ -29,7 +29,7 @@ class NTTEvaluate(foo.Operator):
             name="ntt_evaluate",
             label="NTT 5 · Evaluate",
             description=(
-                "Evaluates predictions against ground truth with FiftyOne's COCO evaluator "
+                "5 · Evaluates predictions against ground truth with FiftyOne's COCO evaluator "
                 "(masks, mAP), for the Model Evaluation panel and TP/FP/FN patches"
             ),
             icon="assessment",

@@ -21,8 +21,7 @@ _BANK_COLUMNS = {
     "shots": "shots per class",
     "models": "models",
     "size": "size",
-    "created": "created",
-    "fingerprint": "fingerprint",
+    "created": "created (UTC)",
 }
 
 
@@ -32,7 +31,7 @@ class NTTManageBanks(foo.Operator):
         return foo.OperatorConfig(
             name="ntt_manage_banks",
             label="NTT 6 · Manage memory banks",
-            description="Lists the dataset's memory banks, shows one, or deletes one",
+            description="6 · Lists the dataset's memory banks, shows one, or deletes one",
             icon="inventory_2",
             dynamic=True,
         )
@@ -79,12 +78,7 @@ class NTTManageBanks(foo.Operator):
         key = ctx.params.get("bank") or default_bank(ctx)
         if action == "inspect":
             info = get_bank_info(ctx.dataset, key)
-            return {
-                "action": action,
-                "bank": info,
-                "bank_rows": [_bank_row(info)],
-                "detail_rows": _detail_rows(info),
-            }
+            return {"action": action, "bank": info, "detail_rows": _detail_rows(info)}
         dependents = bank_dependents(ctx.dataset, key)
         if dependents["operations"] and not ctx.params.get("force", False):
             raise ValueError(
@@ -119,8 +113,7 @@ class NTTManageBanks(foo.Operator):
             else:
                 outputs.view("none", types.Notice(label="This dataset has no memory bank"))
         elif action == "inspect":
-            table(outputs, "bank_rows", "Bank", _BANK_COLUMNS)
-            table(outputs, "detail_rows", "Details", {"what": "", "value": ""})
+            table(outputs, "detail_rows", "Bank", {"what": "", "value": ""})
         else:
             outputs.str("message", label="Deleted")
             if results.get("runs_rows"):
@@ -170,13 +163,19 @@ def _bank_row(bank: dict) -> dict:
         "shots": ", ".join(f"{c}: {n}" for c, n in bank["shots"].items()),
         "models": _models(bank),
         "size": human_size(bank["size_bytes"]),
-        "created": bank["created"],
-        "fingerprint": bank["fingerprint"][:12],
+        "created": str(bank["created"])[:16].replace("T", " "),
     }
 
 
 def _detail_rows(info: dict) -> list[dict]:
+    row = _bank_row(info)
     rows = [
+        ("bank", info.get("key")),
+        ("shots per class", row["shots"]),
+        ("models (proposer + encoder)", row["models"]),
+        ("size", row["size"]),
+        ("created (UTC)", row["created"]),
+        ("fingerprint", info.get("fingerprint")),
         ("ground-truth field", info.get("gt_field")),
         ("reference tag", info.get("tag")),
         ("references", info.get("num_references")),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from ._forms import class_table, error_output, invalid, reported, table
+from ._forms import error_output, invalid, reported, table
 
 _COLUMNS = {
     "kind": "what",
@@ -18,7 +18,6 @@ _COLUMNS = {
     "out_field": "field / key",
     "error": "error",
     "started": "started (UTC)",
-    "id": "id",
 }
 
 
@@ -29,7 +28,7 @@ class NTTRuns(foo.Operator):
             name="ntt_runs",
             label="NTT 7 · Runs",
             description=(
-                "Lists this plugin's scheduled operations (state, progress, error), "
+                "7 · Lists this plugin's scheduled operations (state, progress, error), "
                 "segmentation runs and evaluations on the dataset"
             ),
             icon="list_alt",
@@ -42,8 +41,7 @@ class NTTRuns(foo.Operator):
         inputs = types.Object()
         rows = [_display(row) for row in list_activity(ctx.dataset)]
         if rows:
-            body = {r["id"]: tuple(r[k] for k in list(_COLUMNS)[:-1]) for r in rows}
-            inputs.md(class_table(body, ("id", *list(_COLUMNS.values())[:-1])), name="runs_table")
+            inputs.md(_markdown(rows), name="runs_table")
         else:
             inputs.view("none", types.Notice(label="Nothing has run on this dataset yet"))
         inputs.view(
@@ -99,6 +97,15 @@ class NTTRuns(foo.Operator):
         return types.Property(outputs, view=types.View(label="No Time to Train runs"))
 
 
+def _markdown(rows: list[dict]) -> str:
+    """The rows as a markdown table (the form's view of them)."""
+    lines = ["| " + " | ".join(_COLUMNS.values()) + " |", "|" + "---|" * len(_COLUMNS)]
+    for row in rows:
+        cells = (str(row[key]).replace("|", "/") for key in _COLUMNS)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _display(row: dict) -> dict:
     """An activity row with a readable ``progress`` ("3/10") and blanks instead of None."""
     out = {k: ("" if v is None else v) for k, v in row.items()}
@@ -107,7 +114,7 @@ def _display(row: dict) -> dict:
     else:
         out["progress"] = ""
     if row.get("started"):
-        out["started"] = str(row["started"])[:19].replace("T", " ")
+        out["started"] = str(row["started"])[:16].replace("T", " ")
     out["bank"] = (
         f"{row['bank']} v{row['bank_version']}" if row.get("bank_version") else out["bank"]
     )

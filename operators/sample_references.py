@@ -30,7 +30,7 @@ class NTTSampleReferences(foo.Operator):
             name="ntt_sample_references",
             label="NTT 2 · Sample references",
             description=(
-                "Picks K ground-truth instances per class at random (seeded) and tags them as "
+                "2 · Picks K ground-truth instances per class at random (seeded) and tags them as "
                 "references; crowd instances are never picked"
             ),
             icon="casino",

@@ -30,7 +30,7 @@ class NTTSegment(foo.Operator):
             name="ntt_segment",
             label="NTT 4 · Segment",
             description=(
-                "Segments the classes of a memory bank in the target samples (SAM 2 "
+                "4 · Segments the classes of a memory bank in the target samples (SAM 2 "
                 "proposals matched to the bank); resumable; records a run per output field"
             ),
             icon="auto_awesome",

@@ -17,7 +17,7 @@ class NTTTagReferences(foo.Operator):
             name="ntt_tag_references",
             label="NTT 1 · Tag references",
             description=(
-                "Marks the selected labels (sample modal or patches view) as reference "
+                "1 · Marks the selected labels (sample modal or patches view) as reference "
                 "examples with a label tag, or removes the tag"
             ),
             icon="bookmark_add",

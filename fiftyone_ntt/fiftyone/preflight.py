@@ -211,6 +211,6 @@ def test_models_notice() -> str | None:
     if mode is None:
         return None
     return (
-        f"Test models ({_TEST_MODEL_NAMES[mode]}, {TEST_MODELS_ENV}={mode}): predictions are "
-        "meaningless; unset the variable for the real models"
+        f"Test models: {_TEST_MODEL_NAMES[mode]}, set by {TEST_MODELS_ENV}={mode}: "
+        "predictions are meaningless; unset the variable for the real models"
     )

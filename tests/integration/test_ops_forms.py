@@ -431,9 +431,11 @@ def test_small_form_frictions(painted_dataset, repo_root):
     assert all(
         {"red", "green", "blue"} <= {c["value"] for c in p["view"]["choices"]} for p in pickers
     )
-    # workflow order in the operator browser (sorted by label), about has an icon
+    # workflow order in the operator browser, which sorts by the first character of the
+    # description (its label's when there is none); about has an icon
     ops = [op for op in foo.list_operators() if op.plugin_name.startswith("@fiftyone-ntt")]
-    names = [op.name for op in sorted(ops, key=lambda op: op.config.label)]
+    first = [ord((op.config.description or op.config.label)[0]) for op in ops]
+    names = [op.name for _, op in sorted(zip(first, ops), key=lambda pair: pair[0])]
     assert names == [
         "ntt_tag_references",
         "ntt_sample_references",
@@ -445,6 +447,9 @@ def test_small_form_frictions(painted_dataset, repo_root):
         "ntt_about",
     ]
     assert all(op.config.icon for op in ops)
+    assert [op.config.label[:5] for op in sorted(ops, key=lambda op: op.config.label)] == [
+        f"NTT {i}" for i in range(1, 9)
+    ]
     # the bank picker of manage banks describes what it does there
     form = _props(_form("ntt_manage_banks", dataset, {"action": "delete"}))
     assert "delete" in form["bank"]["view"]["description"].lower()
