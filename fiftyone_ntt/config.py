@@ -83,6 +83,15 @@ class NTTConfig:
             the paper does (§5: "no score threshold").
         box_convention: ``"paper"`` writes COCO boxes 1 px short, as the reference does
             (§11 Behavioural 7); ``"exact"`` writes the true pixel extent.
+        negative_margin: how much closer than its class a proposal must be to a negative
+            to be dropped (not in the paper; used only by banks holding negatives). Right
+            after class assignment (§5), before NMS, a proposal of class ``c`` with class
+            score ``s`` (its cosine to the prototype of ``c``, clamped at 0) is dropped when
+            ``n >= s + negative_margin`` and ``n > 0``, ``n`` being its best cosine (clamped
+            at 0) to the individual negatives of ``c`` and the global negatives. 0 (the
+            default) drops what looks at least as much like a rejected instance as like its
+            class; a positive margin drops less, a negative one more. In ``[-1, 1]``.
+            See :func:`fiftyone_ntt.matching.suppressed_by_negatives`.
     """
 
     models: ModelConfig = field(default_factory=ModelConfig)
@@ -99,6 +108,7 @@ class NTTConfig:
     merge_decay_exponent: float = 0.5
     score_threshold: float | None = None
     box_convention: BoxConvention = "exact"
+    negative_margin: float = 0.0
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -128,6 +138,8 @@ class NTTConfig:
             raise ValueError(
                 f"score_threshold={self.score_threshold!r} must be None or lie in [0, 1]"
             )
+        if not -1.0 <= self.negative_margin <= 1.0:
+            raise ValueError(f"negative_margin={self.negative_margin!r} must lie in [-1, 1]")
         if self.box_convention not in ("exact", "paper"):
             raise ValueError(f"box_convention={self.box_convention!r}; use 'exact' or 'paper'")
 
@@ -152,8 +164,17 @@ class NTTConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (for banks, runs and provenance)."""
-        return dataclasses.asdict(self)
+        """A JSON-serialisable dict (for banks, runs and provenance).
+
+        Fields added after the paper's settings (:data:`_OMIT_WHEN_DEFAULT`) are left out at
+        their default value, so that settings, bank and run fingerprints recorded before
+        those fields existed stay equal.
+        """
+        data = dataclasses.asdict(self)
+        for name in _OMIT_WHEN_DEFAULT:
+            if data[name] == _DEFAULTS[name]:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NTTConfig:
@@ -166,6 +187,10 @@ class NTTConfig:
             raise TypeError(f"unknown NTTConfig field(s) {sorted(unknown)}")
         return cls(models=models, **data)
 
+
+#: Method extensions, written by :meth:`NTTConfig.to_dict` only when not at their default.
+_OMIT_WHEN_DEFAULT = ("negative_margin",)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(NTTConfig)}
 
 #: Named presets. ``paper`` is exactly what the published numbers used (§1, §5, §11):
 #: SAM 2.0 Hiera-L, DINOv2 ViT-L/14 without registers, COCO boxes 1 px short.

@@ -17,6 +17,7 @@ __all__ = [
     "assign_classes",
     "pool_mask_features",
     "soft_merge_decay",
+    "suppressed_by_negatives",
 ]
 
 
@@ -93,6 +94,48 @@ def assign_classes(
     # to all zeros, whose label still matters for class-wise NMS) resolve identically.
     scores, class_ids = torch.topk(sim, k=1, dim=1)
     return class_ids[:, 0], scores[:, 0]
+
+
+def suppressed_by_negatives(
+    pooled: torch.Tensor,
+    class_ids: torch.Tensor,
+    scores: torch.Tensor,
+    negatives: torch.Tensor,
+    negative_class_ids: torch.Tensor,
+    margin: float = 0.0,
+) -> torch.Tensor:
+    """Which proposals a bank's negatives reject (a method extension; see
+    :attr:`fiftyone_ntt.config.NTTConfig.negative_margin`).
+
+    A proposal of class ``c`` with class score ``s`` (the output of :func:`assign_classes`:
+    the cosine of its L2-normalised pooled feature to the L2-normalised prototype of ``c``,
+    clamped at 0) is rejected when ``n >= s + margin`` and ``n > 0``, where ``n`` is the best
+    cosine, clamped at 0 like ``s``, of the same pooled feature to the L2-normalised
+    negatives of class ``c`` and the global negatives. Both sides are cosines of unit
+    vectors of the same encoder, pooled the same way: like is compared with like. Each
+    negative counts on its own (negatives are not averaged into a prototype). A proposal
+    with no similarity to any negative (``n == 0``) is never rejected here; a proposal
+    whose pooled feature is NaN (empty mask) is never rejected either.
+
+    Args:
+        pooled: ``(K, D)`` L2-normalised proposal features.
+        class_ids: ``(K,)`` int64 assigned classes.
+        scores: ``(K,)`` class scores ``s``.
+        negatives: ``(N, D)`` L2-normalised negative features.
+        negative_class_ids: ``(N,)`` int64 class of each negative, -1 for global.
+        margin: ``negative_margin``.
+
+    Returns:
+        ``(K,)`` bool, True for the proposals to drop.
+    """
+    if len(negatives) == 0 or len(pooled) == 0:
+        return torch.zeros(len(pooled), dtype=torch.bool, device=pooled.device)
+    sim = (pooled @ negatives.T).clamp(min=0)  # (K, N)
+    applies = (negative_class_ids[None, :] == class_ids[:, None]) | (
+        negative_class_ids[None, :] < 0
+    )
+    best = torch.where(applies, sim, torch.zeros_like(sim)).max(dim=1).values
+    return (best > 0) & (best >= scores + margin)
 
 
 def soft_merge_decay(

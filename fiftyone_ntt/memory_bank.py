@@ -6,6 +6,14 @@ soft-mask-weighted mean ``ins_avg[c, k]`` (method §4 step 1). We store only tha
 needed to use the bank safely: class names, reference ids, which masks were generated from
 boxes, the encoder identity, the settings, a format version and a content fingerprint.
 20 classes x 30 shots x 1024 float32 = 2.4 MB.
+
+Negatives (a method extension, not in the paper): instances that look like class *c* but are
+not, or global "background" negatives. They are embedded exactly like references
+(:func:`fiftyone_ntt.bank_embed.embed_references`) and stored beside them, with their class
+or none; :func:`fiftyone_ntt.matching.suppressed_by_negatives` uses them at inference. A bank
+without negatives behaves, and fingerprints, exactly as before they existed.
+
+File format versions: 1 (references only) is still read; 2 adds the negatives.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,33 +33,35 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fiftyone_ntt.config import NTTConfig
-from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
-from fiftyone_ntt.preprocess import (
-    area_patch_weights,
-    mask_to_patch_weights,
-    reference_crop,
-    squash_image,
+# building lives in bank_build; imported here so that the public import path stays
+from fiftyone_ntt.bank_build import (
+    BACKGROUND_LABELS,
+    GLOBAL_NEGATIVE,
+    build_memory_bank,
+    masks_from_boxes,
+    split_negatives,
 )
-from fiftyone_ntt.types import Reference
 
 __all__ = [
+    "BACKGROUND_LABELS",
     "FORMAT_VERSION",
+    "GLOBAL_NEGATIVE",
     "BankFormatError",
     "EncoderMismatchError",
     "MemoryBank",
     "build_memory_bank",
     "masks_from_boxes",
+    "split_negatives",
 ]
 
 FORMAT_NAME = "fiftyone-ntt-memory-bank"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions :meth:`MemoryBank.load` reads (1: before negatives existed).
+READABLE_VERSIONS = (1, 2)
 
 #: Encoder identity keys that must agree between a bank and the encoder that uses it. The
 #: ``source`` (hub id or file path) may differ for the same weights and only warns.
 _ENCODER_KEYS = ("family", "arch", "feature_dim", "patch_size", "registers")
-
-ProgressFn = Callable[[int, int], None]
 
 
 class BankFormatError(ValueError):
@@ -77,6 +87,14 @@ class MemoryBank:
         settings: the reference-side settings (crop context ratio and size).
         metadata: free JSON data (e.g. COCO category ids, dataset name).
         created: ISO timestamp (not part of the fingerprint).
+        negative_features: ``(N, D)`` float32 pooled features of the negatives, computed
+            like ``features``; ``None`` means none.
+        negative_class_ids: ``(N,)`` int64 class of each negative, or
+            :data:`GLOBAL_NEGATIVE` (-1) for a global negative.
+        negative_ids: ``N`` stable ids of the negative instances (distinct from
+            ``reference_ids``).
+        origin: where this copy was loaded from (e.g. a dataset's bank key and version);
+            not saved, not part of the content or the fingerprint.
     """
 
     features: np.ndarray
@@ -88,6 +106,10 @@ class MemoryBank:
     settings: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    negative_features: np.ndarray | None = None
+    negative_class_ids: np.ndarray | None = None
+    negative_ids: tuple[str, ...] = ()
+    origin: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         features = np.ascontiguousarray(self.features, dtype=np.float32)
@@ -110,11 +132,52 @@ class MemoryBank:
             raise ValueError("class ids out of range of class_names")
         if not np.isfinite(features).all():
             raise ValueError("bank features contain NaN or infinity")
+        self._check_negatives(features.shape[1], len(names))
         object.__setattr__(self, "features", features)
         object.__setattr__(self, "class_ids", class_ids)
         object.__setattr__(self, "generated_masks", generated)
         object.__setattr__(self, "class_names", names)
         object.__setattr__(self, "reference_ids", tuple(str(r) for r in self.reference_ids))
+
+    def _check_negatives(self, dim: int, num_classes: int) -> None:
+        ids = tuple(str(r) for r in self.negative_ids)
+        if self.negative_features is None:
+            negatives = np.zeros((0, dim), dtype=np.float32)
+        else:
+            negatives = np.ascontiguousarray(self.negative_features, dtype=np.float32)
+        if negatives.ndim != 2 or negatives.shape[1] != dim:
+            raise ValueError(
+                f"negative features must be (N, {dim}) like the references, got shape "
+                f"{negatives.shape}"
+            )
+        n = len(negatives)
+        if self.negative_class_ids is None:
+            classes = np.full(n, GLOBAL_NEGATIVE, dtype=np.int64)
+        else:
+            classes = np.asarray(self.negative_class_ids, dtype=np.int64).reshape(-1)
+        if len(classes) != n or len(ids) != n:
+            raise ValueError(
+                f"{n} negative features but {len(classes)} negative class ids and "
+                f"{len(ids)} negative ids"
+            )
+        if len(set(ids)) != n:
+            raise ValueError("negative ids must be unique within a bank")
+        both = sorted(set(ids) & {str(r) for r in self.reference_ids})
+        if both:
+            raise ValueError(
+                f"instances {both[:5]} are both references and negatives; an instance is one "
+                "or the other: untag one of the two"
+            )
+        if n and (classes.min() < GLOBAL_NEGATIVE or classes.max() >= num_classes):
+            raise ValueError(
+                f"negative class ids {sorted(set(classes.tolist()))} out of range for "
+                f"{num_classes} classes (-1 is a global negative)"
+            )
+        if not np.isfinite(negatives).all():
+            raise ValueError("negative features contain NaN or infinity")
+        object.__setattr__(self, "negative_features", negatives)
+        object.__setattr__(self, "negative_class_ids", classes)
+        object.__setattr__(self, "negative_ids", ids)
 
     # ----------------------------------------------------------------------------- queries
     @property
@@ -124,6 +187,32 @@ class MemoryBank:
     @property
     def feature_dim(self) -> int:
         return int(self.features.shape[1])
+
+    @property
+    def num_negatives(self) -> int:
+        return len(self.negative_ids)
+
+    def negatives_per_class(self) -> dict[str, int]:
+        """Number of class negatives of each class that has some, in class order; global
+        negatives are counted by :attr:`num_global_negatives`."""
+        ids = self.negative_class_ids[self.negative_class_ids >= 0]
+        counts = np.bincount(ids, minlength=len(self.class_names))
+        return {name: int(c) for name, c in zip(self.class_names, counts) if c}
+
+    @property
+    def num_global_negatives(self) -> int:
+        return int((self.negative_class_ids == GLOBAL_NEGATIVE).sum())
+
+    def negative_vectors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The negatives as matching uses them.
+
+        Returns:
+            ``(vectors, class_ids)``: ``(N, D)`` float32 L2-normalised features (each
+            negative on its own: negatives are never averaged) and ``(N,)`` int64 classes
+            (-1: global).
+        """
+        vectors = F.normalize(torch.from_numpy(self.negative_features), dim=1)
+        return vectors, torch.from_numpy(self.negative_class_ids)
 
     def shots_per_class(self) -> dict[str, int]:
         """Number of references of each class, in class order."""
@@ -174,6 +263,11 @@ class MemoryBank:
                 sort_keys=True,
             ).encode()
         )
+        if self.num_negatives:
+            # only when there are negatives: older banks keep their fingerprint
+            digest.update(self.negative_features.tobytes())
+            digest.update(self.negative_class_ids.tobytes())
+            digest.update(json.dumps(list(self.negative_ids)).encode())
         return digest.hexdigest()
 
     def check_encoder(self, identity: dict[str, Any]) -> None:
@@ -217,6 +311,8 @@ class MemoryBank:
             if name not in names:
                 names.append(name)
         remap = np.array([names.index(n) for n in other.class_names], dtype=np.int64)
+        other_neg = other.negative_class_ids
+        other_neg = np.where(other_neg >= 0, remap[np.maximum(other_neg, 0)], GLOBAL_NEGATIVE)
         return MemoryBank(
             features=np.concatenate([self.features, other.features]),
             class_ids=np.concatenate([self.class_ids, remap[other.class_ids]]),
@@ -227,17 +323,29 @@ class MemoryBank:
             settings=dict(self.settings),
             metadata={**other.metadata, **self.metadata},
             created=_now(),
+            negative_features=np.concatenate([self.negative_features, other.negative_features]),
+            negative_class_ids=np.concatenate([self.negative_class_ids, other_neg]),
+            negative_ids=self.negative_ids + other.negative_ids,
         )
 
     def without(self, reference_ids: Iterable[str]) -> MemoryBank:
-        """A new bank without some references; classes left empty are dropped."""
+        """A new bank without some references or negatives (by id); classes left without
+        reference are dropped, with their negatives."""
         drop = {str(r) for r in reference_ids}
-        unknown = drop - set(self.reference_ids)
+        unknown = drop - set(self.reference_ids) - set(self.negative_ids)
         if unknown:
             raise KeyError(f"reference ids {sorted(unknown)} are not in this bank")
         keep = np.array([r not in drop for r in self.reference_ids], dtype=bool)
         used = sorted(set(self.class_ids[keep].tolist()))
         remap = {old: new for new, old in enumerate(used)}
+        remap[GLOBAL_NEGATIVE] = GLOBAL_NEGATIVE
+        keep_neg = np.array(
+            [
+                r not in drop and int(c) in remap
+                for r, c in zip(self.negative_ids, self.negative_class_ids)
+            ],
+            dtype=bool,
+        ).reshape(-1)
         return MemoryBank(
             features=self.features[keep],
             class_ids=np.array([remap[c] for c in self.class_ids[keep].tolist()], dtype=np.int64),
@@ -248,6 +356,11 @@ class MemoryBank:
             settings=dict(self.settings),
             metadata=dict(self.metadata),
             created=_now(),
+            negative_features=self.negative_features[keep_neg],
+            negative_class_ids=np.array(
+                [remap[int(c)] for c in self.negative_class_ids[keep_neg]], dtype=np.int64
+            ),
+            negative_ids=tuple(r for r, k in zip(self.negative_ids, keep_neg) if k),
         )
 
     # --------------------------------------------------------------------------- file I/O
@@ -265,11 +378,14 @@ class MemoryBank:
             "metadata": self.metadata,
             "created": self.created,
             "fingerprint": self.fingerprint,
+            "negative_ids": list(self.negative_ids),
         }
         tensors = {
             "features": self.features,
             "class_ids": self.class_ids,
             "generated_masks": self.generated_masks.astype(np.uint8),
+            "negative_features": self.negative_features,
+            "negative_class_ids": self.negative_class_ids,
         }
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         os.close(fd)
@@ -317,10 +433,11 @@ class MemoryBank:
                 "build one with build_memory_bank or `fiftyone-ntt build-bank`"
             )
         version = meta.get("format_version")
-        if version != str(FORMAT_VERSION):
+        if version not in {str(v) for v in READABLE_VERSIONS}:
             raise BankFormatError(
                 f"memory bank {str(path)!r} has format version {version}, this fiftyone-ntt "
-                f"reads version {FORMAT_VERSION}; rebuild the bank with this version"
+                f"reads versions {READABLE_VERSIONS[0]} to {FORMAT_VERSION}; rebuild the bank "
+                "with this version"
             )
         try:
             header = json.loads(meta["bank"])
@@ -334,6 +451,10 @@ class MemoryBank:
                 settings=header["settings"],
                 metadata=header.get("metadata", {}),
                 created=header.get("created", ""),
+                # version 1 has no negatives: None gives an empty set
+                negative_features=tensors.get("negative_features"),
+                negative_class_ids=tensors.get("negative_class_ids"),
+                negative_ids=tuple(header.get("negative_ids", ())),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise BankFormatError(
@@ -357,170 +478,3 @@ def _describe(identity: dict[str, Any]) -> str:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------------- build
-def masks_from_boxes(
-    image: np.ndarray,
-    boxes: Sequence[tuple[float, float, float, float]],
-    proposer: MaskProposer,
-) -> list[np.ndarray]:
-    """Full-resolution masks of boxes by SAM2 box prompting (for box-only references).
-
-    The image is squashed to the proposer's input size (as for targets); boxes are scaled
-    into that space; the low-res logits are upsampled bilinearly to the image size and
-    thresholded at 0. A box whose mask comes out empty falls back to the box rectangle, as
-    the reference's SAM box-to-mask script does (method §2.3).
-
-    Args:
-        image: RGB ``uint8`` ``(H, W, 3)``.
-        boxes: ``XYXY`` pixel boxes.
-        proposer: the mask proposer.
-
-    Returns:
-        One bool ``(H, W)`` mask per box.
-    """
-    from fiftyone_ntt.masks import upsample_masks
-
-    height, width = image.shape[:2]
-    size = proposer.input_size
-    with torch.inference_mode():
-        embedding = proposer.embed(squash_image(image, size).to(proposer.device))
-        scale = torch.tensor([size / width, size / height, size / width, size / height])
-        prompt = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4) * scale
-        logits, _ = proposer.segment_boxes(embedding, prompt.to(proposer.device))
-        masks = upsample_masks(logits.float().cpu(), (height, width)).numpy()
-    out = []
-    for mask, (x1, y1, x2, y2) in zip(masks, boxes):
-        if not mask.any():
-            mask = np.zeros((height, width), dtype=bool)
-            mask[
-                int(y1) : max(int(y1) + 1, int(np.ceil(y2))),
-                int(x1) : max(int(x1) + 1, int(np.ceil(x2))),
-            ] = True
-        out.append(mask)
-    return out
-
-
-def build_memory_bank(
-    references: Iterable[Reference],
-    encoder: PatchEncoder,
-    proposer: MaskProposer | None = None,
-    *,
-    config: NTTConfig | None = None,
-    class_names: Sequence[str] | None = None,
-    metadata: dict[str, Any] | None = None,
-    progress: ProgressFn | None = None,
-    batch_size: int = 8,
-) -> MemoryBank:
-    """Embed reference instances into a memory bank (method §3, §4).
-
-    For each reference: a square crop ``(1 + context_ratio)`` times the box's long side around
-    its centre, torch-bicubic to ``reference_size``; the mask cropped the same way and
-    bilinearly resized (soft); DINOv2 patch tokens of the crop; the mask nearest-sampled on
-    the patch grid; ``ins = sum(m * f) / sum(m)``.
-
-    Args:
-        references: the examples; any number per class.
-        encoder: the semantic encoder.
-        proposer: needed only when some references have no mask (box prompting).
-        config: pipeline settings (reference_context_ratio, reference_size).
-        class_names: label order of the bank; default: order of first appearance. Every
-            class must have at least one reference.
-        metadata: free JSON data stored with the bank.
-        progress: called as ``progress(done, total)`` after each reference.
-        batch_size: crops per encoder call (speed only).
-
-    Raises:
-        ValueError: no references, a class without references, a reference of an unknown
-            class, or a box-only reference without a proposer.
-    """
-    config = config or NTTConfig()
-    refs = list(references)
-    if not refs:
-        raise ValueError("no references given; tag or sample at least one instance per class")
-    seen = list(dict.fromkeys(r.class_name for r in refs))
-    names = list(class_names) if class_names is not None else seen
-    unknown = sorted(set(seen) - set(names))
-    if unknown:
-        raise ValueError(f"references of classes {unknown} are not in class_names {names}")
-    missing = [n for n in names if n not in seen]
-    if missing:
-        raise ValueError(
-            f"classes {missing} have no reference; add at least one instance of each or "
-            "leave them out of class_names"
-        )
-    needs_masks = [r for r in refs if r.mask is None]
-    if needs_masks and proposer is None:
-        raise ValueError(
-            f"{len(needs_masks)} references have only a box (e.g. {needs_masks[0].ref_id!r}); "
-            "pass a mask proposer (SAM2) to generate their masks"
-        )
-
-    grid = config.reference_size // encoder.patch_size
-    features: list[torch.Tensor] = []
-    generated: list[bool] = []
-    pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def flush() -> None:
-        crops = torch.cat([c for c, _ in pending]).to(encoder.device)
-        with torch.inference_mode():
-            tokens = encoder.encode(crops).float().cpu()  # (B, g, g, D)
-        for (_, weights), tok in zip(pending, tokens):
-            flat = tok.reshape(grid * grid, -1)
-            features.append((weights @ flat) / weights.sum())
-        pending.clear()
-
-    # Group box-only references by image so each image is embedded by SAM2 once.
-    generated_masks: dict[int, np.ndarray] = {}
-    by_image: dict[int, list[int]] = {}
-    for i, ref in enumerate(refs):
-        if ref.mask is None:
-            by_image.setdefault(id(ref.image), []).append(i)
-    for indices in by_image.values():
-        image = refs[indices[0]].image
-        masks = masks_from_boxes(image, [refs[i].box for i in indices], proposer)
-        generated_masks.update(zip(indices, masks))
-
-    for i, ref in enumerate(refs):
-        mask = ref.mask if ref.mask is not None else generated_masks[i]
-        generated.append(ref.mask is None)
-        crop, soft = reference_crop(
-            ref.image,
-            mask,
-            ref.box,
-            context_ratio=config.reference_context_ratio,
-            size=config.reference_size,
-        )
-        weights = mask_to_patch_weights(soft, grid)
-        if float(weights.sum()) <= 0:
-            # Nearest sampling missed a very thin mask; the reference would produce NaN.
-            weights = area_patch_weights(soft, grid)
-        if float(weights.sum()) <= 0:
-            raise ValueError(
-                f"reference {ref.ref_id!r}: the mask does not cover the crop around its box "
-                f"{ref.box}; check that mask and box belong together"
-            )
-        pending.append((crop, weights))
-        if len(pending) >= batch_size:
-            flush()
-        if progress is not None:
-            progress(i + 1, len(refs))
-    if pending:
-        flush()
-
-    index = {n: k for k, n in enumerate(names)}
-    return MemoryBank(
-        features=torch.stack(features).numpy(),
-        class_ids=np.array([index[r.class_name] for r in refs], dtype=np.int64),
-        class_names=tuple(names),
-        reference_ids=tuple(r.ref_id for r in refs),
-        generated_masks=np.array(generated, dtype=bool),
-        encoder=dict(encoder.identity),
-        settings={
-            "reference_context_ratio": config.reference_context_ratio,
-            "reference_size": config.reference_size,
-        },
-        metadata=dict(metadata or {}),
-        created=_now(),
-    )

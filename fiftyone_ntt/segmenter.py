@@ -17,7 +17,12 @@ import torch
 from fiftyone_ntt.config import NTTConfig
 from fiftyone_ntt.loader import batched, prefetched
 from fiftyone_ntt.masks import batched_nms, masks_to_boxes_inclusive, upsample_masks
-from fiftyone_ntt.matching import assign_classes, pool_mask_features, soft_merge_decay
+from fiftyone_ntt.matching import (
+    assign_classes,
+    pool_mask_features,
+    soft_merge_decay,
+    suppressed_by_negatives,
+)
 from fiftyone_ntt.memory_bank import MemoryBank
 from fiftyone_ntt.models.batch_embed import embed_images
 from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
@@ -142,6 +147,10 @@ class Segmenter:
         self.proposer = proposer
         self.bank = bank
         self.prototypes = bank.prototypes().to(encoder.device)
+        # negatives (not in the paper): without any, inference is exactly the paper's
+        self.negatives = None
+        if bank.num_negatives:
+            self.negatives = tuple(t.to(encoder.device) for t in bank.negative_vectors())
         self.points = point_grid(self.config.points_per_side, proposer.input_size)
 
     @property
@@ -281,6 +290,12 @@ class Segmenter:
             # it still takes an NMS slot, and the score filter drops it (method §11.1).
             pooled = pool_mask_features(features, low_res)
             class_ids, scores = assign_classes(pooled, self.prototypes)
+            if self.negatives is not None:
+                keep = ~suppressed_by_negatives(
+                    pooled, class_ids, scores, *self.negatives, cfg.negative_margin
+                )
+                logits, sam_iou, low_res = logits[keep], sam_iou[keep], low_res[keep]
+                pooled, class_ids, scores = pooled[keep], class_ids[keep], scores[keep]
 
         with stage("nms"):
             boxes = masks_to_boxes_inclusive(low_res)

@@ -115,8 +115,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
         if value is not None and value != TINY:
             models[key] = value
     changes: dict[str, Any] = {"models": models} if models else {}
-    for key in ("score_threshold", "max_detections", "box_convention", "points_per_side"):
+    keys = ("score_threshold", "max_detections", "box_convention", "points_per_side")
+    for key in (*keys, "negative_margin"):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value
-    return config.replace(**changes) if changes else config
+    try:
+        return config.replace(**changes) if changes else config
+    except ValueError as error:  # e.g. --negative-margin out of range
+        raise UserError(str(error)) from None

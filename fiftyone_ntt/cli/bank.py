@@ -42,8 +42,62 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "with no usable (non-crowd) annotation is refused by default, naming it; with this "
         "flag such categories are left out of the bank with a warning that names them",
     )
+    p.add_argument(
+        "--negatives",
+        metavar="NEG_JSON",
+        help="COCO file of negative instances: things that look like a class but are not it "
+        "(e.g. false positives). An annotation of a category named like a bank class is a "
+        "negative of that class; one of a category named 'background' (see "
+        "--background-category) is a global negative; others are skipped with a warning. At "
+        "prediction, a proposal of class c is dropped when its best cosine to the negatives of "
+        "c and the global ones is >= its class score + negative_margin (default 0)",
+    )
+    p.add_argument(
+        "--negatives-images",
+        metavar="DIR",
+        help="folder of the negatives' images (default: --images)",
+    )
+    p.add_argument(
+        "--background-category",
+        action="append",
+        metavar="NAME",
+        help="category name of global negatives in --negatives (repeatable; default: background)",
+    )
     add_model_options(p)
     p.set_defaults(func=cmd_build_bank)
+
+
+def _negatives(args: argparse.Namespace, class_names: list[str], image_dir: Path):
+    """The usable negatives of ``--negatives`` (ids prefixed ``neg:``), and the background
+    labels; warns about the skipped ones."""
+    import dataclasses
+
+    from fiftyone_ntt.coco import iter_references, load_coco
+    from fiftyone_ntt.memory_bank import split_negatives
+
+    background = tuple(args.background_category or ("background",))
+    if not args.negatives:
+        return [], background
+    folder = existing_dir(args.negatives_images or str(image_dir), "--negatives-images")
+    coco = load_coco(args.negatives, image_dir=folder)
+    found = [
+        dataclasses.replace(ref, ref_id=f"neg:{ref.ref_id}")
+        for ref in iter_references(coco, folder)
+    ]
+    if not found:
+        raise UserError(
+            f"{args.negatives} has no (non-crowd) annotation; add the negative instances, or "
+            "leave --negatives out"
+        )
+    usable, skipped = split_negatives(found, class_names, background)
+    if skipped:
+        counts = ", ".join(f"{name}: {n}" for name, n in sorted(skipped.items()))
+        warn(
+            f"skipped negatives of categories that are neither a bank class {class_names} nor "
+            f"a background category {list(background)} ({counts}); rename their category, or "
+            "pass --background-category"
+        )
+    return usable, background
 
 
 def cmd_build_bank(args: argparse.Namespace) -> int:
@@ -84,14 +138,16 @@ def cmd_build_bank(args: argparse.Namespace) -> int:
     config = config_from_args(args)
 
     references = list(iter_references(coco, image_dir, category_ids=category_ids))
+    negatives, background = _negatives(args, class_names, image_dir)
     encoder = load_encoder(args, config)
     proposer = None
-    box_only = sum(r.mask is None for r in references)
+    box_only = sum(r.mask is None for r in [*references, *negatives])
     if box_only:
         info(args, f"{box_only} reference(s) have no mask: segmenting their boxes with SAM2")
         proposer = load_proposer(args, config)
 
-    bar = progress_bar(args, len(references), "embedding references", unit="ref")
+    total = len(references) + len(negatives)
+    bar = progress_bar(args, total, "embedding references", unit="ref")
 
     def progress(done: int, total: int) -> None:
         bar.update(done - bar.n)
@@ -115,13 +171,22 @@ def cmd_build_bank(args: argparse.Namespace) -> int:
             class_names=class_names,
             metadata=metadata,
             progress=progress,
+            negatives=negatives,
+            background_labels=background,
         )
     except ValueError as error:  # bad references (e.g. a mask that misses its box)
-        raise UserError(f"{args.references}: {error}") from None
+        source = args.references if not negatives else f"{args.references} / {args.negatives}"
+        raise UserError(f"{source}: {error}") from None
     finally:
         bar.close()
     bank.save(args.out)
     shots = ", ".join(f"{name}: {k}" for name, k in bank.shots_per_class().items())
     info(args, f"classes (label order): {shots}")
+    if bank.num_negatives:
+        per_class = ", ".join(f"{n}: {k}" for n, k in bank.negatives_per_class().items())
+        info(
+            args,
+            f"negatives: {per_class or 'none of a class'}; global: {bank.num_global_negatives}",
+        )
     info(args, f"wrote memory bank {args.out} (fingerprint {bank.fingerprint[:12]})")
     return 0

@@ -69,6 +69,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "paper); smaller is faster and proposes fewer masks",
     )
     p.add_argument(
+        "--negative-margin",
+        type=float,
+        metavar="F",
+        help="with a bank holding negatives (build-bank --negatives): a proposal is dropped "
+        "when its best cosine to the negatives of its class and the global ones is >= its "
+        "class score + F (default 0; in [-1, 1]); no effect without negatives",
+    )
+    p.add_argument(
         "--box-convention",
         choices=("exact", "paper"),
         help="'paper' writes boxes 1 px short as the reference code (default: the preset's)",

@@ -6,10 +6,14 @@ Workflow (each step also has an App operator):
 
 1. choose references: :func:`tag_references` / :func:`untag_references` (label tag
    ``"ntt:ref"``), or :func:`sample_references` (K per class, seeded;
-   :func:`count_reference_candidates` first);
-2. :func:`build_bank` (a memory bank file, indexed per dataset: :func:`list_banks`,
-   :func:`get_bank_info`, :func:`load_bank`, :func:`delete_bank`);
-3. :func:`segment` (resumable, a custom run per output field; ``shard=(i, n)`` and
+   :func:`count_reference_candidates` first); later, from predictions:
+   :func:`accept_predictions` (``"ntt:ref"``), :func:`reject_predictions` (negatives,
+   ``"ntt:neg"``), :func:`untag_labels`; :func:`reference_table` summarises them;
+2. :func:`build_bank` (a new version of a memory bank file at each build, indexed per
+   dataset: :func:`list_banks`, :func:`bank_versions`, :func:`get_bank_info`,
+   :func:`load_bank`, :func:`delete_bank`);
+3. :func:`preview` on a few samples (models stay loaded; :func:`free_models`), then
+   :func:`segment` (resumable, a custom run per output field; ``shard=(i, n)`` and
    :func:`queue_shards` split it over delegated workers, :func:`run_state` follows it), or
    ``dataset.apply_model(NTTModel(bank), label_field=...)``;
 4. :func:`evaluate` (FiftyOne's COCO evaluator, optionally pycocotools' exact protocol).
@@ -27,6 +31,14 @@ from typing import Any
 
 _EXPORTS = {
     "DEFAULT_REFERENCE_TAG": "references",
+    "NEG_TAG": "references",
+    "REF_TAG": "curation",
+    "accept_predictions": "curation",
+    "reject_predictions": "curation",
+    "untag_labels": "curation",
+    "reference_table": "curation",
+    "tagged_fields": "curation",
+    "ground_truth_fields": "curation",
     "tag_references": "references",
     "untag_references": "references",
     "sample_references": "references",
@@ -35,6 +47,7 @@ _EXPORTS = {
     "reference_summary": "references",
     "detections_fields": "references",
     "build_bank": "banks",
+    "bank_versions": "banks",
     "validate_build": "banks",
     "list_banks": "banks",
     "get_bank_info": "banks",
@@ -53,6 +66,10 @@ _EXPORTS = {
     "predictions_to_detections": "labels",
     "detection_to_reference": "labels",
     "get_models": "models",
+    "free_models": "models",
+    "preview": "preview",
+    "PREVIEW_FIELD": "preview",
+    "CURATED_FIELD": "preview",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,31 +7,47 @@ Where things live:
   ``<banks dir>/<dataset id>/<bank key>.safetensors``; the banks dir is
   ``$FIFTYONE_NTT_BANKS_DIR`` if set, else ``<fo.config.default_dataset_dir>/ntt/banks``;
 * the index is the dataset-scoped execution store ``"ntt"`` (what operators see as
-  ``ctx.store("ntt")``), one key ``"bank:<bank key>"`` per bank holding a JSON summary
-  (classes, shots, models, file, size, created, fingerprint); keys ``"lock:<field>"`` are
-  the claims of running segmentations (:mod:`fiftyone_ntt.fiftyone.segment`). From Python use
-  :func:`list_banks`, :func:`get_bank_info`, :func:`load_bank` and :func:`delete_bank`.
+  ``ctx.store("ntt")``), one key ``"bank:<bank key>"`` per bank holding a JSON summary of
+  its latest version (classes, shots, negatives, models, file, size, created, fingerprint)
+  and one key ``"bankv:<bank key>:<N>"`` per version
+  (:mod:`fiftyone_ntt.fiftyone.bank_history`); keys ``"lock:<field>"`` are the claims of
+  running segmentations (:mod:`fiftyone_ntt.fiftyone.segment`). From Python use
+  :func:`list_banks`, :func:`bank_versions`, :func:`get_bank_info`, :func:`load_bank` and
+  :func:`delete_bank`.
+
+Every build of a key makes a new version (old ones stay until deleted). References and
+negatives are the labels tagged ``"ntt:ref"`` / ``"ntt:neg"`` in the ground-truth field and
+in every other ``Detections`` field (accepted / rejected predictions), each recorded with its
+field and label id.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fiftyone_ntt.config import NTTConfig, get_preset
+from fiftyone_ntt.fiftyone.bank_history import (
+    all_versions,
+    bank_versions,
+    version_entries,
+    version_store_key,
+)
+from fiftyone_ntt.fiftyone.bank_inputs import validate_build
 from fiftyone_ntt.fiftyone.references import (
     DEFAULT_REFERENCE_TAG,
-    check_detections_field,
-    reference_summary,
+    NEG_TAG,
 )
 
 __all__ = [
     "BANKS_DIR_ENV",
     "STORE_NAME",
     "bank_path",
+    "bank_versions",
     "banks_dir",
     "build_bank",
     "delete_bank",
@@ -78,157 +94,152 @@ def validate_bank_key(key: str) -> str:
     return key
 
 
-def bank_path(collection: Any, key: str) -> Path:
-    """The file of bank ``key`` of the collection's dataset."""
-    return banks_dir() / str(_dataset(collection)._doc.id) / f"{validate_bank_key(key)}.safetensors"
+def bank_path(collection: Any, key: str, version: int | None = None) -> Path:
+    """The file of version ``version`` of bank ``key`` of the collection's dataset (without
+    version: the file of a bank built before versions existed)."""
+    folder = banks_dir() / str(_dataset(collection)._doc.id)
+    if version is None:
+        return folder / f"{validate_bank_key(key)}.safetensors"
+    return folder / validate_bank_key(key) / f"v{int(version)}.safetensors"
 
 
 def list_banks(collection: Any) -> list[dict[str, Any]]:
-    """Summaries of the dataset's banks, sorted by key.
+    """Summaries of the dataset's banks (their latest versions), sorted by key.
 
-    Each: ``key``, ``path``, ``classes``, ``shots`` (per class), ``num_references``,
-    ``generated_masks``, ``models`` (encoder and proposer identity), ``preset``, ``config``,
+    Each: ``key``, ``version``, ``num_versions``, ``path``, ``classes``, ``shots`` (per
+    class), ``num_references``, ``generated_masks``, ``negatives`` (per class),
+    ``num_negatives``, ``global_negatives``, ``fields`` (where references and negatives
+    came from), ``models`` (encoder and proposer identity), ``preset``, ``config``,
     ``gt_field``, ``tag``, ``size_bytes``, ``created``, ``fingerprint`` and ``exists``
     (whether the file is still there).
     """
     store = _store(collection)
+    versions = version_entries(store)
     out = []
     for name in sorted(store.list_keys()):
         if name.startswith(_KEY_PREFIX):
-            info = dict(store.get(name) or {})
-            info["exists"] = os.path.isfile(info.get("path", ""))
-            out.append(info)
+            out.append(_with_status(store.get(name) or {}, versions))
     return out
 
 
-def get_bank_info(collection: Any, key: str) -> dict[str, Any]:
-    """The summary of one bank (see :func:`list_banks`).
+def _with_status(info: dict[str, Any], versions: dict[str, dict[int, str]]) -> dict[str, Any]:
+    info = dict(info)
+    info.setdefault("version", 1)
+    info["num_versions"] = max(1, len(versions.get(info.get("key"), {})))
+    info["exists"] = os.path.isfile(info.get("path", ""))
+    return info
+
+
+def get_bank_info(collection: Any, key: str, version: int | None = None) -> dict[str, Any]:
+    """The summary of one bank: its latest version, or version ``version`` (see
+    :func:`list_banks`; a version's summary has no ``num_versions``).
 
     Raises:
-        KeyError: no bank of that key on this dataset (the message lists the known keys).
+        KeyError: no bank of that key, or no such version (the message lists what exists).
     """
-    info = _store(collection).get(_KEY_PREFIX + key)
+    store = _store(collection)
+    info = store.get(_KEY_PREFIX + key)
     if info is None:
         known = [b["key"] for b in list_banks(collection)]
         raise KeyError(
             f"dataset {_dataset(collection).name!r} has no memory bank {key!r}; known: {known}"
         )
-    info = dict(info)
-    info["exists"] = os.path.isfile(info.get("path", ""))
-    return info
+    if version is None:
+        return _with_status(info, version_entries(store, key))
+    entries = all_versions(store, key, _KEY_PREFIX + key)
+    if int(version) not in entries:
+        raise KeyError(
+            f"memory bank {key!r} has no version {version} (deleted, or never built); "
+            f"versions: {sorted(entries)}"
+        )
+    entry = {
+        k: v for k, v in entries[int(version)].items() if k not in ("reference_ids", "negative_ids")
+    }
+    entry["exists"] = os.path.isfile(entry.get("path", ""))
+    return entry
 
 
-def load_bank(collection: Any, key: str):
-    """Load bank ``key`` of the dataset (a :class:`~fiftyone_ntt.memory_bank.MemoryBank`)."""
+def load_bank(collection: Any, key: str, version: int | None = None):
+    """Load bank ``key`` of the dataset (its latest version, or ``version``), a
+    :class:`~fiftyone_ntt.memory_bank.MemoryBank` whose ``origin`` names the key, version
+    and file (segmentation runs record them)."""
+    import dataclasses
+
     from fiftyone_ntt.memory_bank import BankFormatError, MemoryBank
 
-    path = get_bank_info(collection, key)["path"]
+    info = get_bank_info(collection, key, version)
+    path = info["path"]
     if not os.path.isfile(path):
         raise BankFormatError(
-            f"the file of memory bank {key!r} is missing ({path}); rebuild the bank "
-            "(build_bank(..., overwrite=True) or 'Build memory bank'), or delete it from the "
-            "dataset (delete_bank)"
+            f"the file of memory bank {key!r} version {info.get('version', 1)} is missing "
+            f"({path}); rebuild the bank (build_bank or 'Build memory bank'), or delete it "
+            "from the dataset (delete_bank)"
         )
     try:
-        return MemoryBank.load(path)
+        bank = MemoryBank.load(path)
     except BankFormatError as error:
         raise BankFormatError(f"memory bank {key!r}: {error}") from error
+    origin = {"bank_key": key, "bank_version": info.get("version", 1), "path": path}
+    return dataclasses.replace(bank, origin=origin)
 
 
-def delete_bank(collection: Any, key: str, delete_file: bool = True) -> bool:
-    """Remove bank ``key`` from the dataset's index (and its file). Returns whether it existed."""
+def delete_bank(
+    collection: Any, key: str, delete_file: bool = True, version: int | None = None
+) -> bool:
+    """Remove bank ``key`` (every version, or only ``version``) from the dataset's index,
+    and its files. Deleting the latest version makes the previous one the latest.
+
+    A run that has loaded the version keeps running: the bank is in its memory. Returns
+    whether something existed.
+    """
     store = _store(collection)
-    info = store.get(_KEY_PREFIX + key)
-    if info is None:
+    pointer = _KEY_PREFIX + key
+    entries = all_versions(store, key, pointer)
+    names = version_entries(store, key).get(key, {})
+    if version is None:
+        doomed = list(entries)
+    elif int(version) in entries:
+        doomed = [int(version)]
+    else:
         return False
-    store.delete(_KEY_PREFIX + key)
-    if delete_file:
-        path = Path(info.get("path", ""))
-        if path.is_file():
-            path.unlink()
+    if not doomed and store.get(pointer) is None:
+        return False
+    for v in doomed:
+        if delete_file:
+            path = Path(entries[v].get("path", ""))
+            if path.is_file():
+                path.unlink()
+        if v in names:
+            store.delete(names[v])
+    remaining = {v: e for v, e in entries.items() if v not in doomed}
+    if version is None:  # also the claims of builds that died before finishing
+        for v, name in names.items():
+            if v not in entries:
+                store.delete(name)
+    if remaining:
+        latest = remaining[max(remaining)]
+        store.set(pointer, _summary(latest))
+    else:
+        store.delete(pointer)
+        folder = bank_path(collection, key, 1).parent
+        if delete_file and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     return True
 
 
-def validate_build(
-    collection: Any,
-    gt_field: str | None,
-    *,
-    tag: str = DEFAULT_REFERENCE_TAG,
-    classes: Sequence[str] | None = None,
-    bank_key: str | None = None,
-    overwrite: bool = False,
-) -> tuple[dict[str, dict[str, int]], list[tuple[str, str]]]:
-    """Check the inputs of :func:`build_bank` without loading a model.
+def _summary(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in ("reference_ids", "negative_ids")}
 
-    Returns:
-        ``(summary, problems)``: :func:`~fiftyone_ntt.fiftyone.references.reference_summary`
-        restricted to ``classes``, and ``(parameter, message)`` for every problem found
-        (empty when the build can run).
-    """
-    from fiftyone_ntt.fiftyone.references import (
-        check_image_collection,
-        check_reference_boxes,
-        tagged_in_other_fields,
-    )
 
-    problems: list[tuple[str, str]] = []
-    try:
-        check_image_collection(collection)
-    except ValueError as error:
-        return {}, [("view", str(error))]
-    try:
-        check_detections_field(collection, gt_field or "", "ground-truth field")
-    except ValueError as error:
-        return {}, [("gt_field", str(error))]
-    summary = reference_summary(collection, gt_field, tag)
-    if classes:
-        missing = [c for c in classes if c not in summary]
-        if missing:
-            problems.append(
-                (
-                    "classes",
-                    f"classes {missing} have no reference tagged {tag!r} in {gt_field!r}; "
-                    "tag at least one instance of each, or leave them out",
-                )
-            )
-        summary = {c: v for c, v in summary.items() if c in classes}
-    if not summary and not problems:  # "classes ... have no reference" already says it
-        others = tagged_in_other_fields(collection, gt_field, tag)
-        hint = (
-            f"; the tag is on labels of {others}, not Detections of {gt_field!r}: tag "
-            f"instances of {gt_field!r} instead"
-            if others
-            else ""
-        )
-        problems.append(
-            (
-                "gt_field",
-                f"no label of {gt_field!r} is tagged {tag!r} in this view{hint}; select "
-                "instances and run 'Tag references', or sample references first",
-            )
-        )
-    elif summary:
-        problems += [("gt_field", p) for p in check_reference_boxes(collection, gt_field, tag)]
-    if bank_key is not None:
-        try:
-            validate_bank_key(bank_key)
-        except ValueError as error:
-            problems.append(("bank_key", str(error)))
-        else:
-            if not overwrite and _store(collection).has(_KEY_PREFIX + bank_key):
-                problems.append(
-                    (
-                        "bank_key",
-                        f"a bank {bank_key!r} exists already; choose another key or allow "
-                        "overwriting",
-                    )
-                )
-    return summary, problems
+def _latest_version(store: Any, key: str) -> int:
+    entries = all_versions(store, key, _KEY_PREFIX + key)
+    claimed = version_entries(store, key).get(key, {})
+    return max([0, *entries, *claimed])
 
 
 def build_bank(
     collection: Any,
-    gt_field: str,
+    gt_field: str | None,
     bank_key: str,
     *,
     tag: str = DEFAULT_REFERENCE_TAG,
@@ -240,61 +251,87 @@ def build_bank(
     proposer: Any = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    fields: Sequence[str] | None = None,
+    neg_tag: str = NEG_TAG,
+    version: int | None = None,
+    background_labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Build a memory bank from the reference-tagged labels of ``collection`` and index it.
+    """Build a new version of memory bank ``bank_key`` from the tagged labels and index it.
 
-    Labels of ``gt_field`` tagged ``tag`` are the references; those without instance mask
-    get one from SAM 2 box prompting. Each image is read once.
+    References are the labels tagged ``tag`` (``"ntt:ref"``), negatives those tagged
+    ``neg_tag`` (``"ntt:neg"``), in the source fields: ``fields`` if given, else
+    ``gt_field`` and every other ``Detections`` field holding such a tag (accepted and
+    rejected predictions). References without instance mask get one from SAM 2 box
+    prompting. A negative of a class with no reference (and not a background label) has
+    nothing to suppress: it is skipped, counted in ``skipped_negatives`` and warned about.
+    Each image is read once.
 
     Args:
         collection: dataset or view holding the references.
-        gt_field: a ``Detections`` field.
+        gt_field: the ground-truth ``Detections`` field (recorded with the bank; None when
+            ``fields`` are given and there is none).
         bank_key: name of the bank on this dataset.
-        tag: the reference tag.
+        tag, neg_tag: the reference and negative tags.
         classes: the bank's classes in label order (default: all tagged, in order of
             appearance); each needs a reference.
         preset: configuration preset (``fiftyone_ntt.config.PRESETS``), unless ``config``.
         config: full configuration (stored with the bank; segmentation reuses it).
         device: compute device (overrides the config's).
         encoder, proposer: model instances to use instead of loading the configured ones.
-        overwrite: replace an existing bank of the same key.
-        progress: ``progress(done, total)`` per reference.
+        overwrite: replace the latest version (or ``version``) instead of adding one.
+        progress: ``progress(done, total)`` per instance.
+        fields: the source fields (default: see above).
+        version: the version number to write (default: the latest + 1).
+        background_labels: labels whose negatives are global (default
+            :data:`fiftyone_ntt.memory_bank.BACKGROUND_LABELS`).
 
     Returns:
-        The bank's summary (see :func:`list_banks`).
+        The version's summary (see :func:`list_banks`), with ``skipped_negatives`` and
+        ``diff`` (against the previous version).
 
     Raises:
-        ValueError: invalid field, key, classes, or no references (the message says which).
+        ValueError: invalid field, key, classes, version, or no references (the message
+            says which).
     """
-    import fiftyone as fo
-
+    from fiftyone_ntt.fiftyone.bank_history import describe_diff
+    from fiftyone_ntt.fiftyone.bank_inputs import collect_instances, source_fields
     from fiftyone_ntt.fiftyone.models import get_models, model_identity, test_models
-    from fiftyone_ntt.images import load_image
-    from fiftyone_ntt.memory_bank import build_memory_bank
+    from fiftyone_ntt.memory_bank import BACKGROUND_LABELS, build_memory_bank, split_negatives
 
-    from .labels import detection_to_reference
-
+    background = tuple(BACKGROUND_LABELS if background_labels is None else background_labels)
     _, problems = validate_build(
-        collection, gt_field, tag=tag, classes=classes, bank_key=bank_key, overwrite=overwrite
+        collection,
+        gt_field,
+        tag=tag,
+        classes=classes,
+        bank_key=bank_key,
+        overwrite=overwrite,
+        fields=fields,
+        neg_tag=neg_tag,
+        version=version,
     )
     if problems:
         raise ValueError("; ".join(message for _, message in problems))
+    sources = source_fields(collection, gt_field, fields, (tag, neg_tag))
     config = config or get_preset(preset)
     if device:
         config = config.replace(models={"device": device})
+
+    positives, negatives, where = collect_instances(
+        collection, sources, tag, neg_tag, classes=classes
+    )
+    names = list(classes) if classes else list(dict.fromkeys(r.class_name for r in positives))
+    negatives, skipped = split_negatives(negatives, names, background)
+    if skipped:
+        warnings.warn(
+            f"bank {bank_key!r}: negatives of classes {sorted(skipped)} were skipped: no "
+            "reference of those classes; tag references of them, or untag the negatives",
+            stacklevel=2,
+        )
     if encoder is None or proposer is None:
         loaded = get_models(config.models)
         encoder = encoder or loaded[0]
         proposer = proposer or loaded[1]
-
-    view = collection.filter_labels(gt_field, fo.ViewField("tags").contains(tag), only_matches=True)
-    if classes:
-        view = view.filter_labels(gt_field, fo.ViewField("label").is_in(list(classes)))
-    references = []
-    for sample in view.select_fields(gt_field):
-        image = load_image(sample.filepath)
-        for det in sample[gt_field].detections:
-            references.append(detection_to_reference(det, image))
 
     dataset = _dataset(collection)
     # the device is not part of the bank: the same references give the same fingerprint
@@ -306,39 +343,101 @@ def build_bank(
         stored_config["models"]["sam2"] = str(identity["proposer"].get("source", mode))
         stored_config["models"]["dinov2"] = str(identity["encoder"].get("source", mode))
     bank = build_memory_bank(
-        references,
+        positives,
         encoder,
         proposer,
         config=config,
-        class_names=list(classes) if classes else None,
+        class_names=names,
         metadata={
             "dataset": dataset.name,
             "gt_field": gt_field,
+            "fields": sources,
             "tag": tag,
+            "neg_tag": neg_tag,
             "preset": preset,
             "config": stored_config,
             "models": model_identity(encoder, proposer),
+            "reference_fields": {r.ref_id: where[r.ref_id] for r in positives},
+            "negative_fields": {n.ref_id: where[n.ref_id] for n in negatives},
         },
         progress=progress,
+        negatives=negatives,
+        background_labels=background,
     )
-    path = bank.save(bank_path(collection, bank_key))
-    info = {
-        "key": bank_key,
-        "path": str(path),
-        "classes": list(bank.class_names),
-        "shots": bank.shots_per_class(),
-        "num_references": bank.num_references,
-        "generated_masks": int(bank.generated_masks.sum()),
-        "models": model_identity(encoder, proposer),
-        "preset": preset,
-        "config": stored_config,
-        "gt_field": gt_field,
-        "tag": tag,
-        "size_bytes": path.stat().st_size,
-        "created": bank.created,
-        "fingerprint": bank.fingerprint,
-        "test_models": mode,
-    }
-    _store(collection).set(_KEY_PREFIX + bank_key, info)
+
+    store = _store(collection)
+    pointer = _KEY_PREFIX + bank_key
+    entries = all_versions(store, bank_key, pointer)
+    if entries and not version_entries(store, bank_key).get(bank_key):
+        # a bank built before versions: keep it as version 1
+        store.set(version_store_key(bank_key, 1), entries[1])
+    number = _claim_version(store, bank_key, version, overwrite)
+    try:
+        path = bank.save(bank_path(collection, bank_key, number))
+        info = {
+            "key": bank_key,
+            "version": number,
+            "path": str(path),
+            "classes": list(bank.class_names),
+            "shots": bank.shots_per_class(),
+            "num_references": bank.num_references,
+            "generated_masks": int(bank.generated_masks.sum()),
+            "negatives": bank.negatives_per_class(),
+            "num_negatives": bank.num_negatives,
+            "global_negatives": bank.num_global_negatives,
+            "skipped_negatives": skipped,
+            "fields": _field_counts(bank, where),
+            "models": model_identity(encoder, proposer),
+            "preset": preset,
+            "config": stored_config,
+            "gt_field": gt_field,
+            "tag": tag,
+            "neg_tag": neg_tag,
+            "size_bytes": path.stat().st_size,
+            "created": bank.created,
+            "fingerprint": bank.fingerprint,
+            "test_models": mode,
+        }
+        entry = dict(
+            info,
+            reference_ids={r: where[r] for r in bank.reference_ids},
+            negative_ids={r: where[r] for r in bank.negative_ids},
+        )
+        store.set(version_store_key(bank_key, number), entry)
+    except BaseException:
+        if not (store.get(version_store_key(bank_key, number)) or {}).get("fingerprint"):
+            store.delete(version_store_key(bank_key, number))
+        raise
+    entries = all_versions(store, bank_key, pointer)
+    older = [v for v in entries if v < number]
+    info["diff"] = describe_diff(entries[max(older)] if older else None, entry)
+    latest = max(entries)
+    store.set(pointer, _summary(entries[latest]))
     info["exists"] = True
+    info["num_versions"] = len(entries)
     return info
+
+
+def _claim_version(store: Any, key: str, version: int | None, overwrite: bool) -> int:
+    """Reserve the version number this build writes (concurrent builds get distinct ones)."""
+    if version is not None:
+        name = version_store_key(key, version)
+        if overwrite or store.set_if_absent(name, {"building": True}):
+            return int(version)
+        raise ValueError(f"version {version} of bank {key!r} exists already")
+    latest = _latest_version(store, key)
+    if overwrite and latest:
+        return latest
+    for number in range(latest + 1, latest + 100):
+        if store.set_if_absent(version_store_key(key, number), {"building": True}):
+            return number
+    raise RuntimeError(f"could not reserve a new version of bank {key!r}; try again")
+
+
+def _field_counts(bank: Any, where: dict[str, str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for kind, ids in (("references", bank.reference_ids), ("negatives", bank.negative_ids)):
+        for ref_id in ids:
+            counts = out.setdefault(where[ref_id], {"references": 0, "negatives": 0})
+            counts[kind] += 1
+    return out

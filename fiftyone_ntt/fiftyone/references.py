@@ -16,6 +16,7 @@ from fiftyone_ntt.sampling import sample_references as _sample_candidates
 
 __all__ = [
     "DEFAULT_REFERENCE_TAG",
+    "NEG_TAG",
     "check_detections_field",
     "check_image_collection",
     "check_reference_boxes",
@@ -29,8 +30,11 @@ __all__ = [
     "untag_references",
 ]
 
-#: The label tag that marks ground-truth instances as references.
+#: The label tag that marks instances (ground truth or accepted predictions) as references.
 DEFAULT_REFERENCE_TAG = "ntt:ref"
+#: The label tag that marks instances as negatives: they look like their class but are not
+#: (rejected predictions; see :mod:`fiftyone_ntt.fiftyone.curation`).
+NEG_TAG = "ntt:neg"
 
 
 def detections_fields(collection: Any) -> list[str]:

@@ -84,6 +84,7 @@ def _register(plan: RunPlan) -> None:
         gt_field=plan.gt_field,
         bank_key=plan.bank_key,
         bank_fingerprint=plan.bank.fingerprint,
+        bank_version=plan.bank.origin.get("bank_version"),  # set by load_bank
         classes=list(plan.bank.class_names),
         shots=plan.bank.shots_per_class(),
         run_fingerprint=plan.fingerprint,
@@ -161,6 +162,7 @@ def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None)
             "run_key": out_field,
             "out_field": out_field,
             "bank_key": plan.bank_key,
+            "bank_version": plan.bank.origin.get("bank_version"),
             "status": status,
             "shard": None if plan.shard is None else list(plan.shard),
             "run_fingerprint": plan.fingerprint,

@@ -50,7 +50,9 @@ def dismiss_popovers(page) -> None:
 
 
 def open_operator(page, label: str) -> None:
-    """Opens an operator's form from the operator browser (backtick, type, Enter)."""
+    """Opens an operator's form from the operator browser (backtick, type, Enter). Type the
+    whole label: the browser ranks recently used operators first, and a short word such as
+    "segment" also matches other operators' descriptions."""
     page.keyboard.press("`")
     page.wait_for_timeout(800)
     page.keyboard.type(label)
@@ -124,7 +126,7 @@ def test_workflow_through_operator_forms(page, app_url, painted, artifacts_dir):
     wait_for_grid(page, len(dataset))
 
     # 1. references: one per class, seeded; the form counts the candidates first
-    open_operator(page, "sample references")
+    open_operator(page, "NTT 2 · Sample references")
     form_input(page, "Shots per class (K)").fill("1")
     page.wait_for_timeout(1500)
     table = page.locator("[role=dialog] table").first
@@ -136,7 +138,7 @@ def test_workflow_through_operator_forms(page, app_url, painted, artifacts_dir):
     assert dataset.count_label_tags() == {"ntt:ref": 3}
 
     # 2. build the bank immediately
-    open_operator(page, "build memory bank")
+    open_operator(page, "NTT 3 · Build memory bank")
     page.screenshot(path=str(artifacts_dir / "e2e-ntt-2-build-bank.png"))
     choose_execution(page, "Execute")
     page.get_by_role("button", name="Execute").click()
@@ -147,7 +149,7 @@ def test_workflow_through_operator_forms(page, app_url, painted, artifacts_dir):
     assert len(banks) == 1 and banks[0]["shots"] == {"red": 1, "green": 1, "blue": 1}
 
     # 3. segment: scheduled by default; a delegated worker (here, this process) runs it
-    open_operator(page, "segment")
+    open_operator(page, "NTT 4 · Segment")
     form_input(page, "Points per side (advanced)").fill("16")
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Schedule").click()
@@ -182,7 +184,7 @@ def test_workflow_through_operator_forms(page, app_url, painted, artifacts_dir):
     assert len(painted_tiles) >= 4, changed  # masks on the segmented samples with objects
 
     # 5. evaluate immediately; the numbers are FiftyOne's COCO evaluation
-    open_operator(page, "evaluate")
+    open_operator(page, "NTT 5 · Evaluate")
     choose_execution(page, "Execute")
     page.get_by_role("button", name="Execute").click()
     page.get_by_text("mAP (FiftyOne COCO, masks)").wait_for(timeout=RUN_TIMEOUT_MS)

@@ -149,11 +149,16 @@ def test_build_bank_indexes_and_deletes(painted_dataset):
     store = ExecutionStore.create("ntt", dataset._doc.id)
     assert store.get("bank:colours")["fingerprint"] == info["fingerprint"]
 
-    with pytest.raises(ValueError, match="exists already"):
-        nf.build_bank(dataset, GT, "colours", config=_fast())
+    # a rebuild makes a new version (the old one stays); overwrite replaces the latest
+    assert info["version"] == 1
+    v2 = nf.build_bank(dataset, GT, "colours", config=_fast())
+    assert v2["version"] == 2 and v2["diff"]["text"] == "same references and negatives"
     # same references, same fake encoder, another device: the same content fingerprint
     again = nf.build_bank(dataset, GT, "colours", config=_fast(), overwrite=True, device="cpu")
-    assert again["fingerprint"] == info["fingerprint"]
+    assert again["version"] == 2 and again["fingerprint"] == info["fingerprint"]
+    assert [v["version"] for v in nf.bank_versions(dataset, "colours")] == [1, 2]
+    with pytest.raises(ValueError, match="version 1 of bank 'colours' exists already"):
+        nf.build_bank(dataset, GT, "colours", config=_fast(), version=1)
 
     assert nf.delete_bank(dataset, "colours")
     assert nf.list_banks(dataset) == []

@@ -1,0 +1,153 @@
+"""Versions of a dataset's memory banks: every build of a key is a new version.
+
+Index entries in the dataset's execution store ``"ntt"``:
+
+* ``"bank:<key>"``: the summary of the latest version (what :func:`list_banks` shows and
+  :func:`load_bank` loads by default), with ``version``;
+* ``"bankv:<key>:<N>"``: the summary of version ``N``, plus ``reference_ids`` and
+  ``negative_ids`` (``{label id: field}``), from which the differences between versions are
+  computed.
+
+Files: version ``N`` of ``key`` is ``<banks dir>/<dataset id>/<key>/v<N>.safetensors``. A bank
+built before versions existed has only ``"bank:<key>"`` and the file
+``<banks dir>/<dataset id>/<key>.safetensors``: it reads as version 1, and the next build
+makes version 2. Old versions stay until deleted (:func:`delete_bank` with ``version``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = ["bank_versions", "describe_diff", "version_entries", "version_store_key"]
+
+VERSION_PREFIX = "bankv:"
+_VERSION_KEY = re.compile(r"^bankv:(?P<key>.+):(?P<version>\d+)$")
+
+
+def version_store_key(key: str, version: int) -> str:
+    return f"{VERSION_PREFIX}{key}:{int(version)}"
+
+
+def version_entries(store: Any, key: str | None = None) -> dict[str, dict[int, str]]:
+    """``{bank key: {version: store key}}`` of the version entries in the store."""
+    out: dict[str, dict[int, str]] = {}
+    for name in store.list_keys():
+        match = _VERSION_KEY.match(name)
+        if match and (key is None or match["key"] == key):
+            out.setdefault(match["key"], {})[int(match["version"])] = name
+    return out
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{word}{'' if n == 1 else 's'}"
+
+
+def describe_diff(previous: dict[str, Any] | None, current: dict[str, Any]) -> dict[str, Any]:
+    """What changed from ``previous`` to ``current`` (version entries with ids).
+
+    Returns:
+        ``references_added``, ``references_removed``, ``negatives_added``,
+        ``negatives_removed`` and ``text``, e.g. ``"+3 references, −1, +2 negatives"``
+        (``"first version"``, ``"same references and negatives"``).
+    """
+    if previous is None:
+        return {
+            "references_added": len(current.get("reference_ids") or {}),
+            "references_removed": 0,
+            "negatives_added": len(current.get("negative_ids") or {}),
+            "negatives_removed": 0,
+            "text": "first version",
+        }
+    out: dict[str, Any] = {}
+    parts = []
+    for kind, word in (("reference", "reference"), ("negative", "negative")):
+        before = set(previous.get(f"{kind}_ids") or {})
+        after = set(current.get(f"{kind}_ids") or {})
+        added, removed = len(after - before), len(before - after)
+        out[f"{kind}s_added"], out[f"{kind}s_removed"] = added, removed
+        tokens = []
+        if added:
+            tokens.append(f"+{added} {_plural(added, word)}")
+        if removed:
+            tokens.append(f"−{removed}" if tokens else f"−{removed} {_plural(removed, word)}")
+        parts += tokens
+    out["text"] = ", ".join(parts) if parts else "same references and negatives"
+    return out
+
+
+def shots_text(shots: dict[str, int]) -> str:
+    """``"3 × 1"`` (classes × shots), ``"3 × 1–4"`` when classes differ."""
+    if not shots:
+        return "0"
+    low, high = min(shots.values()), max(shots.values())
+    return f"{len(shots)} × {low}" if low == high else f"{len(shots)} × {low}–{high}"
+
+
+def _legacy_entry(info: dict[str, Any]) -> dict[str, Any]:
+    """A bank built before versions, as version 1 (ids read from its file, if any)."""
+    entry = dict(info, version=1)
+    path = info.get("path", "")
+    if os.path.isfile(path):
+        try:
+            from fiftyone_ntt.memory_bank import MemoryBank
+
+            bank = MemoryBank.load(path)
+            field = info.get("gt_field")
+            entry["reference_ids"] = {r: field for r in bank.reference_ids}
+            entry["negative_ids"] = {r: field for r in bank.negative_ids}
+        except ValueError:
+            pass
+    return entry
+
+
+def all_versions(store: Any, key: str, pointer_key: str) -> dict[int, dict[str, Any]]:
+    """``{version: entry}`` of bank ``key`` (a pre-version bank as version 1)."""
+    entries = {}
+    for version, name in version_entries(store, key).get(key, {}).items():
+        entry = store.get(name)
+        if entry and entry.get("fingerprint"):  # not a build still claiming its number
+            entries[version] = dict(entry)
+    if not entries:
+        info = store.get(pointer_key)
+        if info is not None and "version" not in info:
+            entries[1] = _legacy_entry(info)
+    return entries
+
+
+def bank_versions(collection: Any, key: str) -> list[dict[str, Any]]:
+    """Every version of bank ``key`` of the collection's dataset, oldest first.
+
+    Each: ``version``, ``created``, ``classes``, ``shots``, ``shots_text`` (classes ×
+    shots), ``num_references``, ``num_negatives``, ``negatives`` (per class),
+    ``global_negatives``, ``fields``, ``models``, ``size_bytes``, ``path``, ``exists``,
+    ``fingerprint``, ``latest`` and ``diff`` against the previous version that still exists
+    (see :func:`describe_diff`).
+
+    Raises:
+        KeyError: no bank ``key`` on this dataset.
+    """
+    from fiftyone_ntt.fiftyone.banks import _KEY_PREFIX, _store, get_bank_info
+
+    store = _store(collection)
+    entries = all_versions(store, key, _KEY_PREFIX + key)
+    if not entries:
+        get_bank_info(collection, key)  # raises the KeyError listing the known keys
+    latest = max(entries)
+    out = []
+    previous = None
+    for version in sorted(entries):
+        entry = entries[version]
+        row = {k: v for k, v in entry.items() if k not in ("reference_ids", "negative_ids")}
+        row["version"] = version
+        row["shots_text"] = shots_text(entry.get("shots") or {})
+        row.setdefault("num_negatives", 0)
+        row.setdefault("negatives", {})
+        row.setdefault("global_negatives", 0)
+        row["exists"] = os.path.isfile(entry.get("path", ""))
+        row["latest"] = version == latest
+        row["diff"] = describe_diff(previous, entry)
+        out.append(row)
+        previous = entry
+    return out

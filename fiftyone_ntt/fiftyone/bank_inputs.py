@@ -1,0 +1,214 @@
+"""The instances a bank is built from: tagged labels of the ground-truth field and of
+prediction fields, as library :class:`~fiftyone_ntt.types.Reference` objects, and the
+checks of a build's inputs (:func:`validate_build`, re-exported by
+:mod:`fiftyone_ntt.fiftyone.banks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fiftyone_ntt.fiftyone.references import (
+    DEFAULT_REFERENCE_TAG,
+    NEG_TAG,
+    check_detections_field,
+)
+
+__all__ = ["collect_instances", "source_fields", "tagged_in_both", "validate_build"]
+
+
+def source_fields(
+    collection: Any,
+    gt_field: str | None,
+    fields: Sequence[str] | None,
+    tags: Sequence[str],
+) -> list[str]:
+    """The fields a build reads: ``fields`` if given (each checked), else ``gt_field`` and
+    every other ``Detections`` field holding a label tagged with one of ``tags``."""
+    from fiftyone_ntt.fiftyone.curation import _detections_field, tagged_fields
+
+    if fields:
+        out = list(dict.fromkeys(fields))
+    else:
+        out = list(dict.fromkeys([f for f in [gt_field] if f] + tagged_fields(collection, tags)))
+    for field in out:
+        _detections_field(collection, field, "field")
+    return out
+
+
+def tagged_in_both(collection: Any, fields: Sequence[str], tag: str, neg_tag: str) -> list[str]:
+    """Ids of labels tagged both ``tag`` and ``neg_tag``."""
+    from fiftyone import ViewField as F
+
+    out = []
+    both = F("tags").contains([tag, neg_tag], all=True)
+    for field in fields:
+        view = _samples(collection).filter_labels(field, both)
+        out += [str(i) for i in view.values(f"{field}.detections.id", unwind=True)]
+    return out
+
+
+def _samples(collection: Any) -> Any:
+    """The collection as a view of samples (a patches view: the images of its patches)."""
+    if getattr(collection, "_is_patches", False) or getattr(collection, "_is_frames", False):
+        return collection._root_dataset.select(collection.distinct("sample_id"))
+    return collection
+
+
+def collect_instances(
+    collection: Any,
+    fields: Sequence[str],
+    tag: str,
+    neg_tag: str,
+    classes: Sequence[str] | None = None,
+) -> tuple[list[Any], list[Any], dict[str, str]]:
+    """The tagged instances of ``fields`` in ``collection``, each image read once.
+
+    Returns:
+        ``(positives, negatives, where)``: references (only of ``classes`` when given),
+        negatives (all classes; the caller decides which it can use), and ``{label id:
+        field}``.
+    """
+    from fiftyone import ViewField as F
+
+    from fiftyone_ntt.fiftyone.labels import detection_to_reference
+    from fiftyone_ntt.images import load_image
+
+    samples = _samples(collection)
+    wanted = None if not classes else set(classes)
+    tagged = F("tags").contains([tag, neg_tag], all=False)
+    view = samples.match_labels(filter=tagged, fields=list(fields)).select_fields(list(fields))
+    positives, negatives, where = [], [], {}
+    for sample in view:
+        image = None
+        for field in fields:
+            detections = sample[field]
+            for det in detections.detections if detections is not None else []:
+                tags = det.tags or []
+                is_pos, is_neg = tag in tags, neg_tag in tags
+                if is_pos and wanted is not None and det.label not in wanted:
+                    is_pos = False
+                if not (is_pos or is_neg):
+                    continue
+                if image is None:
+                    image = load_image(sample.filepath)
+                (positives if is_pos else negatives).append(detection_to_reference(det, image))
+                where[str(det.id)] = field
+    return positives, negatives, where
+
+
+def _names(fields: Sequence[str]) -> str:
+    return repr(fields[0]) if len(fields) == 1 else str(list(fields))
+
+
+def validate_build(
+    collection: Any,
+    gt_field: str | None,
+    *,
+    tag: str = DEFAULT_REFERENCE_TAG,
+    classes: Sequence[str] | None = None,
+    bank_key: str | None = None,
+    overwrite: bool = False,
+    fields: Sequence[str] | None = None,
+    neg_tag: str = NEG_TAG,
+    version: int | None = None,
+) -> tuple[dict[str, dict[str, int]], list[tuple[str, str]]]:
+    """Check the inputs of :func:`build_bank` without loading a model.
+
+    Returns:
+        ``(summary, problems)``: ``{class: {"references": n, "box_only": m, "negatives":
+        k}}`` of the tagged labels of the source fields (see :func:`build_bank`), restricted
+        to ``classes``, and ``(parameter, message)`` for every problem found (empty when
+        the build can run).
+    """
+    from fiftyone_ntt.fiftyone.bank_history import version_store_key
+    from fiftyone_ntt.fiftyone.banks import _store, validate_bank_key
+    from fiftyone_ntt.fiftyone.curation import reference_table
+    from fiftyone_ntt.fiftyone.references import (
+        check_image_collection,
+        check_reference_boxes,
+        tagged_in_other_fields,
+    )
+
+    problems: list[tuple[str, str]] = []
+    try:
+        check_image_collection(collection)
+    except ValueError as error:
+        return {}, [("view", str(error))]
+    if gt_field is not None or not fields:
+        try:
+            check_detections_field(collection, gt_field or "", "ground-truth field")
+        except ValueError as error:
+            return {}, [("gt_field", str(error))]
+    try:
+        sources = source_fields(collection, gt_field, fields, (tag, neg_tag))
+        rows = reference_table(collection, sources, tag=tag, neg_tag=neg_tag)
+    except ValueError as error:
+        return {}, [("fields", str(error))]
+    summary = {
+        r["class"]: {
+            "references": r["positives"],
+            "box_only": r["box_only"],
+            "negatives": r["negatives"],
+        }
+        for r in rows
+        if r["positives"]
+    }
+    if classes:
+        missing = [c for c in classes if c not in summary]
+        if missing:
+            problems.append(
+                (
+                    "classes",
+                    f"classes {missing} have no reference tagged {tag!r} in {_names(sources)}; "
+                    "tag at least one instance of each, or leave them out",
+                )
+            )
+        summary = {c: v for c, v in summary.items() if c in classes}
+    if not summary and not problems:  # "classes ... have no reference" already says it
+        others = tagged_in_other_fields(collection, gt_field, tag) if gt_field else []
+        others = [f for f in others if f not in sources]
+        hint = (
+            f"; the tag is on labels of {others}, which are not Detections fields: tag "
+            f"instances of {gt_field!r} instead"
+            if others
+            else ""
+        )
+        problems.append(
+            (
+                "gt_field",
+                f"no label of {_names(sources)} is tagged {tag!r} in this view{hint}; select "
+                "instances and run 'Tag references', sample references first, or accept "
+                "predictions",
+            )
+        )
+    elif summary:
+        for field in sources:
+            problems += [("gt_field", p) for p in check_reference_boxes(collection, field, tag)]
+    both = tagged_in_both(collection, sources, tag, neg_tag)
+    if both:
+        problems.append(
+            (
+                "fields",
+                f"labels {both[:5]} are tagged both {tag!r} and {neg_tag!r}; a label is a "
+                "reference or a negative: untag one (untag_labels, or accept / reject again)",
+            )
+        )
+    if bank_key is not None:
+        try:
+            validate_bank_key(bank_key)
+        except ValueError as error:
+            problems.append(("bank_key", str(error)))
+        else:
+            if version is not None:
+                if not isinstance(version, int) or version < 1:
+                    problems.append(("version", f"version={version!r} must be an integer >= 1"))
+                elif not overwrite and _store(collection).has(version_store_key(bank_key, version)):
+                    problems.append(
+                        (
+                            "version",
+                            f"version {version} of bank {bank_key!r} exists already; leave "
+                            "version out to make the next one, or allow overwriting",
+                        )
+                    )
+    return summary, problems
