@@ -162,8 +162,11 @@ def _wait(predicate, timeout, procs=()):
 
 
 def test_three_workers_three_shards_then_a_killed_worker_and_its_shard_rerun(sixty, workers):
+    from bson import ObjectId
+
     import fiftyone_ntt.fiftyone as nf
     from fiftyone_ntt.fiftyone.segment import live_claims, queue_shards, run_state
+    from fiftyone_ntt.fiftyone.shards import shard_bounds
 
     dataset = sixty
     reference = _dets(dataset, "ref")
@@ -188,17 +191,25 @@ def test_three_workers_three_shards_then_a_killed_worker_and_its_shard_rerun(six
     # 2. slower workers; SIGKILL the one holding a shard after it wrote a few samples
     workers.delay.write_text("0.3")
     queue_shards(dataset, "colours", "killed", 3, batch_size=1)
-    holders = {}
+    ids = sorted(dataset.values("id"))
+    chosen = []
 
-    def some_shard_wrote_two():
-        holders.update(live_claims(dataset, "killed"))
-        return (
-            len(holders) >= 1
-            and dataset._sample_collection.count_documents({"killed": {"$ne": None}}) >= 2
-        )
+    def a_live_shard_wrote_two():
+        """The claim of a shard that has written at least two samples."""
+        for shard, holder in sorted(live_claims(dataset, "killed").items(), key=str):
+            if shard is None:
+                continue
+            start, stop = shard_bounds(len(ids), *shard)
+            written = dataset._sample_collection.count_documents(
+                {"_id": {"$in": [ObjectId(i) for i in ids[start:stop]]}, "killed": {"$ne": None}}
+            )
+            if written >= 2:
+                chosen[:] = [shard, holder]
+                return True
+        return False
 
-    assert _wait(some_shard_wrote_two, 240, procs)
-    shard, holder = next(iter(sorted(holders.items())))
+    assert _wait(a_live_shard_wrote_two, 240, procs)
+    shard, holder = chosen
     victim = next(p for p in procs if p.pid == holder["pid"])
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
