@@ -9,6 +9,7 @@ from .about import NTTAbout
 from .build_bank import NTTBuildBank
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
+from .panel import NTTPanel
 from .runs import NTTRuns
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
@@ -26,6 +27,7 @@ OPERATORS = (
     NTTManageBanks,
     NTTRuns,
     NTTAbout,
+    NTTPanel,  # the "No Time to Train" panel (listed under panels: in fiftyone.yml)
 )
 
 

@@ -92,7 +92,7 @@ def test_plugin_and_operators_are_registered(fo_session, repo_root):
     assert contexts and not contexts[0].errors, contexts[0].errors if contexts else None
 
     registered = {op.name for op in foo.list_operators() if op.plugin_name == PLUGIN_NAME}
-    assert registered == set(manifest["operators"])
+    assert registered == set(manifest["operators"]) | set(manifest.get("panels", []))
     assert "ntt_about" in registered
 
 

@@ -1,0 +1,346 @@
+"""What the App panel "No Time to Train" shows, without the App.
+
+The panel (``operators/panel/``) is thin glue: every row and notice it shows comes from a
+function here (``dataset/view -> rows``); every button calls an action of
+:mod:`fiftyone_ntt.fiftyone.panel_actions` (``action -> Effect``) and applies the returned
+:class:`Effect` to the App (set the view, notify, open a panel or an operator form). All of
+it is tested on real datasets without a browser.
+
+Tags (label tags, visible in the App): :data:`REF_TAG` marks references, :data:`NEG_TAG`
+negatives (instances that look like a class but are not). Tagging a label is the only change
+the panel makes to a ground-truth field, and only when the user selects that label and asks
+for it; accepting or rejecting predictions tags the prediction labels where they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fiftyone_ntt.fiftyone.references import DEFAULT_REFERENCE_TAG
+
+__all__ = [
+    "CURATED_FIELD",
+    "DEMO_REFERENCE_FILE",
+    "DEMO_TARGET_FILES",
+    "EVAL_PANEL",
+    "NEG_TAG",
+    "PREVIEW_FIELD",
+    "REF_TAG",
+    "Effect",
+    "bank_rows",
+    "demo_split",
+    "first_use",
+    "format_size",
+    "format_time",
+    "label_fields_with_tags",
+    "prediction_fields",
+    "reference_rows",
+    "run_rows",
+    "selection_summary",
+]
+
+REF_TAG = DEFAULT_REFERENCE_TAG
+NEG_TAG = "ntt:neg"
+PREVIEW_FIELD = "ntt_preview"
+#: Where a new preview moves the preview labels that were accepted or rejected.
+CURATED_FIELD = "ntt_curated"
+#: FiftyOne's Model Evaluation panel (built in).
+EVAL_PANEL = "model_evaluation_panel_builtin"
+#: The demo dataset's intended split: references from the top half, targets the rest.
+DEMO_REFERENCE_FILE = "coins_top.png"
+DEMO_TARGET_FILES = ("coins_bottom.png", "chelsea.png")
+
+
+@dataclass
+class Effect:
+    """What the App should do after an action (the panel applies it; tests read it).
+
+    Attributes:
+        message: a sentence for the user (a toast and the panel's status line).
+        variant: ``"success"``, ``"info"``, ``"warning"`` or ``"error"``.
+        view: a view to show in the App (``ctx.ops.set_view``); None leaves it.
+        reload: reload the dataset in the App (new fields or labels were written).
+        open_panel: ``{"name": ..., "state": {...}}`` of a panel to open.
+        prompt: ``{"operator": uri, "params": {...}}``: open an operator's form.
+        reopen_sample: a sample id to open again in the sample view (its new fields show
+            only after it is reloaded).
+        result: the library call's return value, for tests and logs.
+    """
+
+    message: str = ""
+    variant: str = "success"
+    view: Any = None
+    reload: bool = False
+    open_panel: dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+    reopen_sample: str | None = None
+    result: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# rows
+
+
+def label_fields_with_tags(
+    collection: Any, tags: Sequence[str] = (REF_TAG, NEG_TAG)
+) -> dict[str, dict[str, int]]:
+    """``{field: {tag: count}}`` of the ``Detections`` fields holding labels tagged ``tags``."""
+    from fiftyone_ntt.fiftyone.references import detections_fields
+
+    out: dict[str, dict[str, int]] = {}
+    for name in detections_fields(collection):
+        counts = collection.count_label_tags(label_fields=[name])
+        found = {t: int(counts.get(t, 0)) for t in tags if counts.get(t)}
+        if found:
+            out[name] = found
+    return out
+
+
+def reference_rows(collection: Any) -> list[dict[str, Any]]:
+    """One row per class (:func:`fiftyone_ntt.fiftyone.curation.reference_table`):
+    ``class``, ``positives``, ``negatives``, ``fields`` (where the tagged labels are, e.g.
+    ``"ground_truth, ntt_preview"``), sorted by class."""
+    from fiftyone_ntt.fiftyone.curation import reference_table
+
+    rows = reference_table(collection._root_dataset)
+    return [
+        {
+            "class": row["class"] + (" (background)" if row.get("global") else ""),
+            "positives": row["positives"],
+            "negatives": row["negatives"],
+            "fields": ", ".join(sorted(row["fields"])),
+        }
+        for row in rows
+    ]
+
+
+def format_size(num_bytes: int | None) -> str:
+    if num_bytes is None:
+        return ""
+    size = float(num_bytes)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def format_time(value: Any) -> str:
+    """An ISO timestamp or datetime as ``YYYY-MM-DD HH:MM`` (UTC as stored)."""
+    if not value:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    text = str(value).replace("T", " ")
+    return text[:16]
+
+
+def _model_name(identity: Mapping[str, Any] | None) -> str:
+    identity = identity or {}
+    source = identity.get("source") or ""
+    family = identity.get("family") or ""
+    arch = identity.get("arch") or ""
+    if source and "/" in str(source) and not str(source).startswith("fiftyone_ntt"):
+        return os.path.basename(str(source).rstrip("/")) or str(source)
+    return "-".join(str(p) for p in (family, arch) if p) or "?"
+
+
+def _models(info: Mapping[str, Any]) -> str:
+    models = info.get("models") or {}
+    return f"{_model_name(models.get('encoder'))} + {_model_name(models.get('proposer'))}"
+
+
+def _classes_shots(info: Mapping[str, Any]) -> str:
+    shots = info.get("shots") or {}
+    return ", ".join(f"{name} {count}" for name, count in shots.items())
+
+
+def bank_rows(collection: Any) -> list[dict[str, Any]]:
+    """One row per version of each memory bank of the dataset (by key, newest version
+    first): ``key``, ``version``, ``classes`` (shots per class: ``"red 1, green 2"``),
+    ``negatives``, ``models``, ``size``, ``created``, ``change`` (what changed from the
+    previous version, e.g. ``"+1 negative"``), ``exists`` (the file is still there)."""
+    from fiftyone_ntt.fiftyone.banks import bank_versions, list_banks
+
+    rows = []
+    for info in list_banks(collection):
+        for entry in reversed(bank_versions(collection, info["key"])):
+            rows.append(
+                {
+                    "key": info["key"],
+                    "version": int(entry.get("version", 1)),
+                    "classes": _classes_shots(entry),
+                    "negatives": int(entry.get("num_negatives", 0) or 0),
+                    "models": _models(entry),
+                    "size": format_size(entry.get("size_bytes")),
+                    "created": format_time(entry.get("created")),
+                    "change": (entry.get("diff") or {}).get("text", ""),
+                    "exists": bool(entry.get("exists", True)),
+                }
+            )
+    return rows
+
+
+def _progress(done: Any, total: Any) -> str:
+    if total is None:
+        return "" if done is None else f"{done} done"
+    return f"{min(done or 0, total)} / {total}"
+
+
+_ACTIVE = ("queued", "running")
+
+
+def run_rows(collection: Any) -> list[dict[str, Any]]:
+    """The Runs table: every segmentation, evaluation and delegated operation of this plugin
+    on the dataset (:func:`fiftyone_ntt.fiftyone.activity.list_activity`).
+
+    A segmentation being run by a delegated operation shows once, as the operation (whose
+    progress the worker updates); the run's own row returns when the operation is over.
+
+    Each row: ``id``, ``op_id`` (delegated operations), ``kind``, ``field`` (output field or
+    evaluation key), ``state``, ``progress`` (``"done / total"`` samples), ``bank``
+    (``"key v2"``), ``error``, ``updated``, ``evaluation`` (the evaluation of a run's field)
+    and which buttons apply: ``can_show``, ``can_resume``, ``can_mark_failed``,
+    ``can_evaluate``, ``can_open_eval``.
+    """
+    from fiftyone_ntt.fiftyone.activity import list_activity
+
+    dataset = collection._root_dataset
+    activity = list_activity(dataset)
+    evaluations: dict[str, str] = {}
+    for key in dataset.list_evaluations():
+        pred = getattr(dataset.get_evaluation_info(key).config, "pred_field", None)
+        if pred:
+            evaluations.setdefault(pred, key)
+    busy = {
+        r["out_field"]
+        for r in activity
+        if r["source"] == "delegated" and r["kind"] == "segment" and r["state"] in _ACTIVE
+    }
+    rows = []
+    for r in activity:
+        source, state, out = r["source"], r["state"], r["out_field"]
+        if source == "run" and out in busy:
+            continue
+        if source == "delegated" and state == "completed":
+            continue  # its run or evaluation row says the same, with its buttons
+        is_segment = r["kind"] == "segment"
+        has_field = bool(out) and is_segment and dataset.has_sample_field(out)
+        evaluation = evaluations.get(out, "") if is_segment else (out or "")
+        bank = r.get("bank") or ""
+        if bank and r.get("bank_version"):
+            bank = f"{bank} v{r['bank_version']}"
+        rows.append(
+            {
+                "id": r["id"],
+                "op_id": r["id"] if source == "delegated" else None,
+                "kind": {"segment": "segmentation", "evaluate": "evaluation"}.get(
+                    r["kind"], r["kind"] or ""
+                ),
+                "field": out or "",
+                "state": state or "",
+                "progress": _progress(r.get("done"), r.get("total")),
+                "bank": bank,
+                "error": r.get("error") or "",
+                "updated": format_time(r.get("updated")),
+                "evaluation": evaluation,
+                "can_show": has_field,
+                "can_resume": source == "run" and state == "interrupted",
+                "can_mark_failed": source == "delegated" and state in (*_ACTIVE, "interrupted"),
+                "can_evaluate": source == "run" and state == "completed",
+                "can_open_eval": bool(evaluation) and evaluation in dataset.list_evaluations(),
+            }
+        )
+    return rows
+
+
+def prediction_fields(collection: Any) -> list[str]:
+    """Fields holding predictions: the No Time to Train runs' output fields, the preview
+    field and the prediction fields of the dataset's evaluations."""
+    from fiftyone_ntt.fiftyone.runs import list_ntt_runs
+
+    dataset = collection._root_dataset
+    fields = set(list_ntt_runs(dataset))
+    for name in (PREVIEW_FIELD, CURATED_FIELD):
+        if dataset.has_sample_field(name):
+            fields.add(name)
+    for key in dataset.list_evaluations():
+        pred = getattr(dataset.get_evaluation_info(key).config, "pred_field", None)
+        if pred:
+            fields.add(pred)
+    return sorted(fields)
+
+
+def selection_summary(
+    selected_labels: Iterable[Mapping[str, Any]], pred_fields: Sequence[str]
+) -> dict[str, int]:
+    """``{"labels": n, "predictions": m}``: selected labels, and how many of them are in
+    ``pred_fields`` (accept/reject apply to those)."""
+    labels = list(selected_labels or [])
+    predictions = [s for s in labels if s.get("field") in set(pred_fields)]
+    return {"labels": len(labels), "predictions": len(predictions)}
+
+
+# ---------------------------------------------------------------------------------------------
+# first use
+
+
+def demo_split(collection: Any) -> dict[str, list[str]] | None:
+    """On the demo dataset (``coins_top.png``, ``coins_bottom.png``, ``chelsea.png``), the
+    intended split: ``{"references": [ids], "targets": [ids]}``; None on other datasets."""
+    dataset = collection._root_dataset
+    ids, paths = dataset.values(["id", "filepath"])
+    by_name = {os.path.basename(p): i for i, p in zip(ids, paths)}
+    if DEMO_REFERENCE_FILE not in by_name or not all(f in by_name for f in DEMO_TARGET_FILES):
+        return None
+    return {
+        "references": [by_name[DEMO_REFERENCE_FILE]],
+        "targets": [by_name[f] for f in DEMO_TARGET_FILES],
+    }
+
+
+def first_use(collection: Any) -> dict[str, Any] | None:
+    """The getting-started steps when the dataset has no reference yet, else None.
+
+    Returns:
+        ``steps`` (three ``{"title", "text", "done"}``), ``demo`` (whether the demo split
+        applies) and ``demo_text``.
+    """
+    from fiftyone_ntt.fiftyone.banks import list_banks
+
+    tagged = label_fields_with_tags(collection, (REF_TAG,))
+    if tagged:
+        return None
+    demo = demo_split(collection) is not None
+    banks = list_banks(collection)
+    return {
+        "demo": demo,
+        "demo_text": (
+            "This is the demo dataset: take references from coins_top.png, then segment "
+            "coins_bottom.png and the cat (which has no coin)."
+            if demo
+            else ""
+        ),
+        "steps": [
+            {
+                "title": "1. Choose references",
+                "text": "Tag a few ground-truth instances per class (or sample K per class).",
+                "done": False,
+            },
+            {
+                "title": "2. Build a memory bank",
+                "text": "Their features become the bank; no training.",
+                "done": bool(banks),
+            },
+            {
+                "title": "3. Segment",
+                "text": "Segment the other images, then evaluate.",
+                "done": False,
+            },
+        ],
+    }

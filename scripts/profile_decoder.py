@@ -1,0 +1,148 @@
+"""Profile the SAM 2 fast decoder per operation, and check it against transformers at real size.
+
+Usage:
+
+    python scripts/profile_decoder.py                    # Large decoder, 128 prompts, top ops
+    python scripts/profile_decoder.py --prompts 1024     # the paper's full 32x32 grid
+    python scripts/profile_decoder.py --check 48         # also compare 48 prompts with
+                                                         # transformers' Sam2MaskDecoder
+
+The mask decoder (and prompt encoder) of SAM 2 is the same for every Hiera size (hidden
+size 256); it is built with random weights, and fed random image features of the real shapes
+(64x64x256 embedding, 128x128x64 and 256x256x32 high-resolution features), so no image
+encoder runs. Random weights keep every prompt above the IoU threshold (0.4), which is the
+worst case for the upscaling. Prints the wall time per prompt batch, the operations that took
+the most time (torch profiler, self CPU time) and, with ``--check``, the largest differences
+to ``Sam2MaskDecoder.forward`` (indices must be equal; IoU and logits within 1e-5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+import torch
+
+
+def build(seed: int = 0):
+    """A SAM 2.0 Hiera-L ``Sam2Model`` with random weights and random image features."""
+    from transformers import Sam2Model
+
+    from fiftyone_ntt.models.conversion import HIERA_SPECS, Sam2Architecture
+    from fiftyone_ntt.models.sam2 import Sam2Embedding, Sam2Proposer
+
+    torch.manual_seed(seed)
+    hiera = next(s for s in HIERA_SPECS.values() if s.arch == "hiera_large")
+    arch = Sam2Architecture(
+        spec=hiera,
+        version="2.0",
+        fpn_hidden_size=256,
+        backbone_channel_list=list(reversed(hiera.embed_dims)),
+        decoder={"hidden_size": 256, "iou_head_depth": 3, "iou_head_hidden_dim": 256},
+        prompt_encoder={"hidden_size": 256, "mask_input_channels": 16},
+    )
+    sam = Sam2Model(arch.to_config())
+    proposer = Sam2Proposer(sam, source="random hiera_large", version="2.0", arch=hiera.arch)
+    gen = torch.Generator().manual_seed(seed)
+    embedding = Sam2Embedding(
+        image=torch.randn((1, 256, 64, 64), generator=gen),
+        high_res_s0=torch.randn((1, 32, 256, 256), generator=gen),
+        high_res_s1=torch.randn((1, 64, 128, 128), generator=gen),
+        no_memory=torch.zeros((1, 256, 1, 1)),
+    )
+    return sam, proposer, embedding
+
+
+def check(sam, proposer, embedding, points: torch.Tensor) -> None:
+    """Fast decoder vs ``Sam2MaskDecoder.forward`` (multimask) on the same prompts."""
+    n = points.shape[0]
+    with torch.no_grad():
+        sparse, dense = sam.prompt_encoder(
+            input_points=points[None, :, None, :],
+            input_labels=torch.ones((1, n, 1), dtype=torch.long),
+            input_boxes=None,
+            input_masks=None,
+        )
+        masks, iou, _, _ = sam.mask_decoder(
+            image_embeddings=embedding.image,
+            image_positional_embeddings=sam.get_image_wide_positional_embeddings(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            high_resolution_features=[embedding.high_res_s0, embedding.high_res_s1],
+        )
+    masks, iou = masks[0], iou[0]
+    best = iou.argmax(-1)
+    score = iou.gather(1, best[:, None])[:, 0]
+    threshold = float(score.median())  # half the prompts kept, half dropped
+    keep = torch.nonzero(score > threshold).flatten()
+    index, logits, scores = proposer.propose(embedding, points, threshold)
+    expected = masks[keep, best[keep]]
+    scale = float(expected.abs().max())
+    print(f"check: {n} prompts, threshold {threshold:.4f}, kept {index.numel()}")
+    print(f"  same kept indices: {torch.equal(index, keep)}")
+    print(f"  IoU max |diff|: {float((scores - score[keep]).abs().max()):.3g}")
+    print(
+        f"  logits max |diff|: {float((logits - expected).abs().max()):.3g} "
+        f"(max |logit| {scale:.3g})"
+    )
+    torch.testing.assert_close(scores, score[keep], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5 * scale)
+    print("  OK: equal within 1e-5")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompts", type=int, default=128, help="points of the 32x32 grid")
+    parser.add_argument("--threshold", type=float, default=0.4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", type=int, default=15, help="operations listed")
+    parser.add_argument("--check", type=int, default=0, help="prompts to compare (0: none)")
+    args = parser.parse_args(argv)
+
+    from fiftyone_ntt.segmenter import point_grid
+
+    torch.set_num_threads(args.threads)
+    sam, proposer, embedding = build()
+    grid = point_grid(32, 1024)
+    points = grid[: args.prompts]
+    print(
+        f"# decoder profile: {args.prompts} prompts, batch {proposer.decode_batch_size}, "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
+    )
+    proposer.propose(embedding, points[: proposer.decode_batch_size], args.threshold)  # warm
+    start = time.perf_counter()
+    cpu = time.process_time()
+    index, _, _ = proposer.propose(embedding, points, args.threshold)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    batches = -(-args.prompts // proposer.decode_batch_size)
+    print(
+        f"kept {index.numel()}/{args.prompts}; wall {wall:.2f} s ({wall / batches:.2f} s per "
+        f"batch, {1024 * wall / args.prompts:.1f} s per 1024 prompts), process CPU {cpu:.2f} s"
+    )
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        proposer.propose(embedding, points[: proposer.decode_batch_size], args.threshold)
+    print(f"\nOne batch of {proposer.decode_batch_size} prompts, by operation and shape:")
+    print(
+        prof.key_averages(group_by_input_shape=True).table(
+            sort_by="self_cpu_time_total",
+            row_limit=args.rows,
+            max_name_column_width=28,
+            max_shapes_column_width=70,
+        )
+    )
+    if args.check:
+        g = torch.Generator().manual_seed(0)
+        check(sam, proposer, embedding, grid[torch.randperm(1024, generator=g)[: args.check]])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak RSS {peak:.2f} GB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
