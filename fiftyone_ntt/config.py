@@ -19,7 +19,7 @@ __all__ = [
     "get_preset",
 ]
 
-Precision = Literal["float32", "bfloat16", "float16"]
+Precision = Literal["float32", "tf32", "bfloat16", "float16"]
 BoxConvention = Literal["exact", "paper"]
 
 #: Hub ids of the models the presets name (platform.md, "Models").
@@ -47,8 +47,12 @@ class ModelConfig:
             ViT (``dinov3_vit*16*_pretrain_*.pth``; the official hub repos are gated).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
             ``"cuda:N"`` or ``"mps"``.
-        precision: ``"float32"`` is what the paper ran (§1.3); ``"bfloat16"`` or
-            ``"float16"`` enable autocast on GPU only.
+        precision: ``"float32"`` is what the paper ran (§1.3), and the default. Opt-in
+            speed-ups, at the cost of small score differences (docs/benchmarks.md):
+            ``"bfloat16"`` or ``"float16"``: autocast on a CUDA GPU; ``"bfloat16"`` also on
+            CPUs with native bfloat16 (AVX512-BF16 or AMX; elsewhere a warning says why
+            float32 runs instead); ``"tf32"``: float32 with TF32 matrix products on CUDA
+            GPUs (Ampere or newer).
     """
 
     sam2: str = SAM2_1_LARGE
@@ -57,10 +61,10 @@ class ModelConfig:
     precision: Precision = "float32"
 
     def __post_init__(self) -> None:
-        if self.precision not in ("float32", "bfloat16", "float16"):
+        if self.precision not in ("float32", "tf32", "bfloat16", "float16"):
             raise ValueError(
                 f"precision={self.precision!r} is not supported; "
-                "use 'float32', 'bfloat16' or 'float16'"
+                "use 'float32', 'tf32', 'bfloat16' or 'float16'"
             )
 
 

@@ -6,14 +6,16 @@ No file or database I/O happens here; callers pass decoded images.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from fiftyone_ntt.config import NTTConfig, encoder_input_size
+from fiftyone_ntt.loader import batched, prefetched
 from fiftyone_ntt.masks import batched_nms, masks_to_boxes_inclusive, upsample_masks
 from fiftyone_ntt.matching import (
     assign_classes,
@@ -22,11 +24,18 @@ from fiftyone_ntt.matching import (
     suppressed_by_negatives,
 )
 from fiftyone_ntt.memory_bank import MemoryBank
+from fiftyone_ntt.models.batch_embed import embed_images
 from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
 from fiftyone_ntt.preprocess import squash_image, to_semantic_input
 from fiftyone_ntt.types import Predictions
 
-__all__ = ["Segmenter", "StageTimer", "point_grid"]
+__all__ = [
+    "PreparedImage",
+    "Segmenter",
+    "StageTimer",
+    "default_batch_images",
+    "point_grid",
+]
 
 
 def point_grid(points_per_side: int, size: int) -> torch.Tensor:
@@ -42,6 +51,43 @@ def point_grid(points_per_side: int, size: int) -> torch.Tensor:
     g = torch.linspace(0, size - 1, points_per_side, dtype=torch.float32) + 0.5
     xs, ys = torch.meshgrid(g, g, indexing="ij")
     return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+
+
+def default_batch_images(device: torch.device | str) -> int:
+    """Images per model call when the user does not say: 1 on a CPU (a batch only adds
+    memory there: the matrix products are already large), 4 on a CUDA GPU (fills the GPU
+    with the Large models in ~10 GB, see docs/benchmarks.md), 1 elsewhere."""
+    return 4 if torch.device(device).type == "cuda" else 1
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The model inputs of one image (method §1.3), made before the models run.
+
+    Attributes:
+        squashed: ``(3, S, S)`` float32 in ``[0, 1]``, the SAM 2 input (``S`` = 1024).
+        semantic: ``(1, 3, s, s)`` float32, the DINOv2 input (``s`` = 518).
+        height, width: the original image size in pixels (predictions come back at it).
+    """
+
+    squashed: torch.Tensor
+    semantic: torch.Tensor
+    height: int
+    width: int
+
+
+def _check_image(image: np.ndarray) -> None:
+    if (
+        not isinstance(image, np.ndarray)
+        or image.ndim != 3
+        or image.shape[2] != 3
+        or image.dtype != np.uint8
+    ):
+        raise ValueError(
+            f"image must be RGB uint8 (H, W, 3), got dtype {getattr(image, 'dtype', None)} "
+            f"shape {getattr(image, 'shape', None)}; convert it with "
+            "fiftyone_ntt.images.to_rgb_uint8"
+        )
 
 
 @dataclass
@@ -114,6 +160,25 @@ class Segmenter:
     def class_names(self) -> tuple[str, ...]:
         return self.bank.class_names
 
+    def prepare(self, image: np.ndarray, *, pin_memory: bool = False) -> PreparedImage:
+        """The model inputs of one image (method §1.3); thread-safe, no model is called.
+
+        Args:
+            image: RGB ``uint8`` ``(H, W, 3)``, any size.
+            pin_memory: page-lock the tensors (faster, asynchronous copies to a GPU).
+        """
+        _check_image(image)
+        squashed = squash_image(image, self.proposer.input_size)
+        semantic = to_semantic_input(squashed, self.semantic_size)
+        if pin_memory:
+            squashed, semantic = squashed.pin_memory(), semantic.pin_memory()
+        return PreparedImage(squashed, semantic, int(image.shape[0]), int(image.shape[1]))
+
+    @property
+    def pin_memory(self) -> bool:
+        """Whether prepared images should be page-locked (the models run on CUDA)."""
+        return "cuda" in (self.encoder.device.type, self.proposer.device.type)
+
     def predict(self, image: np.ndarray, *, timer: StageTimer | None = None) -> Predictions:
         """Detections of the bank's classes in one image.
 
@@ -124,28 +189,88 @@ class Segmenter:
         Returns:
             Predictions in descending score order (possibly empty).
         """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"image must be RGB uint8 (H, W, 3), got dtype {image.dtype} shape "
-                f"{image.shape}; convert it with fiftyone_ntt.images.to_rgb_uint8"
-            )
-        with torch.inference_mode():
-            return self._predict(image, timer or _no_timer)
+        return self.predict_batch([image], timer=timer)[0]
 
-    def _predict(self, image: np.ndarray, stage) -> Predictions:
-        cfg = self.config
-        height, width = image.shape[:2]
-        names = self.bank.class_names
+    def predict_batch(
+        self, images: Sequence[np.ndarray], *, timer: StageTimer | None = None
+    ) -> list[Predictions]:
+        """Detections in several images, both encoders running once on the whole batch.
 
+        Images of different sizes may share a batch: each is squashed to the fixed model
+        sizes (§1.3) and its predictions come back at its own size. The predictions equal
+        :meth:`predict` of each image alone, up to float rounding of batched matrix
+        products (unit tests check identical labels and masks, scores to 1e-5).
+
+        Args:
+            images: RGB ``uint8`` ``(H, W, 3)`` arrays.
+            timer: optional per-stage timing (summed over the batch).
+
+        Returns:
+            One :class:`Predictions` per image, in input order.
+        """
+        stage = timer or _no_timer
+        for image in images:
+            _check_image(image)
         with stage("preprocess"):
-            squashed = squash_image(image, self.proposer.input_size)
-            semantic_in = to_semantic_input(squashed, self.semantic_size)
+            prepared = [self.prepare(image) for image in images]
+        return self.predict_prepared(prepared, timer=timer)
 
+    def predict_prepared(
+        self, prepared: Sequence[PreparedImage], *, timer: StageTimer | None = None
+    ) -> list[Predictions]:
+        """:meth:`predict_batch` for images already passed through :meth:`prepare` (e.g. in a
+        loader thread, see :meth:`predict_many`)."""
+        if not prepared:
+            return []
+        with torch.inference_mode():
+            return self._predict_prepared(list(prepared), timer or _no_timer)
+
+    def predict_many(
+        self,
+        images: Iterable[np.ndarray],
+        *,
+        batch_images: int = 1,
+        prefetch: int = 2,
+        timer: StageTimer | None = None,
+    ) -> Iterator[Predictions]:
+        """Predictions of a stream of images, ``batch_images`` at a time, the next images
+        being prepared in a background thread (page-locked when the models run on CUDA).
+
+        Args:
+            images: RGB ``uint8`` arrays (e.g. a generator that reads files).
+            batch_images: images per model call (see :func:`default_batch_images`).
+            prefetch: images prepared ahead beyond the next batch (0: in this thread).
+            timer: optional per-stage timing of the model stages (preparing happens in the
+                loader thread and is not timed).
+        """
+        pin = self.pin_memory
+        # the next whole batch is prepared while the models run on this one
+        depth = prefetch + batch_images - 1 if prefetch > 0 else 0
+        stream = prefetched(images, lambda image: self.prepare(image, pin_memory=pin), depth=depth)
+        for batch in batched((p for _, p in stream), batch_images):
+            yield from self.predict_prepared(batch, timer=timer)
+
+    def _predict_prepared(self, prepared: list[PreparedImage], stage) -> list[Predictions]:
         with stage("dinov2"):
-            features = self.encoder.encode(semantic_in.to(self.encoder.device))[0].float()
+            device = self.encoder.device
+            semantic = torch.cat([p.semantic.to(device, non_blocking=True) for p in prepared])
+            features = self.encoder.encode(semantic).float()  # (B, g, g, D)
 
         with stage("sam2_encoder"):
-            embedding = self.proposer.embed(squashed.to(self.proposer.device))
+            device = self.proposer.device
+            squashed = torch.stack([p.squashed.to(device, non_blocking=True) for p in prepared])
+            embeddings = embed_images(self.proposer, squashed)
+
+        return [
+            self._predict_one(features[i], embeddings[i], p.height, p.width, stage)
+            for i, p in enumerate(prepared)
+        ]
+
+    def _predict_one(
+        self, features: torch.Tensor, embedding: Any, height: int, width: int, stage
+    ) -> Predictions:
+        cfg = self.config
+        names = self.bank.class_names
 
         with stage("sam2_decoder"):
             logits_parts, iou_parts = [], []

@@ -42,6 +42,9 @@ class NTTSegment(foo.Operator):
         )
 
     def resolve_delegation(self, ctx):
+        # splitting only queues the shards: instant, so never delegated itself
+        if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
+            return False
         # large targets always go to a delegated worker (immediate runs time out)
         return True if target_size(ctx) > DELEGATE_ABOVE_SAMPLES else None
 
@@ -91,6 +94,24 @@ class NTTSegment(foo.Operator):
         )
         inputs.int("batch_size", default=16, min=1, label="Samples per database write")
         inputs.int("prefetch", default=2, min=0, label="Images read ahead")
+        inputs.int(
+            "batch_images",
+            default=None,
+            min=1,
+            label="Images per model call",
+            description="Empty: 1 on CPU, 4 on a GPU; more uses more GPU memory",
+        )
+        inputs.int(
+            "num_shards",
+            default=1,
+            min=1,
+            label="Split into N delegated tasks",
+            description=(
+                "N > 1 queues N delegated operations, one per shard of the target, for N "
+                "workers (`CUDA_VISIBLE_DEVICES=k fiftyone delegated launch`, one per GPU or "
+                "machine, same database); they write the same field"
+            ),
+        )
         device_field(inputs, ctx)
         inputs.int(
             "points_per_side",
@@ -132,6 +153,9 @@ class NTTSegment(foo.Operator):
         out_field, overwrite = _output_choice(ctx, bank_key)
         skip_references = bool(params.get("skip_references", True))
         target = ctx.target_view()
+        shard = params.get("shard")
+        if shard is None and _num_shards(ctx) > 1:
+            return _queue_shards(ctx, target, bank_key, out_field, overwrite, device)
         counts = segment_counts(target, bank_key, skip_references)
         summary = segment(
             target,
@@ -145,6 +169,8 @@ class NTTSegment(foo.Operator):
             batch_size=int(params.get("batch_size") or 16),
             prefetch=int(params.get("prefetch") if params.get("prefetch") is not None else 2),
             device=None if device == "auto" else device,
+            batch_images=params.get("batch_images"),
+            shard=None if shard is None else tuple(shard),
             progress=progress_reporter(ctx, "samples segmented"),
         )
         summary["references_skipped"] = counts["references"]
@@ -157,6 +183,8 @@ class NTTSegment(foo.Operator):
         if failed is not None:
             return failed
         outputs = types.Object()
+        if (ctx.results or {}).get("queued"):
+            return _queued_output(outputs)
         outputs.str("out_field", label="Output field (run key)")
         outputs.str("bank_key", label="Memory bank")
         outputs.int("total", label="Samples to segment in the target")
@@ -277,3 +305,38 @@ def _target_counts(inputs, ctx, bank_key: str) -> None:
         )
     else:
         inputs.view("target_notice", types.Notice(label=text))
+
+
+def _num_shards(ctx) -> int:
+    try:
+        return max(1, int(ctx.params.get("num_shards") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _queue_shards(ctx, target, bank_key, out_field, overwrite, device) -> dict:
+    """Queue one delegated operation per shard (N workers run them in parallel)."""
+    from fiftyone_ntt.fiftyone.segment import queue_shards
+
+    params = ctx.params
+    keep = ("score_threshold", "max_detections", "points_per_side", "skip_references")
+    keep += ("batch_size", "prefetch", "batch_images")
+    forwarded = {k: params[k] for k in keep if params.get(k) is not None}
+    n = _num_shards(ctx)
+    ids = queue_shards(
+        target, bank_key, out_field, n, overwrite=overwrite, device=device, **forwarded
+    )
+    return {
+        "queued": n,
+        "out_field": out_field,
+        "operation_ids": ids,
+        "follow": "fiftyone delegated list; start workers with "
+        "`CUDA_VISIBLE_DEVICES=k fiftyone delegated launch` (one per GPU or machine)",
+    }
+
+
+def _queued_output(outputs):
+    outputs.int("queued", label="Delegated tasks queued (one per shard)")
+    outputs.str("out_field", label="Output field (run key)")
+    outputs.str("follow", label="Follow them")
+    return types.Property(outputs, view=types.View(label="Segmentation split and queued"))

@@ -106,8 +106,9 @@ def add_model_options(
     )
     parser.add_argument(
         "--precision",
-        choices=("float32", "bfloat16", "float16"),
-        help="float32 is what the paper ran; half precisions apply on GPU only",
+        choices=("float32", "tf32", "bfloat16", "float16"),
+        help="float32 is what the paper ran; bfloat16/float16 autocast on GPU (bfloat16 also "
+        "on CPUs with native bf16: AVX512-BF16 or AMX), tf32 matmuls on GPU",
     )
 
 

@@ -13,7 +13,8 @@ Workflow (each step also has an App operator):
    dataset: :func:`list_banks`, :func:`bank_versions`, :func:`get_bank_info`,
    :func:`load_bank`, :func:`delete_bank`);
 3. :func:`preview` on a few samples (models stay loaded; :func:`free_models`), then
-   :func:`segment` (resumable, a custom run per output field), or
+   :func:`segment` (resumable, a custom run per output field; ``shard=(i, n)`` and
+   :func:`queue_shards` split it over delegated workers, :func:`run_state` follows it), or
    ``dataset.apply_model(NTTModel(bank), label_field=...)``;
 4. :func:`evaluate` (FiftyOne's COCO evaluator, optionally pycocotools' exact protocol).
 
@@ -55,6 +56,8 @@ _EXPORTS = {
     "banks_dir": "banks",
     "segment": "segment",
     "check_output_field": "segment",
+    "queue_shards": "segment",
+    "run_state": "segment",
     "evaluate": "evaluate",
     "coco_protocol": "evaluate",
     "NTTModel": "model",

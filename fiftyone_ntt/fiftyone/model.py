@@ -27,6 +27,7 @@ class NTTModel(fom.Model):
         >>> from fiftyone_ntt.fiftyone import NTTModel, load_bank
         >>> model = NTTModel(load_bank(dataset, "coins"))
         >>> dataset.apply_model(model, label_field="ntt")
+        >>> dataset.apply_model(model, label_field="ntt", batch_size=4)  # batches on a GPU
     """
 
     def __init__(
@@ -96,4 +97,10 @@ class NTTModel(fom.Model):
         return predictions_to_detections(self.segmenter.predict(image))
 
     def predict_all(self, args: Any) -> list[Any]:
-        return [self.predict(arg) for arg in args]
+        """``fo.Detections`` of several images, both encoders running once per batch (give
+        ``apply_model(..., batch_size=B)``; images of different sizes may share a batch)."""
+        from fiftyone_ntt.fiftyone.labels import predictions_to_detections
+        from fiftyone_ntt.images import to_rgb_uint8
+
+        images = [to_rgb_uint8(np.asarray(arg)) for arg in args]
+        return [predictions_to_detections(p) for p in self.segmenter.predict_batch(images)]

@@ -46,6 +46,10 @@ class NTTRun(fors.Run):
         dataset = samples._root_dataset
         if field and dataset.has_sample_field(field):
             dataset.delete_sample_field(field)
+        if field:
+            from fiftyone_ntt.fiftyone.run_record import forget_shards
+
+            forget_shards(dataset, field)
 
     def rename(self, samples, key, new_key):
         raise ValueError(

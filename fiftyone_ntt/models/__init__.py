@@ -45,11 +45,13 @@ __all__ = [
 #: Precision names accepted everywhere (``ModelConfig.precision``).
 PRECISIONS: dict[str, torch.dtype] = {
     "float32": torch.float32,
+    "tf32": torch.float32,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
 
-_warned_cpu_precision = False
+#: Precision warnings already given in this process (each is given once).
+_warned_precision: set[str] = set()
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -106,11 +108,19 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype to use for ``precision`` on ``device``.
 
-    Half precision is an opt-in speed-up on GPUs only; the paper ran float32 (§1.3). On other
-    devices a half-precision request falls back to float32 with one warning per process.
+    The paper ran float32 (§1.3); the others are opt-in speed-ups:
+
+    * ``"bfloat16"`` / ``"float16"``: autocast on CUDA. ``"bfloat16"`` also on CPUs with
+      native bfloat16 (AVX512-BF16 or AMX, :mod:`fiftyone_ntt.models.precision`); on a CPU
+      without it, float32 with a warning that says why.
+    * ``"tf32"``: float32 tensors, TF32 matrix products on CUDA (a process-wide PyTorch
+      switch, set here); no effect elsewhere.
+
+    Other requests that cannot apply on ``device`` fall back to float32 with a warning
+    (once per process and message).
 
     Args:
-        precision: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
+        precision: ``"float32"``, ``"tf32"``, ``"bfloat16"`` or ``"float16"``.
         device: where the model runs.
 
     Returns:
@@ -119,23 +129,40 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     Raises:
         ValueError: unknown precision name.
     """
-    global _warned_cpu_precision
+    from fiftyone_ntt.models import precision as machine
+
     if precision not in PRECISIONS:
         raise ValueError(
             f"precision={precision!r} is not supported; use one of {sorted(PRECISIONS)}"
         )
     if precision == "float32":
         return None
-    if device.type != "cuda":
-        if not _warned_cpu_precision:
-            warnings.warn(
-                f"precision={precision!r} only applies on CUDA; running float32 on "
-                f"{device.type!r} instead",
-                stacklevel=3,
+    if precision == "tf32":
+        if device.type == "cuda":
+            machine.enable_tf32()
+        else:
+            _warn_precision_once(
+                f"precision='tf32' only applies on CUDA; running float32 on {device.type!r}"
             )
-            _warned_cpu_precision = True
+        return None
+    if device.type == "cpu" and precision == "bfloat16":
+        if machine.cpu_has_native_bf16():
+            return torch.bfloat16
+        _warn_precision_once(machine.cpu_bf16_missing_message(precision))
+        return None
+    if device.type != "cuda":
+        _warn_precision_once(
+            f"precision={precision!r} only applies on CUDA (and 'bfloat16' on CPUs with "
+            f"native bfloat16); running float32 on {device.type!r} instead"
+        )
         return None
     return PRECISIONS[precision]
+
+
+def _warn_precision_once(message: str) -> None:
+    if message not in _warned_precision:
+        _warned_precision.add(message)
+        warnings.warn(message, stacklevel=4)
 
 
 def load_encoder(

@@ -530,3 +530,22 @@ def test_common_options_before_or_after_the_subcommand():
     assert parser.parse_args([*base, "--debug"]).debug is True
     assert parser.parse_args(["--quiet", *base]).quiet is True
     assert parser.parse_args([*base, "--quiet"]).quiet is True
+
+
+def test_predict_in_batches_of_images_gives_the_same_results(pipeline, tmp_path):
+    """``--batch-images 3``: both encoders on 3 images at once (sizes differ), same results."""
+    baseline = json.loads(pipeline["results"].read_text())
+    out = tmp_path / "batched.json"
+    assert main([*pipeline["predict"], "--batch-images", "3", "--out", str(out)]) == 0
+    batched = json.loads(out.read_text())
+    assert len(batched) == len(baseline) > 0
+    for a, b in zip(batched, baseline):
+        assert (a["image_id"], a["category_id"], a["bbox"]) == (
+            b["image_id"],
+            b["category_id"],
+            b["bbox"],
+        )
+        assert a["segmentation"] == b["segmentation"]
+        assert abs(a["score"] - b["score"]) < 1e-5
+    with pytest.raises(SystemExit):
+        main([*pipeline["predict"], "--batch-images", "0", "--out", str(out)])

@@ -135,16 +135,63 @@ def test_bad_input_raises(encoder, bad):
         encoder.encode(bad)
 
 
-def test_half_precision_on_cpu_warns_and_runs_float32(monkeypatch, pixels):
-    monkeypatch.setattr(models, "_warned_cpu_precision", False)
+def test_float16_on_cpu_warns_once_and_runs_float32(monkeypatch, pixels):
+    monkeypatch.setattr(models, "_warned_precision", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        enc = tiny_encoder(seed=0, precision="bfloat16")
+        enc = tiny_encoder(seed=0, precision="float16")
         tiny_encoder(seed=0, precision="float16")
     messages = [str(w.message) for w in caught if "only applies on CUDA" in str(w.message)]
     assert len(messages) == 1  # once per process
     assert enc.precision == "float32" and enc.identity["precision"] == "float32"
     assert enc.encode(pixels[:1]).dtype == torch.float32
+
+
+def test_bfloat16_on_a_cpu_without_native_bf16_says_why_and_runs_float32(monkeypatch, pixels):
+    from fiftyone_ntt.models import precision
+
+    monkeypatch.setattr(models, "_warned_precision", set())
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda *a: False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enc = tiny_encoder(seed=0, precision="bfloat16")
+    (message,) = [str(w.message) for w in caught if "bfloat16" in str(w.message)]
+    assert "avx512_bf16" in message and "amx_bf16" in message and "float32" in message
+    assert enc.precision == "float32"
+    assert enc.encode(pixels[:1]).dtype == torch.float32
+
+
+def test_bfloat16_on_a_cpu_with_native_bf16_autocasts(monkeypatch, pixels):
+    from fiftyone_ntt.models import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda *a: True)
+    enc = tiny_encoder(seed=0, precision="bfloat16")
+    ref = tiny_encoder(seed=0)
+    assert enc.precision == "bfloat16" and enc.identity["precision"] == "bfloat16"
+    out, exact = enc.encode(pixels[:1]), ref.encode(pixels[:1])
+    assert out.dtype == torch.float32  # the output contract holds
+    assert not torch.equal(out, exact)  # bfloat16 did run
+    cosine = torch.nn.functional.cosine_similarity(out.flatten(0, 2), exact.flatten(0, 2))
+    assert float(cosine.min()) > 0.98
+
+
+def test_cpu_bf16_flags_are_read_from_cpuinfo():
+    from fiftyone_ntt.models.precision import cpu_bf16_flags, cpu_has_native_bf16
+
+    with_bf16 = "processor : 0\nflags : fpu sse avx512f avx512_bf16 avx512_vnni\n"
+    without = "processor : 0\nflags : fpu sse avx2 avx512f\n"
+    assert cpu_bf16_flags(with_bf16) == {"avx512_bf16"}
+    assert cpu_has_native_bf16(with_bf16) and not cpu_has_native_bf16(without)
+    assert cpu_bf16_flags("flags : amx_bf16 amx_tile") == {"amx_bf16"}
+
+
+def test_tf32_is_a_precision_and_changes_nothing_on_cpu(monkeypatch, pixels):
+    monkeypatch.setattr(models, "_warned_precision", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enc = tiny_encoder(seed=0, precision="tf32")
+    assert any("tf32" in str(w.message) for w in caught)
+    assert torch.equal(enc.encode(pixels[:1]), tiny_encoder(seed=0).encode(pixels[:1]))
 
 
 def test_unknown_precision_raises():
