@@ -56,7 +56,7 @@ def _cpu_model() -> str:
     return platform.processor() or "cpu"
 
 
-def build_models(arch: str, device: str, sam_version: str):
+def build_models(arch: str, device: str, sam_version: str, precision: str = "float32"):
     """Random-weight encoder and proposer of the given size (no download)."""
     from transformers import Dinov2Model, Sam2Model
 
@@ -97,9 +97,16 @@ def build_models(arch: str, device: str, sam_version: str):
     sam = Sam2Model(sam_arch.to_config())
     dino = Dinov2Model(dino_arch.to_config())
     proposer = Sam2Proposer(
-        sam, source=f"random {hiera.arch}", version=sam_version, device=device, arch=hiera.arch
+        sam,
+        source=f"random {hiera.arch}",
+        version=sam_version,
+        device=device,
+        arch=hiera.arch,
+        precision=precision,
     )
-    encoder = Dinov2Encoder(dino, source=f"random {vit.arch}", device=device, arch=vit.arch)
+    encoder = Dinov2Encoder(
+        dino, source=f"random {vit.arch}", device=device, arch=vit.arch, precision=precision
+    )
     return encoder, proposer
 
 
@@ -218,6 +225,11 @@ def main(argv=None) -> int:
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        help="float32 (the paper's), bfloat16 (CPU autocast where the CPU has bf16), ...",
+    )
     parser.add_argument("--reference-style", action="store_true")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
@@ -226,7 +238,7 @@ def main(argv=None) -> int:
     config = get_preset(args.preset)
     sam_version = "2.0" if args.preset == "paper" else "2.1"
     t0 = time.perf_counter()
-    encoder, proposer = build_models(args.arch, args.device, sam_version)
+    encoder, proposer = build_models(args.arch, args.device, sam_version, args.precision)
     build_s = time.perf_counter() - t0
     bank = random_bank(encoder, args.classes, args.shots)
     segmenter = Segmenter(encoder, proposer, bank, config)
@@ -269,6 +281,7 @@ def main(argv=None) -> int:
         "preset": args.preset,
         "image": f"{width}x{height}",
         "device": args.device,
+        "precision": args.precision,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": f"{platform.machine()}, {_cpu_model()}, {os.cpu_count()} vCPU",
