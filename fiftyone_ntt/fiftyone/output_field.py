@@ -11,7 +11,8 @@ def check_output_field(collection: Any, out_field: str, gt_field: str | None = N
     """Raise a ValueError unless ``out_field`` may receive predictions.
 
     Refused: an invalid name (it is also the run key, so it must be a Python identifier),
-    the ground-truth field, an existing field of another type than ``Detections``, or a key
+    the ground-truth field, the curation fields (``ntt_curated``, ``ntt_preview``), an
+    existing field of another type than ``Detections``, or a key
     used by a run that is not a No Time to Train run.
     """
     import fiftyone as fo
@@ -32,6 +33,18 @@ def check_output_field(collection: Any, out_field: str, gt_field: str | None = N
         raise ValueError(
             f"output field {out_field!r} is the ground-truth field; choose another name so "
             "that the ground truth is not overwritten"
+        )
+    from fiftyone_ntt.fiftyone.preview import CURATED_FIELD, PREVIEW_FIELD
+
+    if out_field in (CURATED_FIELD, PREVIEW_FIELD):
+        role = (
+            "keeps the predictions you accepted or rejected"
+            if out_field == CURATED_FIELD
+            else "is replaced by every preview"
+        )
+        raise ValueError(
+            f"output field {out_field!r} {role}; a segmentation there would erase them: "
+            "choose another output field, e.g. 'ntt_predictions'"
         )
     dataset = collection._root_dataset
     schema = dataset.get_field_schema()

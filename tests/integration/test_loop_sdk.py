@@ -270,3 +270,20 @@ def test_loop_reject_rebuild_preview_removes_the_false_positive(painted_dataset,
     v3 = nf.build_bank(dataset, GT, "colours", config=_fast())
     assert v3["diff"]["text"] == "same references and negatives"
     assert field_hash(dataset, GT) == gt_before
+
+
+@pytest.mark.parametrize("field", ["ntt_curated", "ntt_preview"])
+def test_segment_refuses_the_curation_fields(predicted, field_hash, field):
+    """A segmentation into the field that keeps accepted/rejected labels (or the preview
+    field, which each preview replaces) would erase the user's curation: refused, named,
+    nothing changed."""
+    import fiftyone_ntt.fiftyone as nf
+
+    nf.preview(predicted, "colours", n=2, config=_fast())
+    nf.accept_predictions(predicted, "ntt_preview")
+    nf.preview(predicted, "colours", n=2, config=_fast())  # moves the tagged labels
+    before = {f: field_hash(predicted, f) for f in ("ntt_curated", "ntt_preview", GT)}
+    with pytest.raises(ValueError) as error:
+        nf.segment(predicted, "colours", field, skip_references=False)
+    assert repr(field) in str(error.value) and "another output field" in str(error.value)
+    assert {f: field_hash(predicted, f) for f in before} == before
