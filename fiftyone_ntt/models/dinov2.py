@@ -23,6 +23,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IDENTITY_VERSION = 1
 
 
+def square_patch_size(patch: int | list[int] | tuple[int, ...], family: str) -> int:
+    """The side in pixels of a ViT config's patch (an int, or a square pair)."""
+    if isinstance(patch, (list, tuple)):
+        if len(set(patch)) != 1:
+            raise ValueError(f"non-square {family} patches {patch} are not supported")
+        patch = patch[0]
+    return int(patch)
+
+
 class Dinov2Encoder:
     """A :class:`~fiftyone_ntt.models.protocols.PatchEncoder` over a DINOv2 backbone.
 
@@ -70,12 +79,7 @@ class Dinov2Encoder:
         self._autocast = resolve_precision(precision, self.device)
         self.precision = precision if self._autocast is not None else "float32"
         config = model.config
-        patch = config.patch_size
-        if isinstance(patch, (list, tuple)):
-            if len(set(patch)) != 1:
-                raise ValueError(f"non-square DINOv2 patches {patch} are not supported")
-            patch = patch[0]
-        self.patch_size = int(patch)
+        self.patch_size = square_patch_size(config.patch_size, "DINOv2")
         self.feature_dim = int(config.hidden_size)
         self.registers = (
             int(config.num_register_tokens) if isinstance(model, Dinov2WithRegistersModel) else 0

@@ -26,7 +26,12 @@ from typing import Any, Literal
 
 import torch
 
-from fiftyone_ntt.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD, Dinov2Encoder
+from fiftyone_ntt.models.dinov2 import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Dinov2Encoder,
+    square_patch_size,
+)
 from fiftyone_ntt.models.dinov3_conversion import (
     convert_dinov3_state_dict,
     dinov3_arch_name,
@@ -90,12 +95,7 @@ class Dinov3Encoder(Dinov2Encoder):
         self._autocast = resolve_precision(precision, self.device)
         self.precision = precision if self._autocast is not None else "float32"
         config = model.config
-        patch = config.patch_size
-        if isinstance(patch, (list, tuple)):
-            if len(set(patch)) != 1:
-                raise ValueError(f"non-square DINOv3 patches {patch} are not supported")
-            patch = patch[0]
-        self.patch_size = int(patch)
+        self.patch_size = square_patch_size(config.patch_size, "DINOv3")
         self.feature_dim = int(config.hidden_size)
         self.registers = int(config.num_register_tokens or 0)
         self.model = model.to(self.device).eval()
