@@ -1,39 +1,51 @@
 """EdgeTAM as the mask proposer, over ``transformers`` ``EdgeTamModel``.
 
-EdgeTAM (Meta, 2025) is SAM 2 for devices: its image encoder is a RepViT-M1 CNN (run through
-``timm``) with SAM 2's FPN neck, giving the same 256²/128²/64² feature pyramid; its prompt
-encoder and mask decoder are SAM 2's (``transformers`` generates ``EdgeTamMaskDecoder`` /
-``EdgeTamPromptEncoder`` from the SAM 2 classes, with the same parameter names and shapes).
-What differs from SAM 2 is only the image encoder and the video memory (a spatial perceiver,
-unused for single images). So proposals run through the same fast decoder as SAM 2
+EdgeTAM (Meta, 2025) is SAM 2 for devices: its image encoder is a RepViT-M1 CNN with SAM 2's
+FPN neck, giving the same 256²/128²/64² feature pyramid; its prompt encoder and mask decoder
+are SAM 2's (``transformers`` generates ``EdgeTamMaskDecoder`` / ``EdgeTamPromptEncoder`` from
+the SAM 2 classes, with the same parameter names and shapes). What differs from SAM 2 is only
+the image encoder and the video memory (a spatial perceiver, unused for single images). So
+proposals run through the same fast decoder as SAM 2
 (:class:`~fiftyone_ntt.models.sam2.Sam2Proposer`): we hand it a ``Sam2Model`` whose prompt
 encoder and mask decoder are loaded *strictly* from EdgeTAM's weights (a layout difference
 would fail loudly) and whose vision encoder *is* EdgeTAM's module.
 
-Requirements: ``timm`` (and therefore ``torchvision``, which timm imports), for the RepViT
-backbone. Without them :func:`load_edgetam` raises with the install hint.
+No ``timm`` needed: transformers builds EdgeTAM's RepViT through ``timm`` (which imports
+``torchvision``, absent or broken on many CPU machines). :func:`build_edgetam_model` and
+:func:`load_edgetam` build it with :class:`~fiftyone_ntt.models.repvit.RepVitBackbone`
+instead, always (whether timm is installed or not, so results do not depend on it): a
+pure-PyTorch RepViT with the wrapper's parameter names, so EdgeTAM checkpoints load strictly
+and ``save_pretrained`` folders stay readable by stock transformers. Only a backbone config
+that is not a RepViT falls back to timm (and :func:`require_timm` explains what to install).
 
 Sources: a hub id (``"yonigozlan/EdgeTAM-hf"``, the checkpoint transformers documents) or a
-local ``save_pretrained`` folder. Meta's original ``edgetam.pt`` is not converted (its RepViT
-tensors would need a timm key mapping): convert it once with transformers' own script.
+local ``save_pretrained`` folder. Meta's original ``edgetam.pt`` is not converted: convert it
+once with transformers' own script.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fiftyone_ntt.models.repvit import RepVitBackbone, repvit_spec
 from fiftyone_ntt.models.sam2 import Sam2Proposer
 
 __all__ = [
     "EDGETAM_HUB_ID",
     "EdgeTamProposer",
+    "build_edgetam_model",
     "load_edgetam",
     "load_edgetam_proposer",
+    "native_backbone_problem",
+    "native_repvit",
     "proposer_family",
     "require_timm",
 ]
@@ -44,17 +56,88 @@ logger = logging.getLogger(__name__)
 EDGETAM_HUB_ID = "yonigozlan/EdgeTAM-hf"
 
 
-def require_timm() -> None:
-    """Raise a clear error when the RepViT backbone's packages are missing."""
+def require_timm(reason: str = "its image backbone is not a RepViT") -> None:
+    """Raise a clear error when an EdgeTAM backbone needs ``timm`` and timm does not import.
+
+    Args:
+        reason: why this backbone cannot be built without timm (RepViT backbones never need it).
+    """
     try:
         import timm  # noqa: F401
-    except ImportError as error:
+    except (ImportError, RuntimeError) as error:  # a broken torchvision raises RuntimeError
         raise ImportError(
-            "EdgeTAM needs the 'timm' package for its RepViT image encoder (timm in turn needs "
+            f"this EdgeTAM checkpoint needs the 'timm' package ({reason}; timm in turn needs "
             f"a torchvision that matches your torch): {error}. Install them "
-            "(pip install timm torchvision, matching torch's version), or use a SAM 2 "
-            "proposer such as 'facebook/sam2.1-hiera-tiny'"
+            "(pip install timm torchvision, matching torch's version), or use a RepViT EdgeTAM "
+            f"such as {EDGETAM_HUB_ID!r} or a SAM 2 proposer such as 'facebook/sam2.1-hiera-tiny'"
         ) from error
+
+
+def native_backbone_problem(backbone_config: Any) -> str | None:
+    """Why :class:`~fiftyone_ntt.models.repvit.RepVitBackbone` cannot stand in for this
+    EdgeTAM ``backbone_config`` (``None``: it can, no timm needed)."""
+    model_type = getattr(backbone_config, "model_type", None)
+    if model_type != "timm_wrapper":
+        return f"its backbone config is {model_type!r}, not a timm_wrapper RepViT"
+    try:
+        repvit_spec(str(backbone_config.architecture), backbone_config.model_args)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+class _AutoModelWithRepVit:
+    """``AutoModel`` as transformers' EdgeTAM module sees it inside :func:`native_repvit`:
+    RepViT backbone configs build our backbone, everything else goes to ``AutoModel``."""
+
+    def __init__(self, auto_model: Any) -> None:
+        self._auto_model = auto_model
+
+    def from_config(self, config: Any, **kwargs: Any) -> Any:
+        if native_backbone_problem(config) is None:
+            return RepVitBackbone(config)
+        return self._auto_model.from_config(config, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._auto_model, name)
+
+
+_BUILD_LOCK = threading.RLock()
+
+
+@contextmanager
+def native_repvit() -> Iterator[None]:
+    """While active, ``EdgeTamModel(...)`` / ``EdgeTamModel.from_pretrained(...)`` build their
+    RepViT image backbone as :class:`~fiftyone_ntt.models.repvit.RepVitBackbone` (no timm).
+
+    ``EdgeTamVisionModel.__init__`` builds its backbone with the ``AutoModel`` name of its own
+    module; we swap that one name for the duration (under a lock, restored on exit). Nothing
+    else in transformers changes.
+    """
+    from transformers.models.edgetam import modeling_edgetam
+
+    with _BUILD_LOCK:
+        original = modeling_edgetam.AutoModel
+        if isinstance(original, _AutoModelWithRepVit):  # nested
+            yield
+            return
+        modeling_edgetam.AutoModel = _AutoModelWithRepVit(original)
+        try:
+            yield
+        finally:
+            modeling_edgetam.AutoModel = original
+
+
+def build_edgetam_model(config: Any) -> Any:
+    """``EdgeTamModel(config)`` with the native RepViT backbone (random weights, train mode,
+    as transformers initialises them)."""
+    from transformers import EdgeTamModel
+
+    problem = native_backbone_problem(config.vision_config.backbone_config)
+    if problem is not None:
+        require_timm(problem)
+    with native_repvit():
+        return EdgeTamModel(config)
 
 
 def _sub_config(config: Any) -> dict[str, Any]:
@@ -200,7 +283,7 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
         ``(model, info)``; ``info`` has ``source``, ``kind`` and ``arch``.
 
     Raises:
-        ImportError: ``timm`` is missing.
+        ImportError: the backbone is not a RepViT and ``timm`` is missing.
         CheckpointError: not an EdgeTAM folder/checkpoint, or a single file.
         ModelNotAvailableError: a hub id that is neither cached nor downloadable.
     """
@@ -222,7 +305,6 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
             "save_pretrained folder; Meta's original edgetam.pt must be converted with "
             "transformers' EdgeTAM conversion script first"
         )
-    require_timm()
     path, local_kind, weights = _local(text, kind, "EdgeTAM")
     if local_kind == "file":
         raise CheckpointError(
@@ -247,9 +329,13 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
                 f"{text!r} is a {model_type!r} model, not EdgeTAM; pass an EdgeTAM hub id "
                 f"(e.g. {EDGETAM_HUB_ID!r}) or folder"
             )
-        return EdgeTamModel.from_pretrained(
-            folder, config=config, local_files_only=local_files_only
-        )
+        problem = native_backbone_problem(config.vision_config.backbone_config)
+        if problem is not None:
+            require_timm(problem)
+        with native_repvit():
+            return EdgeTamModel.from_pretrained(
+                folder, config=config, local_files_only=local_files_only
+            )
 
     model = _from_pretrained(folder, "EdgeTAM", build)
     arch = _backbone_arch(model)

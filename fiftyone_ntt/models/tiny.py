@@ -294,7 +294,7 @@ def tiny_dinov3_encoder(
 
 
 # --------------------------------------------------------------------------------------------
-# EdgeTAM (RepViT through timm + SAM 2's prompt encoder and decoder); needs ``timm``
+# EdgeTAM (RepViT, built without timm, + SAM 2's prompt encoder and decoder)
 # --------------------------------------------------------------------------------------------
 
 
@@ -337,18 +337,35 @@ def tiny_edgetam_config() -> Any:
     )
 
 
+def _draw_cnn(module: torch.nn.Module) -> None:
+    """Variance-keeping convs and non-trivial batch-norm statistics (transformers' init draws
+    convs at std 0.02, which fades RepViT's features to ~1e-9 after four stages, and sets the
+    norms to the identity, which would leave their use untested)."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            layer.weight.normal_(0.0, layer.weight[0].numel() ** -0.5)
+            if layer.bias is not None:
+                layer.bias.normal_(0.0, 0.1)
+        elif isinstance(layer, torch.nn.BatchNorm2d):
+            layer.weight.uniform_(0.5, 1.5)
+            layer.bias.normal_(0.0, 0.1)
+            layer.running_mean.normal_(0.0, 0.1)
+            layer.running_var.uniform_(0.5, 1.5)
+
+
 def tiny_edgetam_model(seed: int = 0) -> Any:
     """A seeded random ``EdgeTamModel`` (eval, no grad), drawn like :func:`tiny_sam2_model`."""
-    from transformers import EdgeTamModel
+    from fiftyone_ntt.models.edgetam import build_edgetam_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = EdgeTamModel(tiny_edgetam_config())
+        model = build_edgetam_model(tiny_edgetam_config())
         with torch.no_grad():
             model.no_memory_embedding.normal_(0.0, 0.5)
             model.shared_image_embedding.positional_embedding.copy_(
                 model.prompt_encoder.shared_embedding.positional_embedding
             )
+            _draw_cnn(model.vision_encoder)
             decoder = model.mask_decoder
             for head in (*decoder.output_hypernetworks_mlps, decoder.iou_prediction_head):
                 for linear in (head.proj_in, *head.layers, head.proj_out):
