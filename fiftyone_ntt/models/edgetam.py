@@ -284,7 +284,8 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     Raises:
         ImportError: the backbone is not a RepViT and ``timm`` is missing.
-        CheckpointError: not an EdgeTAM folder/checkpoint, or a single file.
+        CheckpointError: not an EdgeTAM folder/checkpoint, a single file, or weights that
+            lack tensors of the model (named).
         ModelNotAvailableError: a hub id that is neither cached nor downloadable.
     """
     from transformers import AutoConfig, EdgeTamConfig, EdgeTamModel
@@ -333,9 +334,19 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
         if problem is not None:
             require_timm(problem)
         with native_repvit():
-            return EdgeTamModel.from_pretrained(
-                folder, config=config, local_files_only=local_files_only
+            model, loading = EdgeTamModel.from_pretrained(
+                folder, config=config, local_files_only=local_files_only, output_loading_info=True
             )
+        # transformers fills missing tensors with random values and only warns: a proposer
+        # with a random layer would run and produce garbage.
+        missing = sorted(loading.get("missing_keys") or [])
+        if missing:
+            raise CheckpointError(
+                f"{text!r} lacks {len(missing)} EdgeTAM tensors ({', '.join(missing[:4])}"
+                f"{' ...' if len(missing) > 4 else ''}); re-save it with save_pretrained or "
+                f"use {EDGETAM_HUB_ID!r}"
+            )
+        return model
 
     model = _from_pretrained(folder, "EdgeTAM", build)
     arch = _backbone_arch(model)

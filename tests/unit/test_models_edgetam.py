@@ -1,7 +1,8 @@
 """EdgeTAM mask proposer on tiny random weights.
 
-EdgeTAM's RepViT image encoder runs through ``timm``; the structural tests skip where timm is
-not installed (the family detection and the missing-package message are tested everywhere).
+EdgeTAM's RepViT image encoder is our pure-PyTorch one (``fiftyone_ntt.models.repvit``), so
+everything here runs without timm or torchvision; its equality with timm's RepViT is tested in
+``test_models_repvit.py``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,66 @@ import pytest
 import torch
 
 from fiftyone_ntt.models import MaskProposer
-from fiftyone_ntt.models.edgetam import proposer_family, require_timm
+from fiftyone_ntt.models.edgetam import (
+    build_edgetam_model,
+    native_backbone_problem,
+    proposer_family,
+    require_timm,
+)
+from fiftyone_ntt.models.repvit import RepVitBackbone
 
 pytestmark = pytest.mark.unit
 
 
-def test_missing_timm_is_explained(monkeypatch):
+@pytest.fixture
+def no_timm(monkeypatch):
+    """As on a CPU machine without torchvision: neither imports."""
     monkeypatch.setitem(sys.modules, "timm", None)  # makes "import timm" raise ImportError
-    with pytest.raises(ImportError, match=r"EdgeTAM needs the 'timm' package.*sam2\.1-hiera-tiny"):
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+
+
+def _resnet_edgetam_config():
+    from transformers import EdgeTamConfig, EdgeTamVisionConfig, TimmWrapperConfig
+
+    backbone = TimmWrapperConfig(architecture="resnet50", model_args={"features_only": True})
+    return EdgeTamConfig(vision_config=EdgeTamVisionConfig(backbone_config=backbone))
+
+
+def test_missing_timm_is_explained_for_a_non_repvit_backbone(no_timm):
+    with pytest.raises(ImportError, match=r"needs the 'timm' package.*sam2\.1-hiera-tiny"):
         require_timm()
+    with pytest.raises(ImportError, match=r"'resnet50' is not a RepViT.*EdgeTAM-hf"):
+        build_edgetam_model(_resnet_edgetam_config())
+
+
+def test_builds_without_timm_and_restores_transformers(no_timm):
+    from transformers.models.edgetam import modeling_edgetam
+
+    from fiftyone_ntt.models.tiny import tiny_edgetam_config
+
+    auto_model = modeling_edgetam.AutoModel
+    model = build_edgetam_model(tiny_edgetam_config())
+    assert isinstance(model.vision_encoder.backbone, RepVitBackbone)
+    assert model.vision_encoder.backbone.channels == (8, 16, 32, 64)
+    assert modeling_edgetam.AutoModel is auto_model
+    with pytest.raises(ImportError):  # restored on errors too
+        build_edgetam_model(_resnet_edgetam_config())
+    assert modeling_edgetam.AutoModel is auto_model
+
+
+def test_backbone_problems_are_named():
+    from transformers import TimmWrapperConfig
+
+    from fiftyone_ntt.models.tiny import tiny_edgetam_config
+
+    assert native_backbone_problem(tiny_edgetam_config().vision_config.backbone_config) is None
+    hub_like = TimmWrapperConfig(
+        architecture="repvit_m1.dist_in1k",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+    )
+    assert native_backbone_problem(hub_like) is None
+    odd = TimmWrapperConfig(architecture="repvit_m1", model_args={"features_only": True, "x": 1})
+    assert "['x']" in native_backbone_problem(odd)
 
 
 def test_family_from_folder_config_and_hub_name(tmp_path, monkeypatch):
@@ -35,12 +87,8 @@ def test_family_from_folder_config_and_hub_name(tmp_path, monkeypatch):
     assert proposer_family("facebook/sam2.1-hiera-tiny") == "sam2"
 
 
-# ----------------------------------------------------------------------- needs timm from here
-
-
 @pytest.fixture(scope="module")
 def proposer():
-    pytest.importorskip("timm")
     from fiftyone_ntt.models.tiny import tiny_edgetam_proposer
 
     return tiny_edgetam_proposer(seed=0, decode_batch_size=8)
@@ -168,9 +216,39 @@ def test_folder_round_trip_through_load_proposer(tmp_path, proposer, embedding, 
 
 
 def test_wrong_model_is_refused():
-    pytest.importorskip("timm")
     from fiftyone_ntt.models.edgetam import EdgeTamProposer
     from fiftyone_ntt.models.tiny import tiny_sam2_model
 
     with pytest.raises(TypeError, match="EdgeTamModel"):
         EdgeTamProposer(tiny_sam2_model(), source="x")
+
+
+def test_batched_embedding_equals_one_by_one(proposer, image):
+    from fiftyone_ntt.models.batch_embed import embed_images
+
+    other = torch.rand((3, 1024, 1024), generator=torch.Generator().manual_seed(6))
+    batched = embed_images(proposer, torch.stack([image, other]))
+    for pixels, got in zip((image, other), batched, strict=True):
+        alone = proposer.embed(pixels)
+        for name in ("image", "high_res_s0", "high_res_s1"):
+            expected = getattr(alone, name)
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(
+                getattr(got, name), expected, rtol=1e-5, atol=1e-5 * scale, msg=name
+            )
+
+
+def test_folder_missing_a_backbone_tensor_is_refused(tmp_path, proposer):
+    from safetensors.torch import load_file, save_file
+
+    from fiftyone_ntt.models.checkpoints import CheckpointError
+    from fiftyone_ntt.models.edgetam import load_edgetam
+
+    folder = tmp_path / "edgetam"
+    proposer.edgetam.save_pretrained(folder)
+    weights = load_file(folder / "model.safetensors")
+    name = "vision_encoder.backbone.timm_model.stages_2.blocks.0.se.fc1.weight"
+    del weights[name]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"stages_2\.blocks\.0\.se\.fc1\.weight"):
+        load_edgetam(str(folder))
