@@ -41,7 +41,7 @@ class ModelConfig:
     Attributes:
         sam2: the mask proposer: a hub id, a local Hugging Face folder, or one of Meta's
             original checkpoint files (``sam2_hiera_large.pt``, ``sam2.1_hiera_*.pt``); SAM 2
-            / 2.1 of any size, or EdgeTAM (hub id or folder; needs ``timm``).
+            / 2.1 of any size, or EdgeTAM (hub id or folder; its RepViT runs without ``timm``).
         dinov2: the semantic encoder: a hub id, a local folder, or Meta's original file;
             DINOv2 (``dinov2_vit*14*_pretrain.pth``, with or without registers) or DINOv3
             ViT (``dinov3_vit*16*_pretrain_*.pth``; the official hub repos are gated).
@@ -253,7 +253,7 @@ def encoder_input_size(size: int | None, patch_size: int, name: str = "semantic_
 #: * ``default``: SAM 2.1 Hiera-L + DINOv2 ViT-L/14 (the paper's models, SAM 2's later
 #:   release), exact boxes.
 #: * ``fast``: SAM 2.1 Hiera-T + DINOv2 ViT-S/14, for CPUs and laptops (both ungated, ~250 MB
-#:   together). EdgeTAM (``"yonigozlan/EdgeTAM-hf"``) is smaller still but needs ``timm``, so
+#:   together). EdgeTAM (``"yonigozlan/EdgeTAM-hf"``, no ``timm`` needed) is smaller still;
 #:   it is a free choice, not a preset.
 #: * ``accurate``: SAM 2.1 Hiera-L + DINOv3 ViT-L/16 (stronger dense features than DINOv2
 #:   in Meta's evaluations; a gated download) at 592 px, the paper's 37×37 grid. Not

@@ -97,7 +97,7 @@ def add_model_options(
             "--sam2",
             metavar="ID_OR_PATH",
             help="mask proposer: SAM 2/2.1 hub id, local folder or sam2*_hiera_*.pt, or EdgeTAM "
-            "hub id/folder (needs timm) (default: the preset's)",
+            "hub id/folder (default: the preset's)",
         )
     parser.add_argument(
         "--device",
