@@ -39,7 +39,8 @@ def _load_model(requested: str | None, config: Any, what: str, *, encoder: bool)
 def _model_call(load: Callable[[], Any], what: str, source: str) -> Any:
     try:
         return load()
-    except (OSError, ValueError) as error:  # missing/unusable weights, unknown device
+    # missing/unusable weights, unknown device, a package a checkpoint needs (EdgeTAM + timm)
+    except (OSError, ValueError, ImportError) as error:
         raise UserError(f"cannot load the {what} model {source!r}: {error}") from None
 
 
