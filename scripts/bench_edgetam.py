@@ -2,14 +2,16 @@
 
 Usage:
 
-    python scripts/bench_edgetam.py                 # 640x480, 3 repeats, median
-    python scripts/bench_edgetam.py --repeats 5 --image 1280x960
+    python scripts/bench_edgetam.py                 # 640x480, one image per proposer
+    python scripts/bench_edgetam.py --repeats 3 --embed-repeats 9
 
-Runs the ``fast`` preset as ``scripts/bench_presets.py`` does (same image, bank, encoder and
-timing), twice in separate child processes: with its own proposer (SAM 2.1 Hiera-T) and with
-a full-size EdgeTAM (RepViT-M1 image encoder, the 256-wide SAM 2 decoder) built from its
-config with random weights and our timm-free RepViT. Also times the proposer's image encoder
-alone (``proposer.embed`` of one 1024² image). Prints one JSON line per run and the ratio.
+Runs the ``fast`` preset as ``scripts/bench_presets.py`` does (same image, bank, encoder,
+32x32 prompt grid and timing), in separate child processes (each its own peak RSS): with its
+own proposer (SAM 2.1 Hiera-T) and with a full-size EdgeTAM (RepViT-M1 image encoder, the
+256-wide SAM 2 decoder) built from its config with random weights and our timm-free RepViT.
+The 1024 prompt decodes cost the same for both (same decoder), so a third child times the
+two image encoders alone (``proposer.embed`` of a 1024² image), alternating between them so
+that a changing machine load hits both alike. Prints one JSON line per child and the ratios.
 """
 
 from __future__ import annotations
@@ -53,6 +55,31 @@ def build_edgetam(device: str):
     return EdgeTamProposer(model, source="random edgetam", device=device), params
 
 
+def run_encoders(repeats: int, device: str) -> dict:
+    """Median ``embed`` seconds of both proposers, measured alternately in this process."""
+    torch.manual_seed(0)
+    proposers = {
+        "sam2": build_proposer(get_preset("fast").models.sam2, device)[0],
+        "edgetam": build_edgetam(device)[0],
+    }
+    pixels = torch.rand((3, 1024, 1024))
+    times: dict[str, list[float]] = {name: [] for name in proposers}
+    for proposer in proposers.values():
+        proposer.embed(pixels)  # warm-up
+    for _ in range(repeats):
+        for name, proposer in proposers.items():
+            start = time.perf_counter()
+            proposer.embed(pixels)
+            times[name].append(time.perf_counter() - start)
+    medians = {name: round(float(np.median(t)), 3) for name, t in times.items()}
+    return {
+        "embed_seconds": medians,
+        "edgetam_over_sam2": round(medians["edgetam"] / medians["sam2"], 3),
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+    }
+
+
 def run_one(proposer_name: str, image_size: str, repeats: int, device: str) -> dict:
     width, height = (int(v) for v in image_size.lower().split("x"))
     config = get_preset("fast")
@@ -72,21 +99,15 @@ def run_one(proposer_name: str, image_size: str, repeats: int, device: str) -> d
     from PIL import Image
 
     image = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
-    segmenter.predict(image)  # warm-up (allocator, one-time setup)
-    totals, embeds = [], []
-    pixels = torch.rand((3, proposer.input_size, proposer.input_size))
+    totals = []
     for _ in range(repeats):
         start = time.perf_counter()
         segmenter.predict(image)
         totals.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        proposer.embed(pixels)
-        embeds.append(time.perf_counter() - start)
     return {
         "proposer": proposer_name if proposer_name == "edgetam" else config.models.sam2,
         "encoder": config.models.dinov2,
         "seconds_per_image": round(float(np.median(totals)), 3),
-        "proposer_embed_seconds": round(float(np.median(embeds)), 3),
         "proposer_params_m": round(params / 1e6, 2),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "threads": torch.get_num_threads(),
@@ -96,20 +117,25 @@ def run_one(proposer_name: str, image_size: str, repeats: int, device: str) -> d
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image", default="640x480")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--embed-repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one == "encoders":
+        print(json.dumps(run_encoders(args.embed_repeats, args.device)))
+        return 0
     if args.one:
         print(json.dumps(run_one(args.one, args.image, args.repeats, args.device)))
         return 0
     print(f"# load average before: {os.getloadavg()}", flush=True)
     results = {}
-    for name in ("sam2", "edgetam"):
+    for name in ("encoders", "sam2", "edgetam"):
         out = subprocess.run(
             [
                 *(sys.executable, __file__, "--one", name, "--image", args.image),
                 *("--repeats", str(args.repeats), "--device", args.device),
+                *("--embed-repeats", str(args.embed_repeats)),
             ],
             check=True,
             capture_output=True,
@@ -118,7 +144,7 @@ def main(argv=None) -> int:
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps(results[name]), flush=True)
     ratio = results["edgetam"]["seconds_per_image"] / results["sam2"]["seconds_per_image"]
-    embed = results["edgetam"]["proposer_embed_seconds"] / results["sam2"]["proposer_embed_seconds"]
+    embed = results["encoders"]["edgetam_over_sam2"]
     print(f"# edgetam / sam2.1-tiny: {ratio:.2f}x per image, {embed:.2f}x image encoder")
     print(f"# load average after: {os.getloadavg()}")
     return 0
