@@ -24,6 +24,7 @@ __all__ = [
     "FRAMES",
     "check_foreign_frames",
     "check_video_request",
+    "frame_counts",
     "frame_field_name",
     "is_video",
     "run_video_segmentation",
@@ -307,3 +308,31 @@ def _predict(segmenter: Any, image: Any, path: str, number: int) -> tuple[Any, s
                     f"twice ({error}); skipped: free memory or run on another device"
                 )
     return None, "unreachable"
+
+
+def frame_counts(collection: Any, bank_key: str | None, skip_references: bool = True) -> dict:
+    """What a run would segment, before it runs: ``videos``, ``total`` frames (from the
+    video metadata where known, else the frame documents), ``references`` (frames holding
+    one of the bank's references, skipped when ``skip_references``), ``to_segment``,
+    ``unit`` ``"frames"``."""
+    from fiftyone_ntt.fiftyone.banks import get_bank_info, load_bank
+
+    counts, stored = collection.values(["metadata.total_frame_count", "frames.id"])
+    total = sum(int(c) if c else len(f or []) for c, f in zip(counts, stored))
+    skipped = 0
+    if skip_references and bank_key:
+        dataset = collection._root_dataset
+        gt = get_bank_info(dataset, bank_key).get("gt_field") or ""
+        if gt.startswith(FRAMES) and dataset.has_frame_field(frame_field_name(gt)):
+            wanted = set(load_bank(dataset, bank_key).reference_ids)
+            labels = collection.values(f"{gt}.detections.id")
+            skipped = sum(
+                1 for frames in labels for ids in frames or [] if ids and wanted.intersection(ids)
+            )
+    return {
+        "videos": len(counts),
+        "total": total,
+        "references": skipped,
+        "to_segment": max(0, total - skipped),
+        "unit": "frames",
+    }
