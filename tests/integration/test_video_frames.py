@@ -179,7 +179,7 @@ def test_frame_field_with_foreign_labels_is_refused(video_dataset, field_hash):
     sample = dataset.first()
     sample.frames[3]["other_model"] = fo.Detections(detections=[fo.Detection(label="x")])
     sample.save()
-    with pytest.raises(ValueError, match="frames.*other_model.*did not write.*overwrite"):
+    with pytest.raises(ValueError, match=r"frames.*other_model.*did not write.*overwrite"):
         nf.segment(dataset, "squares", "other_model")
     with pytest.raises(ValueError, match="ground-truth field"):
         nf.segment(dataset, "squares", "frames.ground_truth")
