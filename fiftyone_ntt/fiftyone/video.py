@@ -27,6 +27,7 @@ __all__ = [
     "evaluate_frames",
     "frame_references",
     "iter_frames",
+    "segment_frames",
     "video_metadata",
 ]
 
@@ -247,6 +248,17 @@ def frame_references(collection: Any, gt_field: str, tag: str = "ntt:ref") -> li
             "a few frame labels as references (or build the bank from image references)"
         )
     return references
+
+
+def segment_frames(collection: Any, bank: Any, out_field: str = "ntt", **kwargs: Any) -> dict:
+    """Segment every frame of a video collection into ``frames.<out_field>``:
+    :func:`fiftyone_ntt.fiftyone.segment` (same arguments and summary, counted in frames),
+    refusing a collection that does not hold videos."""
+    from .segment import segment
+
+    _check_video(collection)
+    kwargs.setdefault("progress", None)
+    return segment(collection, bank, out_field, **kwargs)
 
 
 def evaluate_frames(

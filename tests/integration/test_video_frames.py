@@ -187,3 +187,27 @@ def test_frame_field_with_foreign_labels_is_refused(video_dataset, field_hash):
     assert "other_model" not in dataset.list_runs()
     summary = nf.segment(dataset, "squares", "other_model", overwrite=True)
     assert summary["processed"] == FRAMES - 1
+
+
+def test_tag_frame_labels_as_references(video_dataset):
+    """What *Tag references* does with labels selected in a video's modal (frame labels come
+    with their field ``frames.<name>`` and frame number)."""
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    nf.untag_references(dataset)
+    assert dataset.count_label_tags() == {}
+    sample = dataset.first()
+    detection = sample.frames[10]["ground_truth"].detections[0]
+    selected = [
+        {
+            "label_id": detection.id,
+            "sample_id": sample.id,
+            "field": "frames.ground_truth",
+            "frame_number": 10,
+        }
+    ]
+    assert nf.tag_references(dataset, selected) == 1
+    assert dataset.count_label_tags() == {"ntt:ref": 1}
+    built = nf.build_bank(dataset, "frames.ground_truth", "one")
+    assert built["classes"] == [detection.label] and built["num_references"] == 1
