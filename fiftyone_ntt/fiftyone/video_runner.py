@@ -147,7 +147,8 @@ def _prepare_videos(plan: RunPlan, failures: list[dict[str, Any]]) -> Any:
         readable.append(sample_id)
     if metadata:
         dataset.set_values("metadata", metadata, key_field="id")
-    target = dataset.select(readable, ordered=True) if len(readable) < len(ids) else target
+    # a select on the target keeps its stages (e.g. a filter on frames)
+    target = target.select(readable, ordered=True) if len(readable) < len(ids) else target
     if readable:
         # empty frame documents for frames that have none, existing ones untouched
         dataset._ensure_frames(view=dataset.select(readable))

@@ -211,3 +211,41 @@ def test_tag_frame_labels_as_references(video_dataset):
     assert dataset.count_label_tags() == {"ntt:ref": 1}
     built = nf.build_bank(dataset, "frames.ground_truth", "one")
     assert built["classes"] == [detection.label] and built["num_references"] == 1
+
+
+def test_a_second_writer_of_the_frame_field_is_refused(video_dataset):
+    """While a run writes ``frames.ntt`` (here: from its progress callback), another run into
+    the same field is refused naming the holder; after it, the field is free again."""
+    import os
+
+    import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.fiftyone.segment import FieldLockedError
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+    refused = []
+
+    def second_writer(done, total):
+        if done == 3:
+            with pytest.raises(FieldLockedError) as error:
+                nf.segment(dataset, "squares", "ntt", progress=None)
+            refused.append(str(error.value))
+
+    nf.segment(dataset, "squares", "ntt", progress=second_writer)
+    assert len(refused) == 1 and str(os.getpid()) in refused[0], refused
+    assert nf.run_state(dataset, "ntt")["lock"] is None
+    assert dataset.count("frames.ntt") == FRAMES - 1
+
+
+def test_a_view_segments_only_its_frames(video_dataset):
+    from fiftyone import ViewField as F
+
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+    view = dataset.match_frames(F("frame_number") <= 6)
+    summary = nf.segment(view, "squares", "ntt", progress=None)
+    assert summary["total"] == 5 and summary["processed"] == 5  # frame 1: the reference
+    numbers = [n for n, f in dataset.first().frames.items() if f["ntt"] is not None]
+    assert numbers == [2, 3, 4, 5, 6]
