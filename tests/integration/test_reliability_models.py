@@ -40,7 +40,7 @@ FORM_CASES = [
     (
         "DINOv3 encoder on the paper preset",
         {"preset": "paper", "advanced_models": True, "encoder": DINOV3_L},
-        ["Path: encoder", "reference_size=518", "16-px", "'accurate'"],
+        ["Path: encoder", "518-px input", "16-px", "'accurate'"],
     ),
 ]
 
