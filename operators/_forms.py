@@ -268,7 +268,10 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
     from fiftyone_ntt.config import PRESETS
     from fiftyone_ntt.presets import preset_choice_label, preset_table_markdown
 
-    dropdown = types.Dropdown(label="Model preset")
+    # the chosen preset's whole line stays readable in the closed dropdown (it wraps instead of
+    # ending in "..."; the padding is the App's own)
+    wrap = {".MuiSelect-select": {"whiteSpace": "normal", "padding": "0.45rem 2rem 0.45rem 1rem"}}
+    dropdown = types.Dropdown(label="Model preset", componentsProps={"select": {"sx": wrap}})
     for name in PRESETS:
         dropdown.add_choice(name, label=preset_choice_label(name))
     props = {
@@ -278,7 +281,7 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
             default=default,
             label="Model preset",
             description="paper: as published; default: SAM 2.1-L + DINOv2-L; fast: small "
-            "models for CPUs; accurate: DINOv3-L (gated download)",
+            "models and a coarser prompt grid, for CPUs; accurate: DINOv3-L (gated download)",
             view=dropdown,
         )
     }
@@ -320,18 +323,20 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
 
 #: Appended to the chosen preset's name in the preset table.
 CHOSEN_MARK = " ✓"
+#: A hyphen the App does not break a line at ("Hiera-L" stays one word in a narrow column).
+NO_BREAK_HYPHEN = "\u2011"
 
 
 def mark_chosen_row(table: str, chosen: str) -> str:
-    """The Markdown ``table`` with the first cell of the row of ``chosen`` in bold and
-    marked :data:`CHOSEN_MARK` (only that cell: bold text in every cell made the columns
-    wrap in the App's narrow dialog)."""
+    """The Markdown ``table`` as the form shows it: the first cell of the row of ``chosen``
+    in bold and marked :data:`CHOSEN_MARK` (only that cell: bold text in every cell made the
+    columns wrap in the App's narrow dialog), and no line breaks inside model names."""
     lines = table.split("\n")
     for i, line in enumerate(lines[2:], start=2):
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        cells = [cell.strip().replace("-", NO_BREAK_HYPHEN) for cell in line.strip("| ").split("|")]
         if cells and cells[0] == chosen:
             cells[0] = f"**{chosen}{CHOSEN_MARK}**"
-            lines[i] = "| " + " | ".join(cells) + " |"
+        lines[i] = "| " + " | ".join(cells) + " |"
     return "\n".join(lines)
 
 

@@ -10,8 +10,6 @@ Screenshots: ``test-artifacts/e2e-presets-{dropdown,chosen,advanced,invalid,misf
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from test_operator_outputs import dialog_text, open_by_label
 from test_workflow import LOAD_TIMEOUT_MS, dismiss_popovers, form_input, wait_for_grid
@@ -25,30 +23,29 @@ CHOSEN = " ✓"  # operators/_forms.py CHOSEN_MARK: the chosen preset's row in t
 
 
 @pytest.fixture
-def tagged_demo(fo_session):
-    """A copy of the demo dataset with the references of its saved view tagged, so the form
-    has nothing else to complain about."""
-    from fiftyone_ntt.fiftyone.demo import build_demo_dataset
+def tagged_demo(demo_dataset):
+    """The App's own dataset (the demo: a copy under another name can be switched back to
+    the demo by the App's session while the form is open) with the references of its saved
+    view tagged, so the form has nothing else to complain about; untagged afterwards."""
+    from fiftyone import ViewField as F
 
-    dataset = build_demo_dataset(name=f"ntt-demo-presets-{uuid.uuid4().hex[:6]}")
-    dataset.load_saved_view("references").tag_labels("ntt:ref", label_fields="ground_truth")
+    refs = demo_dataset.load_saved_view("references").filter_labels(
+        "ground_truth", ~F("tags").contains("ntt:ref")
+    )
+    ids = refs.distinct("ground_truth.detections.id")
+    before = demo_dataset.count_label_tags()
+    demo_dataset.select_labels(ids=ids, fields="ground_truth").tag_labels("ntt:ref")
     try:
-        yield dataset
+        yield demo_dataset
     finally:
-        dataset.delete()
+        demo_dataset.select_labels(ids=ids, fields="ground_truth").untag_labels("ntt:ref")
+        assert demo_dataset.count_label_tags() == before
 
 
 def open_dataset(page, app_url, dataset) -> None:
-    """Show ``dataset`` in the App. The App's session (``launch_app.py --dataset``, the demo)
-    can switch a freshly loaded page back to its own dataset: check, and load again."""
-    for _ in range(3):
-        page.goto(f"{app_url}datasets/{dataset.name}")
-        wait_for_grid(page, len(dataset))
-        page.wait_for_timeout(2000)
-        shown = page.get_by_text(dataset.name, exact=True)
-        if page.url.rstrip("/").endswith(f"/datasets/{dataset.name}") and shown.count():
-            return
-    pytest.fail(f"the App shows {page.url}, not dataset {dataset.name!r}")
+    page.goto(f"{app_url}datasets/{dataset.name}")
+    wait_for_grid(page, len(dataset))
+    assert page.get_by_text(dataset.name, exact=True).count(), page.url
 
 
 def preset_dropdown(page):
@@ -134,6 +131,10 @@ def test_preset_dropdown_and_advanced_models(page, app_url, tagged_demo, artifac
     choose_preset(page, "fast")
     text = wait_for_dialog_text(page, preset_choice_label("fast"), absent=(f"default{CHOSEN}",))
     assert text.count(CHOSEN.strip()) == 1, text
+    # the chosen line is shown whole, not cut off with "..."
+    shown = preset_dropdown(page)
+    assert shown.inner_text().strip() == preset_choice_label("fast")
+    assert shown.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the chosen preset is cut"
     page.screenshot(path=str(artifacts_dir / "e2e-presets-chosen.png"))
 
     # 3. advanced: the preset's models as placeholders; a hub id for the encoder
