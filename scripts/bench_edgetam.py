@@ -6,7 +6,7 @@ Usage:
     python scripts/bench_edgetam.py --repeats 3 --embed-repeats 9
 
 Runs the ``fast`` preset as ``scripts/bench_presets.py`` does (same image, bank, encoder,
-32x32 prompt grid and timing), in separate child processes (each its own peak RSS): with its
+prompt grid and timing), in separate child processes (each its own peak RSS): with its
 own proposer (SAM 2.1 Hiera-T) and with a full-size EdgeTAM (RepViT-M1 image encoder, the
 256-wide SAM 2 decoder) built from its config with random weights and our timm-free RepViT.
 The 1024 prompt decodes cost the same for both (same decoder), so a third child times the
