@@ -99,15 +99,21 @@ def run_one(proposer_name: str, image_size: str, repeats: int, device: str) -> d
     from PIL import Image
 
     image = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
-    totals = []
+    from fiftyone_ntt.segmenter import StageTimer
+
+    totals, timer = [], StageTimer()
     for _ in range(repeats):
         start = time.perf_counter()
-        segmenter.predict(image)
+        predictions = segmenter.predict(image, timer=timer)
         totals.append(time.perf_counter() - start)
     return {
         "proposer": proposer_name if proposer_name == "edgetam" else config.models.sam2,
         "encoder": config.models.dinov2,
         "seconds_per_image": round(float(np.median(totals)), 3),
+        # Where the time went (summed over the repeats) and how many masks came out: with
+        # random weights the number of proposals kept, and so the later stages, differ.
+        "stage_seconds": {k: round(v / repeats, 3) for k, v in timer.seconds.items()},
+        "detections": len(predictions),
         "proposer_params_m": round(params / 1e6, 2),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "threads": torch.get_num_threads(),
