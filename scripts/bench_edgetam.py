@@ -3,7 +3,7 @@
 Usage:
 
     python scripts/bench_edgetam.py                 # 640x480, one image per proposer
-    python scripts/bench_edgetam.py --repeats 3 --embed-repeats 9
+    python scripts/bench_edgetam.py --repeats 3 --embed-repeats 9 --threads 1
 
 Runs the ``fast`` preset as ``scripts/bench_presets.py`` does (same image, bank, encoder,
 prompt grid and timing), in separate child processes (each its own peak RSS): with its
@@ -126,8 +126,18 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--embed-repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default). On a shared box 1 thread is steadier: "
+        "RepViT's many small depthwise convs suffer most from OpenMP threads waiting on "
+        "each other when other processes take the cores",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one == "encoders":
         print(json.dumps(run_encoders(args.embed_repeats, args.device)))
         return 0
@@ -141,7 +151,7 @@ def main(argv=None) -> int:
             [
                 *(sys.executable, __file__, "--one", name, "--image", args.image),
                 *("--repeats", str(args.repeats), "--device", args.device),
-                *("--embed-repeats", str(args.embed_repeats)),
+                *("--embed-repeats", str(args.embed_repeats), "--threads", str(args.threads)),
             ],
             check=True,
             capture_output=True,
