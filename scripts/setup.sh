@@ -156,6 +156,18 @@ t0=$SECONDS
 pip_install -e ".[dev]" "$TORCH_PIN"
 echo "    installed fiftyone-ntt editable with the dev extra ($(elapsed "$t0"))"
 
+# A side copy of timm for the RepViT oracle test only (tests/unit/timm_oracle.py): not on
+# sys.path, no dependencies (torchvision must never be installed here, platform.md), so
+# transformers never sees it. Without it the oracle tests skip (CI makes them fail).
+TIMM_ORACLE_PIN="timm==1.0.31"
+if [ ! -d "$VENV/timm-oracle/timm" ]; then
+  if "$PY" -m pip install -qq --no-deps --target "$VENV/timm-oracle" "$TIMM_ORACLE_PIN"; then
+    echo "    $TIMM_ORACLE_PIN for the RepViT oracle test in $VENV/timm-oracle"
+  else
+    echo "    warning: could not fetch $TIMM_ORACLE_PIN; the RepViT oracle tests will skip"
+  fi
+fi
+
 # ---------------------------------------------------------------- 5. MongoDB for FiftyOne
 step "mongodb (check that FiftyOne starts mongod)" \
   "see README, section 'MongoDB': set FIFTYONE_DATABASE_URI to a MongoDB >= 6.0 you run yourself, or fix the error above."
