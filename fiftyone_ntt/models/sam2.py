@@ -32,6 +32,7 @@ from fiftyone_ntt.models import resolve_device, resolve_precision
 from fiftyone_ntt.models.conversion import hiera_arch_name
 from fiftyone_ntt.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder, UpscalePlan
+from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder, supports_low_rank
 
 __all__ = ["Sam2Embedding", "Sam2Proposer"]
 
@@ -123,7 +124,16 @@ class Sam2Proposer:
         with torch.inference_mode():
             pe = self.model.get_image_wide_positional_embeddings()  # (1, C, h, w)
             pe = pe[0].flatten(1).transpose(0, 1).contiguous()  # (h*w, C)
-        self._decoder = FastMaskDecoder(self.model.mask_decoder, pe, embed_side)
+        # CPU float32: the low-rank decoder (no per-prompt image tokens); elsewhere (GPUs,
+        # half precision, other decoder shapes) the materialised one. Same outputs.
+        decoder_class = (
+            LowRankMaskDecoder
+            if self.device.type == "cpu"
+            and self._autocast is None
+            and supports_low_rank(self.model.mask_decoder)
+            else FastMaskDecoder
+        )
+        self._decoder = decoder_class(self.model.mask_decoder, pe, embed_side)
         backbone = config.vision_config.backbone_config
         self.identity: dict[str, Any] = {
             "family": "sam2",

@@ -37,6 +37,7 @@ its self-attention); float32 only (half precision would lose the cancelling stat
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,11 @@ __all__ = ["LowRankMaskDecoder", "supports_low_rank"]
 
 #: Pixels per upscaling tile (rows of the ``(tile, C)`` intermediates).
 UPSCALE_TILE = 1024
+#: Prompt-pixels per upscaling step on CPU (prompts per step = this // tile).
+UPSCALE_PIXELS = 4096
+#: Prompts per two-way pass on CPU: keeps every ``(n, 2K+4, L)`` tensor below glibc's
+#: 32 MB mmap threshold, so buffers are reused instead of page-faulted in on every call.
+CPU_CHUNK = 12
 
 
 def supports_low_rank(decoder: Any) -> bool:
@@ -143,13 +149,64 @@ class LowRankMaskDecoder(FastMaskDecoder):
     ``decode``); requires :func:`supports_low_rank`.
     """
 
-    def __init__(self, decoder: Any, pe: torch.Tensor, side: int) -> None:
+    def __init__(self, decoder: Any, pe: torch.Tensor, side: int, chunk: int | None = None) -> None:
+        """Args as :class:`FastMaskDecoder`; ``chunk``: prompts per pass (default
+        :data:`CPU_CHUNK` on CPU, all on other devices). Results never depend on it."""
         if not supports_low_rank(decoder):
             raise ValueError(
                 "LowRankMaskDecoder needs SAM 2's two-block two-way transformer; "
                 "use FastMaskDecoder for this decoder"
             )
         super().__init__(decoder, pe, side)
+        self.chunk = chunk
+
+    def decode(
+        self,
+        terms: _ImageTerms,
+        sparse: torch.Tensor,
+        plan: UpscalePlan,
+        threshold: float | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`FastMaskDecoder.decode`, in passes of :attr:`chunk` prompts.
+
+        On CPU with ``torch.get_num_threads() = w > 1`` the passes run on ``w`` worker
+        threads with one intra-op thread each (torch releases the GIL inside operations):
+        the many mid-sized operations of this path then never wait at an OpenMP barrier for
+        a second core, which on a shared machine costs more than the operations themselves.
+        The caller's thread count is restored afterwards. Results do not depend on it.
+        """
+        n = sparse.shape[0]
+        cpu = sparse.device.type == "cpu"
+        chunk = self.chunk or (CPU_CHUNK if cpu else n)
+        starts = list(range(0, n, chunk))
+        workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
+        if len(starts) <= 1:
+            return super().decode(terms, sparse, plan, threshold)
+        parent = super().decode
+        inference = torch.is_inference_mode_enabled()
+        grad = torch.is_grad_enabled()
+
+        def run(start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            # inference/grad mode are thread-local: carry the caller's into the worker.
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return parent(terms, sparse[start : start + chunk], plan, threshold)
+
+        if workers > 1:
+            threads = torch.get_num_threads()
+
+            def work(start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                torch.set_num_threads(1)
+                return run(start)
+
+            try:
+                with ThreadPoolExecutor(workers, thread_name_prefix="sam2-decode") as pool:
+                    parts = list(pool.map(work, starts))
+            finally:
+                torch.set_num_threads(threads)  # also the default of threads started later
+        else:
+            parts = [run(start) for start in starts]
+        keep = torch.cat([part[0] + start for part, start in zip(parts, starts)])
+        return keep, torch.cat([part[1] for part in parts]), torch.cat([part[2] for part in parts])
 
     # ----------------------------------------------------------------------------------------
     # Per-image terms
@@ -424,7 +481,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         weight1 = torch.bmm(keys.basis, plan.w1.expand(k, -1, -1))  # (k, 2K+4, 4·C/4)
         masks = torch.empty((k, length * 16), dtype=dtype, device=device)
         tile = UPSCALE_TILE if device.type == "cpu" else length
-        group = max(1, 4096 // tile) if device.type == "cpu" else 64
+        group = max(1, UPSCALE_PIXELS // tile) if device.type == "cpu" else 64
         # Pixel tiles outermost: the shared (tile, ·) rows stay in cache for every prompt.
         for lo in range(0, length, tile):
             hi = min(length, lo + tile)
