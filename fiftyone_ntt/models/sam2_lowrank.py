@@ -149,9 +149,17 @@ class LowRankMaskDecoder(FastMaskDecoder):
     ``decode``); requires :func:`supports_low_rank`.
     """
 
-    def __init__(self, decoder: Any, pe: torch.Tensor, side: int, chunk: int | None = None) -> None:
+    def __init__(
+        self,
+        decoder: Any,
+        pe: torch.Tensor,
+        side: int,
+        chunk: int | None = None,
+        workers: int | None = None,
+    ) -> None:
         """Args as :class:`FastMaskDecoder`; ``chunk``: prompts per pass (default
-        :data:`CPU_CHUNK` on CPU, all on other devices). Results never depend on it."""
+        :data:`CPU_CHUNK` on CPU, all on other devices); ``workers``: CPU worker threads
+        (default ``torch.get_num_threads()``). Results never depend on either."""
         if not supports_low_rank(decoder):
             raise ValueError(
                 "LowRankMaskDecoder needs SAM 2's two-block two-way transformer; "
@@ -159,6 +167,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
             )
         super().__init__(decoder, pe, side)
         self.chunk = chunk
+        self.workers = workers
 
     def decode(
         self,
@@ -179,7 +188,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         cpu = sparse.device.type == "cpu"
         chunk = self.chunk or (CPU_CHUNK if cpu else n)
         starts = list(range(0, n, chunk))
-        workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
+        workers = min(self.workers or torch.get_num_threads(), len(starts)) if cpu else 1
         if len(starts) <= 1:
             return super().decode(terms, sparse, plan, threshold)
         parent = super().decode
