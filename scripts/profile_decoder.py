@@ -192,9 +192,16 @@ def main(argv=None) -> int:
     )
     from torch.profiler import ProfilerActivity, profile
 
+    # The profiler records the calling thread only: the low-rank decoder's passes run here,
+    # one intra-op thread, as each of its worker threads runs them.
+    if hasattr(proposer._decoder, "workers"):
+        proposer._decoder.workers = 1
+        torch.set_num_threads(1)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         proposer.propose(embedding, points[: proposer.decode_batch_size], args.threshold)
-    print(f"\nOne batch of {proposer.decode_batch_size} prompts, by operation and shape:")
+    torch.set_num_threads(args.threads)
+    note = " (low-rank: 1 thread, no workers)" if hasattr(proposer._decoder, "workers") else ""
+    print(f"\nOne batch of {proposer.decode_batch_size} prompts{note}, by operation and shape:")
     print(
         prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total",
