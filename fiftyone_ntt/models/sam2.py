@@ -15,7 +15,8 @@ What the reference computes, and how this module gets the same numbers faster:
   maths, re-associated) in :mod:`fiftyone_ntt.models.sam2_decoder`: the IoU head runs
   first, and the expensive upscaling runs only for surviving prompts and only for their
   chosen token. Results equal ``Sam2MaskDecoder.forward`` to float rounding (tests check
-  ~1e-5).
+  ~1e-5). On CPU in float32 the low-rank variant of :mod:`fiftyone_ntt.models.sam2_lowrank`
+  runs instead (no per-prompt image tokens; same outputs).
 * :meth:`Sam2Proposer.segment_boxes` follows the official image predictor: the embedding
   **with** ``no_memory_embedding``, one box prompt each, single-mask output (token 0).
 """
