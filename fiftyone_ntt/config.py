@@ -252,9 +252,13 @@ def encoder_input_size(size: int | None, patch_size: int, name: str = "semantic_
 #:   DINOv2 ViT-L/14 without registers at 518 px, COCO boxes 1 px short.
 #: * ``default``: SAM 2.1 Hiera-L + DINOv2 ViT-L/14 (the paper's models, SAM 2's later
 #:   release), exact boxes.
-#: * ``fast``: SAM 2.1 Hiera-T + DINOv2 ViT-S/14, for CPUs and laptops (both ungated, ~250 MB
-#:   together). EdgeTAM (``"yonigozlan/EdgeTAM-hf"``) is smaller still but needs ``timm``, so
-#:   it is a free choice, not a preset.
+#: * ``fast``: SAM 2.1 Hiera-T + DINOv2 ViT-S/14 and a 16×16 prompt grid, for CPUs and
+#:   laptops (both ungated, ~250 MB together). The grid is what makes it fast: the mask
+#:   decoder costs the same for every Hiera size and dominates on a CPU (32×32 = 1024 prompts
+#:   are ~25 s of a ~34 s image on our 2-core box, docs/benchmarks.md "Presets"), so 256
+#:   prompts cut that part 4x; the price is recall on small objects, which a coarser grid
+#:   can miss (set ``points_per_side=32`` to keep the paper's grid with the small models).
+#:   EdgeTAM (``"yonigozlan/EdgeTAM-hf"``) is a free choice, not a preset.
 #: * ``accurate``: SAM 2.1 Hiera-L + DINOv3 ViT-L/16 (stronger dense features than DINOv2
 #:   in Meta's evaluations; a gated download) at 592 px, the paper's 37×37 grid. Not
 #:   validated on the paper's benchmarks here: no weights can be downloaded on this machine.
@@ -266,7 +270,9 @@ PRESETS: dict[str, NTTConfig] = {
         semantic_size=518,
         box_convention="paper",
     ),
-    "fast": NTTConfig(models=ModelConfig(sam2=SAM2_1_TINY, dinov2=DINOV2_SMALL)),
+    "fast": NTTConfig(
+        models=ModelConfig(sam2=SAM2_1_TINY, dinov2=DINOV2_SMALL), points_per_side=16
+    ),
     "accurate": NTTConfig(models=ModelConfig(sam2=SAM2_1_LARGE, dinov2=DINOV3_LARGE)),
 }
 

@@ -73,7 +73,8 @@ def preset_summary(name: str) -> dict[str, Any]:
     Returns:
         ``{"name", "proposer", "encoder", "proposer_label", "encoder_label",
         "download_mb" (None when unknown), "cpu_seconds" and "peak_rss_gb" (None when not
-        measured), "gated" (a download needs an accepted licence)}``.
+        measured), "gated" (a download needs an accepted licence), "points_per_side" (the
+        prompt grid's side)}``.
     """
     from fiftyone_ntt.models.hub import KNOWN_REPOS
 
@@ -91,6 +92,7 @@ def preset_summary(name: str) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "peak_rss_gb": rss,
         "gated": any(getattr(KNOWN_REPOS.get(s), "gated", False) for s in sources),
+        "points_per_side": config.points_per_side,
     }
 
 
@@ -108,16 +110,20 @@ def preset_choice_label(name: str) -> str:
     """One line for a dropdown: ``fast: SAM 2.1 Hiera-T + DINOv2 ViT-S/14 · 9 s/image ...``."""
     summary = preset_summary(name)
     seconds, download = _cost(summary)
+    side = summary["points_per_side"]
+    # The paper's 32×32 grid goes unsaid; a coarser one changes what is found, so it shows.
+    grid = f" · {side}×{side} prompts" if side != 32 else ""
     return (
-        f"{name}: {summary['proposer_label']} + {summary['encoder_label']} · {seconds} · {download}"
+        f"{name}: {summary['proposer_label']} + {summary['encoder_label']}{grid} · {seconds} · "
+        f"{download}"
     )
 
 
 def preset_table_markdown() -> str:
     """A Markdown table of every preset: models, CPU time per image, download size."""
     lines = [
-        "| preset | mask proposer | semantic encoder | CPU s / image | download |",
-        "|---|---|---|---|---|",
+        "| preset | mask proposer | semantic encoder | prompts | CPU s / image | download |",
+        "|---|---|---|---|---|---|",
     ]
     for name in PRESETS:
         s = preset_summary(name)
@@ -125,7 +131,10 @@ def preset_table_markdown() -> str:
         size = f"{s['download_mb'] / 1000:.1f} GB" if s["download_mb"] is not None else "?"
         if s["gated"]:
             size += " (gated)"
-        lines.append(f"| {name} | {s['proposer_label']} | {s['encoder_label']} | {cpu} | {size} |")
+        grid = f"{s['points_per_side']}×{s['points_per_side']}"
+        lines.append(
+            f"| {name} | {s['proposer_label']} | {s['encoder_label']} | {grid} | {cpu} | {size} |"
+        )
     return "\n".join(lines)
 
 

@@ -259,7 +259,8 @@ def runs_hint() -> str:
 
 def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[str, Any]:
     """The preset dropdown (each choice shows its models, CPU time per image and download
-    size), a table of every preset, and "advanced" fields to choose each model freely.
+    size), a table of every preset (the chosen one marked), "advanced" fields to choose each
+    model freely (empty: the preset's, shown as placeholder), and which models will run.
 
     Returns:
         the props of the fields (``preset``, ``proposer``, ``encoder``) for error marks.
@@ -267,7 +268,10 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
     from fiftyone_ntt.config import PRESETS
     from fiftyone_ntt.presets import preset_choice_label, preset_table_markdown
 
-    dropdown = types.Dropdown(label="Model preset")
+    # the chosen preset's whole line stays readable in the closed dropdown (it wraps instead of
+    # ending in "..."; the padding is the App's own)
+    wrap = {".MuiSelect-select": {"whiteSpace": "normal", "padding": "0.45rem 2rem 0.45rem 1rem"}}
+    dropdown = types.Dropdown(label="Model preset", componentsProps={"select": {"sx": wrap}})
     for name in PRESETS:
         dropdown.add_choice(name, label=preset_choice_label(name))
     props = {
@@ -277,11 +281,12 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
             default=default,
             label="Model preset",
             description="paper: as published; default: SAM 2.1-L + DINOv2-L; fast: small "
-            "models for CPUs; accurate: DINOv3-L (gated download)",
+            "models and a coarser prompt grid, for CPUs; accurate: DINOv3-L (gated download)",
             view=dropdown,
         )
     }
-    inputs.md(preset_table_markdown(), name="preset_table")
+    chosen = ctx.params.get("preset") or default
+    inputs.md(mark_chosen_row(preset_table_markdown(), chosen), name="preset_table")
     inputs.bool(
         "advanced_models",
         default=False,
@@ -289,39 +294,123 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
         description="Hub ids or local paths instead of the preset's models",
     )
     if ctx.params.get("advanced_models"):
+        preset = PRESETS.get(chosen)
         props["proposer"] = inputs.str(
             "proposer",
             label="Mask proposer",
             description="SAM 2 / 2.1 (hub id, folder or Meta's .pt) or EdgeTAM (hub id or "
             "folder, needs timm); empty: the preset's",
+            view=types.TextFieldView(placeholder=preset.models.sam2 if preset else None),
         )
         props["encoder"] = inputs.str(
             "encoder",
             label="Semantic encoder",
             description="DINOv2 or DINOv3 ViT (hub id, folder or Meta's .pth); empty: the "
             "preset's. Segmenting with a bank always uses the bank's encoder",
+            view=types.TextFieldView(placeholder=preset.models.dinov2 if preset else None),
         )
-    _check_models(inputs, ctx.params, props)
+    config = _check_models(inputs, ctx.params, props)
+    if config is not None and ctx.params.get("advanced_models"):
+        from fiftyone_ntt.presets import model_label
+
+        inputs.md(
+            f"Runs: {model_label(config.models.sam2)} (mask proposer) + "
+            f"{model_label(config.models.dinov2)} (semantic encoder)",
+            name="chosen_models",
+        )
     return props
 
 
-def _check_models(inputs: types.Object, params: dict[str, Any], props: dict[str, Any]) -> None:
-    """Mark a model field invalid when its source cannot work (before anything loads)."""
+#: Appended to the chosen preset's name in the preset table.
+CHOSEN_MARK = " ✓"
+#: A hyphen the App does not break a line at ("Hiera-L" stays one word in a narrow column).
+NO_BREAK_HYPHEN = "\u2011"
+
+
+def mark_chosen_row(table: str, chosen: str) -> str:
+    """The Markdown ``table`` as the form shows it: the first cell of the row of ``chosen``
+    in bold and marked :data:`CHOSEN_MARK` (only that cell: bold text in every cell made the
+    columns wrap in the App's narrow dialog), and no line breaks inside model names."""
+    lines = table.split("\n")
+    for i, line in enumerate(lines[2:], start=2):
+        cells = [cell.strip().replace("-", NO_BREAK_HYPHEN) for cell in line.strip("| ").split("|")]
+        if cells and cells[0] == chosen:
+            cells[0] = f"**{chosen}{CHOSEN_MARK}**"
+        lines[i] = "| " + " | ".join(cells) + " |"
+    return "\n".join(lines)
+
+
+def _check_models(inputs: types.Object, params: dict[str, Any], props: dict[str, Any]) -> Any:
+    """Mark a model field invalid when its source cannot work (before anything loads): no
+    such file, neither a path nor a hub id, a relative path, an encoder the preset's input
+    sizes do not fit.
+
+    Returns:
+        the configuration the fields describe, or None when one is marked invalid.
+    """
     from fiftyone_ntt.models.checkpoints import classify_source
 
     for name, what in (("proposer", "mask proposer"), ("encoder", "semantic encoder")):
         value = params.get(name)
         if name in props and value:
             try:
-                classify_source(value, what)
+                kind = classify_source(value, what)
+                problem = None if kind == "hub" else _relative_path_problem(value, what)
+            except FileNotFoundError as error:  # it looks like a path
+                problem = _relative_path_problem(value, what, missing=True) or str(error)
             except (OSError, ValueError) as error:
-                invalid(inputs, props[name], name, str(error))
-                return
+                problem = str(error)
+            if problem:
+                invalid(inputs, props[name], name, problem)
+                return None
     try:
-        config_from_form(params)
+        return config_from_form(params)
     except ValueError as error:
-        name = "encoder" if "encoder" in props and "does not fit" in str(error) else "preset"
-        invalid(inputs, props.get(name, props["preset"]), name, str(error))
+        if "encoder" in props and "does not fit" in str(error):
+            invalid(inputs, props["encoder"], "encoder", _misfit_message(params))
+        else:
+            invalid(inputs, props["preset"], "preset", str(error))
+        return None
+
+
+def _misfit_message(params: dict[str, Any]) -> str:
+    """The form's words for an encoder the preset's pinned input size does not fit (the
+    library's message also offers ``reference_size``/``semantic_size`` values, which the
+    form has no field for)."""
+    from fiftyone_ntt.config import PRESETS
+    from fiftyone_ntt.models.dinov3 import encoder_family
+
+    preset = params.get("preset") or "default"
+    encoder = str(params.get("encoder")).strip()
+    family = encoder_family(encoder)
+    patch = 16 if family == "dinov3" else 14
+    size = PRESETS[preset].reference_size
+    follow = [name for name, config in PRESETS.items() if config.reference_size is None]
+    return (
+        f"encoder {encoder!r} ({family}, {patch}-px patches) does not fit preset {preset!r}: "
+        f"its {size}-px input is no multiple of {patch}; choose a preset whose input size "
+        f"follows the encoder ({', '.join(map(repr, follow))}), or leave the encoder empty"
+    )
+
+
+def _relative_path_problem(value: str, what: str, missing: bool = False) -> str | None:
+    """Why a relative model path cannot be used from the App, or None for an absolute one.
+
+    The App's server resolves a relative path against its own working folder (inside
+    FiftyOne's installation), not the user's, and a scheduled run's worker may start in yet
+    another one: only absolute paths mean the same file everywhere."""
+    from pathlib import Path
+
+    text = value.strip()
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return None
+    state = "does not exist there" if missing else "is relative"
+    return (
+        f"{what} {text!r} {state}: the App reads a relative path from its server's folder "
+        f"({Path.cwd()}), not yours, and a scheduled run may start elsewhere; give an "
+        "absolute path (or ~/...), or a Hugging Face hub id like 'facebook/dinov2-base'"
+    )
 
 
 def config_from_form(params: dict[str, Any]) -> Any:

@@ -73,15 +73,18 @@ class NTTEvaluate(foo.Operator):
             label="Evaluation key",
             description="Adds <key>_tp/_fp/_fn fields; shown in the Model Evaluation panel",
         )
+        video = getattr(ctx.dataset, "media_type", None) == "video"
         inputs.bool(
             "exclude_references",
             default=True,
-            label="Exclude reference samples",
-            description="Leave out the images holding a reference (tagged label)",
+            label=f"Exclude reference {'frames' if video else 'samples'}",
+            description=f"Leave out the {'frames' if video else 'images'} holding a reference "
+            "(tagged label)",
         )
         inputs.str("tag", default="ntt:ref", label="Reference tag")
         inputs.bool(
             "exact_coco",
+            view=types.HiddenView() if video else None,
             default=False,
             label="Also the exact COCO protocol",
             description="pycocotools bbox and segm AP, as the paper reports (method §6)",
@@ -171,6 +174,8 @@ class NTTEvaluate(foo.Operator):
         outputs = types.Object()
         outputs.str("eval_key", label="Evaluation key")
         outputs.int("num_samples", label="Samples evaluated")
+        if results.get("num_frames") is not None:
+            outputs.int("num_frames", label="Frames evaluated")
         outputs.float("mAP", label="mAP (FiftyOne COCO, masks)")
         outputs.int("tp", label="True positives (IoU 0.5)")
         outputs.int("fp", label="False positives")
@@ -220,13 +225,21 @@ def _default_pred_field(ctx) -> str | None:
     from fiftyone_ntt.fiftyone.runs import list_ntt_runs
 
     fields = detections_fields(ctx)
-    runs = [r for r in list_ntt_runs(ctx.dataset) if r in fields]
+    runs = [_run_field(ctx, r) for r in list_ntt_runs(ctx.dataset)]
+    runs = [r for r in runs if r in fields]
     return runs[-1] if runs else None
+
+
+def _run_field(ctx, run_key: str) -> str:
+    """The field a run wrote: its key, or ``frames.<key>`` for a run over video frames."""
+    out_field = getattr(ctx.dataset.get_run_info(run_key).config, "out_field", None)
+    return out_field or run_key
 
 
 def _run_gt_field(ctx, pred_field: str | None) -> str | None:
     from fiftyone_ntt.fiftyone.runs import list_ntt_runs
 
-    if pred_field and pred_field in list_ntt_runs(ctx.dataset):
-        return getattr(ctx.dataset.get_run_info(pred_field).config, "gt_field", None)
+    key = pred_field.removeprefix("frames.") if pred_field else None
+    if key and key in list_ntt_runs(ctx.dataset):
+        return getattr(ctx.dataset.get_run_info(key).config, "gt_field", None)
     return None

@@ -42,6 +42,9 @@ class NTTSegment(foo.Operator):
         )
 
     def resolve_delegation(self, ctx):
+        if _is_video(ctx):
+            # many frames always go to a delegated worker (immediate runs time out)
+            return True if _frame_total(ctx) > DELEGATE_ABOVE_SAMPLES else None
         # splitting only queues the shards: instant, so never delegated itself
         if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
             return False
@@ -55,17 +58,33 @@ class NTTSegment(foo.Operator):
         inputs.view_target(ctx, action_description="Segment")
         test_models_notice(inputs)
         bank_key, bank_prop, banks = bank_choice(inputs, ctx)
-        out_field = ctx.params.get("out_field", OUT_DEFAULT)
+        video = _is_video(ctx)
+        out_field = _field_name(ctx.params.get("out_field", OUT_DEFAULT), video)
         out_prop = inputs.str(
             "out_field",
             default=OUT_DEFAULT,
             label="Output field",
-            description="Detections field for the predictions (also the run key)",
+            description=(
+                f"Frame field: the predictions go to frames.{out_field or '<field>'}, one "
+                "Detections per frame (the name is also the run key)"
+                if video
+                else "Detections field for the predictions (also the run key)"
+            ),
         )
+        if video:
+            inputs.view(
+                "video_notice",
+                types.Notice(
+                    label=f"Video dataset: every frame of the target videos is segmented; "
+                    f"predictions go to frames.{out_field or '<field>'}"
+                ),
+            )
         info = next((b for b in banks if b["key"] == bank_key), None)
         bank_models_line(inputs, info)
         try:
-            check_output_field(ctx.dataset, out_field, info["gt_field"] if info else None)
+            check_output_field(
+                ctx.dataset, out_field, info["gt_field"] if info else None, frames=video
+            )
         except ValueError as error:
             invalid(inputs, out_prop, "out_field", str(error))
         else:
@@ -80,38 +99,23 @@ class NTTSegment(foo.Operator):
             description="Drop detections scoring below this; empty keeps all (the paper)",
         )
         inputs.int("max_detections", default=100, min=1, label="Max detections per image")
+        unit = "frames" if video else "samples"
         inputs.bool(
             "skip_references",
             default=True,
-            label="Skip reference samples",
-            description="Do not segment the images that hold the bank's references",
+            label=f"Skip reference {unit}",
+            description=f"Do not segment the {'frames' if video else 'images'} that hold the "
+            "bank's references",
         )
         inputs.bool(
             "overwrite",
             default=False,
             label="Overwrite",
-            description="Recompute samples already done (otherwise a rerun resumes)",
+            description=f"Recompute {unit} already done (otherwise a rerun resumes)",
         )
-        inputs.int("batch_size", default=16, min=1, label="Samples per database write")
-        inputs.int("prefetch", default=2, min=0, label="Images read ahead")
-        inputs.int(
-            "batch_images",
-            default=None,
-            min=1,
-            label="Images per model call",
-            description="Empty: 1 on CPU, 4 on a GPU; more uses more GPU memory",
-        )
-        inputs.int(
-            "num_shards",
-            default=1,
-            min=1,
-            label="Split into N delegated tasks",
-            description=(
-                "N > 1 queues N delegated operations, one per shard of the target, for N "
-                "workers (`CUDA_VISIBLE_DEVICES=k fiftyone delegated launch`, one per GPU or "
-                "machine, same database); they write the same field"
-            ),
-        )
+        inputs.int("batch_size", default=16, min=1, label=f"{unit.title()} per database write")
+        if not video:
+            _image_batching(inputs)
         device_field(inputs, ctx)
         inputs.int(
             "points_per_side",
@@ -154,7 +158,7 @@ class NTTSegment(foo.Operator):
         skip_references = bool(params.get("skip_references", True))
         target = ctx.target_view()
         shard = params.get("shard")
-        if shard is None and _num_shards(ctx) > 1:
+        if shard is None and _num_shards(ctx) > 1 and not _is_video(ctx):
             return _queue_shards(ctx, target, bank_key, out_field, overwrite, device)
         counts = segment_counts(target, bank_key, skip_references)
         summary = segment(
@@ -171,7 +175,9 @@ class NTTSegment(foo.Operator):
             device=None if device == "auto" else device,
             batch_images=params.get("batch_images"),
             shard=None if shard is None else tuple(shard),
-            progress=progress_reporter(ctx, "samples segmented"),
+            progress=progress_reporter(
+                ctx, "frames segmented" if _is_video(ctx) else "samples segmented"
+            ),
         )
         summary["references_skipped"] = counts["references"]
         if not ctx.delegated:
@@ -185,21 +191,28 @@ class NTTSegment(foo.Operator):
         outputs = types.Object()
         if (ctx.results or {}).get("queued"):
             return _queued_output(outputs)
-        outputs.str("out_field", label="Output field (run key)")
+        frames = (ctx.results or {}).get("unit") == "frames"
+        unit = "frames" if frames else "samples"
+        outputs.str("out_field", label="Output field" if frames else "Output field (run key)")
         outputs.str("bank_key", label="Memory bank")
-        outputs.int("total", label="Samples to segment in the target")
-        outputs.int("references_skipped", label="Reference samples skipped")
+        if frames:
+            outputs.int("videos", label="Videos in the target")
+        outputs.int("total", label=f"{unit.title()} to segment in the target")
+        outputs.int("references_skipped", label=f"Reference {unit} skipped")
         outputs.int("done_before", label="Already done (resumed)")
         outputs.int("processed", label="Segmented now")
         outputs.int("detections", label="Detections written")
-        outputs.int("failed", label="Skipped (unreadable image or out of memory)")
+        outputs.int(
+            "failed",
+            label="Skipped (undecodable frame or out of memory)"
+            if frames
+            else "Skipped (unreadable image or out of memory)",
+        )
         if (ctx.results or {}).get("failures"):
-            table(
-                outputs,
-                "failures",
-                "Skipped samples",
-                {"sample_id": "sample", "filepath": "file", "error": "why"},
-            )
+            columns = {"sample_id": "sample", "filepath": "file", "error": "why"}
+            if frames:
+                columns = {"sample_id": "sample", "frame_number": "frame", **columns}
+            table(outputs, "failures", f"Skipped {unit}", columns)
         outputs.float("seconds", label="Seconds")
         return types.Property(outputs, view=types.View(label="Segmentation done"))
 
@@ -237,7 +250,7 @@ def _conflict_choice(inputs, ctx, bank_key: str, out_field: str, gt_field: str |
             description="A field that does not exist yet (also the run key)",
         )
         try:
-            check_output_field(ctx.dataset, new_field, gt_field)
+            check_output_field(ctx.dataset, new_field, gt_field, frames=_is_video(ctx))
             other = output_conflict(ctx.dataset, new_field, bank_key, **_settings(ctx.params))
             if other:
                 raise ValueError(f"{other}; choose another name")
@@ -268,7 +281,7 @@ def _output_choice(ctx, bank_key: str | None) -> tuple[str, bool]:
     from fiftyone_ntt.fiftyone.preflight import propose_output_field
 
     params = ctx.params
-    out_field = params.get("out_field") or OUT_DEFAULT
+    out_field = _field_name(params.get("out_field") or OUT_DEFAULT, _is_video(ctx))
     overwrite = bool(params.get("overwrite", False))
     if overwrite or _conflict(ctx, bank_key, out_field) is None:
         return out_field, overwrite
@@ -289,7 +302,10 @@ def _target_counts(inputs, ctx, bank_key: str) -> None:
     skip = bool(ctx.params.get("skip_references", True))
     counts = segment_counts(target, bank_key, skip)
     n, m, k = counts["total"], counts["references"], counts["to_segment"]
-    text = f"{n} sample(s) in the target"
+    if counts.get("unit") == "frames":
+        text = f"{counts['videos']} video(s), {n} frame(s) in the target"
+    else:
+        text = f"{n} sample(s) in the target"
     if skip:
         text += f", {m} hold the bank's references and are skipped"
     text += f": {k} will be segmented"
@@ -305,6 +321,50 @@ def _target_counts(inputs, ctx, bank_key: str) -> None:
         )
     else:
         inputs.view("target_notice", types.Notice(label=text))
+
+
+def _image_batching(inputs) -> None:
+    """The inputs that only images have (frames are decoded and segmented one by one, in
+    one run)."""
+    inputs.int("prefetch", default=2, min=0, label="Images read ahead")
+    inputs.int(
+        "batch_images",
+        default=None,
+        min=1,
+        label="Images per model call",
+        description="Empty: 1 on CPU, 4 on a GPU; more uses more GPU memory",
+    )
+    inputs.int(
+        "num_shards",
+        default=1,
+        min=1,
+        label="Split into N delegated tasks",
+        description=(
+            "N > 1 queues N delegated operations, one per shard of the target, for N "
+            "workers (`CUDA_VISIBLE_DEVICES=k fiftyone delegated launch`, one per GPU or "
+            "machine, same database); they write the same field"
+        ),
+    )
+
+
+def _is_video(ctx) -> bool:
+    return getattr(ctx.dataset, "media_type", None) == "video"
+
+
+def _field_name(name, video: bool):
+    """On a video dataset the output is a frame field: ``frames.`` is optional."""
+    if video and isinstance(name, str) and name.startswith("frames."):
+        return name[len("frames.") :]
+    return name
+
+
+def _frame_total(ctx) -> int:
+    from fiftyone_ntt.fiftyone.video_runner import frame_counts
+
+    try:
+        return frame_counts(ctx.target_view(), None)["total"]
+    except Exception:  # a form being filled in: no valid target yet
+        return 0
 
 
 def _num_shards(ctx) -> int:

@@ -102,25 +102,23 @@ def select_categories(coco: dict[str, Any], args: argparse.Namespace, source: st
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The preset of ``--preset`` with the model and inference options applied."""
-    from fiftyone_ntt.config import get_preset
+    """The preset of ``--preset`` with the model and inference options applied (through
+    :func:`fiftyone_ntt.presets.resolve_config`, as Python and the App forms resolve it)."""
+    from fiftyone_ntt.presets import resolve_config
 
-    try:
-        config = get_preset(args.preset)
-    except ValueError as error:
-        raise UserError(str(error)) from None
     models: dict[str, Any] = {}
-    for key in ("dinov2", "sam2", "device", "precision"):
+    names = {"dinov2": "encoder", "sam2": "proposer", "device": "device", "precision": "precision"}
+    for key, name in names.items():
         value = getattr(args, key, None)
         if value is not None and value != TINY:
-            models[key] = value
-    changes: dict[str, Any] = {"models": models} if models else {}
+            models[name] = value
+    changes: dict[str, Any] = {}
     keys = ("score_threshold", "max_detections", "box_convention", "points_per_side")
     for key in (*keys, "negative_margin"):
         value = getattr(args, key, None)
         if value is not None:
             changes[key] = value
     try:
-        return config.replace(**changes) if changes else config
-    except ValueError as error:  # e.g. --negative-margin out of range
+        return resolve_config(args.preset, **models, **changes)
+    except ValueError as error:  # unknown preset, an encoder that does not fit, a bad value
         raise UserError(str(error)) from None

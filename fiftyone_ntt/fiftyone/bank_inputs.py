@@ -121,8 +121,6 @@ def validate_build(
         to ``classes``, and ``(parameter, message)`` for every problem found (empty when
         the build can run).
     """
-    from fiftyone_ntt.fiftyone.bank_history import version_store_key
-    from fiftyone_ntt.fiftyone.banks import _store, validate_bank_key
     from fiftyone_ntt.fiftyone.curation import reference_table
     from fiftyone_ntt.fiftyone.references import (
         check_image_collection,
@@ -131,6 +129,12 @@ def validate_build(
     )
 
     problems: list[tuple[str, str]] = []
+    if getattr(collection, "media_type", None) == "video":
+        # references from frame labels (frames.<gt_field>)
+        from fiftyone_ntt.fiftyone.video import check_frame_references
+
+        summary, problems = check_frame_references(collection, gt_field, tag, neg_tag, classes)
+        return summary, problems + _key_problems(collection, bank_key, version, overwrite)
     try:
         check_image_collection(collection)
     except ValueError as error:
@@ -194,6 +198,18 @@ def validate_build(
                 "reference or a negative: untag one (untag_labels, or accept / reject again)",
             )
         )
+    problems += _key_problems(collection, bank_key, version, overwrite)
+    return summary, problems
+
+
+def _key_problems(
+    collection: Any, bank_key: str | None, version: int | None, overwrite: bool
+) -> list[tuple[str, str]]:
+    """Problems of the bank key and version of a build."""
+    from fiftyone_ntt.fiftyone.bank_history import version_store_key
+    from fiftyone_ntt.fiftyone.banks import _store, validate_bank_key
+
+    problems: list[tuple[str, str]] = []
     if bank_key is not None:
         try:
             validate_bank_key(bank_key)
@@ -211,4 +227,4 @@ def validate_build(
                             "version out to make the next one, or allow overwriting",
                         )
                     )
-    return summary, problems
+    return problems

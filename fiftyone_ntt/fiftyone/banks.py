@@ -312,14 +312,23 @@ def build_bank(
     )
     if problems:
         raise ValueError("; ".join(message for _, message in problems))
-    sources = source_fields(collection, gt_field, fields, (tag, neg_tag))
     config = config or get_preset(preset)
     if device:
         config = config.replace(models={"device": device})
+    if getattr(collection, "media_type", None) == "video":
+        # references from frame labels: frames.<gt_field>
+        from fiftyone_ntt.fiftyone.video import collect_frame_instances
 
-    positives, negatives, where = collect_instances(
-        collection, sources, tag, neg_tag, classes=classes
-    )
+        gt_field = "frames." + gt_field.removeprefix("frames.")
+        sources = [gt_field]
+        positives, negatives, where = collect_frame_instances(
+            collection, gt_field, tag, neg_tag, classes=classes
+        )
+    else:
+        sources = source_fields(collection, gt_field, fields, (tag, neg_tag))
+        positives, negatives, where = collect_instances(
+            collection, sources, tag, neg_tag, classes=classes
+        )
     names = list(classes) if classes else list(dict.fromkeys(r.class_name for r in positives))
     negatives, skipped = split_negatives(negatives, names, background)
     if skipped:

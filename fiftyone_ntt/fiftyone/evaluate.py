@@ -31,9 +31,41 @@ def evaluation_view(
 
 def _gt_field_of_run(collection: Any, pred_field: str) -> str | None:
     dataset = collection._root_dataset
-    if pred_field in dataset.list_runs():
-        return getattr(dataset.get_run_info(pred_field).config, "gt_field", None)
+    key = pred_field.removeprefix("frames.")  # a run over video frames is keyed by the name
+    if key in dataset.list_runs():
+        return getattr(dataset.get_run_info(key).config, "gt_field", None)
     return None
+
+
+def _frame_paths(
+    collection: Any, pred_field: str, gt_field: str | None, exact_coco: bool
+) -> tuple[str, str | None]:
+    """On a video collection: the ``frames.`` paths of frame-level fields named without it."""
+    if exact_coco:
+        raise ValueError(
+            "exact_coco=True (pycocotools' protocol) works on images; on a video dataset "
+            "leave it off, or evaluate dataset.to_frames(sample_frames=True)"
+        )
+    frame_fields = collection.get_frame_field_schema() or {}
+
+    def path(name: str | None) -> str | None:
+        if not name or name.startswith("frames.") or name not in frame_fields:
+            return name
+        return "frames." + name
+
+    return path(pred_field), path(gt_field)
+
+
+def _frames_without_references(
+    collection: Any, gt_field: str, exclude: bool, reference_tag: str
+) -> Any:
+    """A video collection without the frames holding a reference (when asked)."""
+    if not exclude or not gt_field.startswith("frames."):
+        return collection
+    from fiftyone import ViewField as F
+
+    labels = F(gt_field.removeprefix("frames.") + ".detections")
+    return collection.match_frames(labels.filter(F("tags").contains(reference_tag)).length() == 0)
 
 
 def coco_protocol(
@@ -148,6 +180,9 @@ def evaluate(
         ``eval_key``, ``gt_field``, ``num_samples``, ``mAP``, ``tp``/``fp``/``fn``,
         ``per_class`` (precision, recall, f1-score, support), and ``coco`` when asked.
     """
+    video = getattr(collection, "media_type", None) == "video"
+    if video:
+        pred_field, gt_field = _frame_paths(collection, pred_field, gt_field, exact_coco)
     gt_field = gt_field or _gt_field_of_run(collection, pred_field)
     if not gt_field:
         raise ValueError(
@@ -156,9 +191,12 @@ def evaluate(
         )
     if gt_field == pred_field:
         raise ValueError("the prediction and ground-truth fields must differ")
-    view = evaluation_view(
-        collection, gt_field, exclude_references=exclude_references, reference_tag=reference_tag
-    )
+    if video:
+        view = _frames_without_references(collection, gt_field, exclude_references, reference_tag)
+    else:
+        view = evaluation_view(
+            collection, gt_field, exclude_references=exclude_references, reference_tag=reference_tag
+        )
     notes = []
     predicted = {str(v) for v in view.distinct(f"{pred_field}.detections.label")}
     truth = {str(v) for v in view.distinct(f"{gt_field}.detections.label")}
@@ -185,6 +223,7 @@ def evaluate(
         "pred_field": pred_field,
         "gt_field": gt_field,
         "num_samples": len(view),
+        "num_frames": view.count("frames") if video else None,
         "excluded_references": bool(exclude_references),
         "mAP": float(results.mAP()),
         "tp": int(view.sum(f"{eval_key}_tp")),

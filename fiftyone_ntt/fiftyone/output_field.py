@@ -7,8 +7,12 @@ from typing import Any
 __all__ = ["check_output_field", "reload_schema"]
 
 
-def check_output_field(collection: Any, out_field: str, gt_field: str | None = None) -> None:
-    """Raise a ValueError unless ``out_field`` may receive predictions.
+def check_output_field(
+    collection: Any, out_field: str, gt_field: str | None = None, *, frames: bool = False
+) -> None:
+    """Raise a ValueError unless ``out_field`` may receive predictions (``frames``: the
+    frame field ``frames.<out_field>`` of a video dataset; ``gt_field`` may carry the
+    ``frames.`` prefix).
 
     Refused: an invalid name (it is also the run key, so it must be a Python identifier),
     the ground-truth field, the curation fields (``ntt_curated``, ``ntt_preview``), an
@@ -29,6 +33,8 @@ def check_output_field(collection: Any, out_field: str, gt_field: str | None = N
             f"output field {out_field!r} is not valid: FiftyOne reserves names that start "
             "with '_' and cannot query names containing '__'; use e.g. 'ntt_predictions'"
         )
+    if frames and gt_field and gt_field.startswith("frames."):
+        gt_field = gt_field[len("frames.") :]
     if gt_field and out_field == gt_field:
         raise ValueError(
             f"output field {out_field!r} is the ground-truth field; choose another name so "
@@ -47,7 +53,7 @@ def check_output_field(collection: Any, out_field: str, gt_field: str | None = N
             "choose another output field, e.g. 'ntt_predictions'"
         )
     dataset = collection._root_dataset
-    schema = dataset.get_field_schema()
+    schema = dataset.get_frame_field_schema() if frames else dataset.get_field_schema()
     if out_field in schema:
         doc_type = getattr(schema[out_field], "document_type", None)
         if doc_type is not fo.Detections:

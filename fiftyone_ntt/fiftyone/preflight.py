@@ -115,6 +115,8 @@ def propose_output_field(collection: Any, base: str, bank_key: str | None = None
             stem = f"{base}_{suffix}"
     stem = re.sub(r"_{2,}", "_", stem)
     taken = set(dataset.get_field_schema()) | set(dataset.list_runs())
+    if dataset.media_type == "video":
+        taken |= set(dataset.get_frame_field_schema() or {})
     version = 2
     while f"{stem}_v{version}" in taken:
         version += 1
@@ -126,10 +128,15 @@ def segment_counts(
 ) -> dict[str, int]:
     """``total`` target samples, ``references`` (those holding one of the bank's
     references, skipped when ``skip_references``) and ``to_segment``, as ``segment`` counts
-    them."""
+    them; on a video collection counted in frames, plus ``videos`` and ``unit``
+    (``"frames"``)."""
     from fiftyone_ntt.fiftyone.banks import get_bank_info, load_bank
     from fiftyone_ntt.fiftyone.references import reference_sample_ids
 
+    if getattr(collection, "media_type", None) == "video":
+        from fiftyone_ntt.fiftyone.video_runner import frame_counts
+
+        return frame_counts(collection, bank_key, skip_references)
     total = len(collection)
     skipped = 0
     if skip_references and bank_key:

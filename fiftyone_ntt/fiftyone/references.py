@@ -38,11 +38,16 @@ NEG_TAG = "ntt:neg"
 
 
 def detections_fields(collection: Any) -> list[str]:
-    """Names of the ``fo.Detections`` sample fields of a collection."""
+    """Names of the ``fo.Detections`` sample fields of a collection, and of a video
+    collection's frame fields as ``frames.<name>``."""
     import fiftyone as fo
 
     schema = collection.get_field_schema(embedded_doc_type=fo.Detections)
-    return sorted(schema)
+    names = sorted(schema)
+    if getattr(collection, "media_type", None) == "video":
+        frames = collection.get_frame_field_schema(embedded_doc_type=fo.Detections) or {}
+        names += sorted(f"frames.{name}" for name in frames)
+    return names
 
 
 def check_detections_field(collection: Any, field: str, what: str = "field") -> None:

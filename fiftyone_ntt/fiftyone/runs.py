@@ -44,12 +44,15 @@ class NTTRun(fors.Run):
     def cleanup(self, samples, key):
         field = getattr(self.config, "out_field", None)
         dataset = samples._root_dataset
-        if field and dataset.has_sample_field(field):
+        if field and field.startswith("frames."):  # a run over the frames of videos
+            if dataset.has_frame_field(field[len("frames.") :]):
+                dataset.delete_frame_field(field[len("frames.") :])
+        elif field and dataset.has_sample_field(field):
             dataset.delete_sample_field(field)
         if field:
             from fiftyone_ntt.fiftyone.run_record import forget_shards
 
-            forget_shards(dataset, field)
+            forget_shards(dataset, key)
 
     def rename(self, samples, key, new_key):
         raise ValueError(

@@ -34,6 +34,12 @@ from fiftyone_ntt.fiftyone.output_field import check_output_field, reload_schema
 from fiftyone_ntt.fiftyone.run_record import run_fingerprint, run_state
 from fiftyone_ntt.fiftyone.runner import RUN_ATTRIBUTE, RunPlan, run_segmentation
 from fiftyone_ntt.fiftyone.shards import check_shard, queue_shards
+from fiftyone_ntt.fiftyone.video_runner import (
+    check_foreign_frames,
+    check_video_request,
+    is_video,
+    run_video_segmentation,
+)
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -110,6 +116,15 @@ def segment(
 ) -> dict[str, Any]:
     """Segment the bank's classes in every image of ``collection``; write ``fo.Detections``.
 
+    A video collection is segmented frame by frame into the frame field
+    ``frames.<out_field>`` (the ``frames.`` prefix is optional; the run key is the name
+    without it): frames are decoded with OpenCV's bundled FFmpeg, one model call per frame
+    (``batch_images`` and ``prefetch`` do not apply), ``batch_size`` counts frames, resume
+    and failures are per frame, ``skip_references`` skips the frames holding the bank's
+    references when it was built from frame labels, and the summary counts frames (plus
+    ``videos``). A frame field holding labels no run of this package wrote is refused
+    unless ``overwrite``; ``shard`` is refused (:mod:`~fiftyone_ntt.fiftyone.video_runner`).
+
     Predictions have ``label``, ``confidence``, a relative box and a box-cropped mask. Writes
     happen every ``batch_size`` samples (and on interruption). A rerun with the same bank and
     settings skips the samples already done (resume) unless ``overwrite``. A sample whose
@@ -164,8 +179,8 @@ def segment(
     at a time), then skipped and reported.
 
     Raises:
-        ValueError: refused output field, collection (video, whole grouped dataset) or
-            shard, bad bank, or a run with other settings without overwrite.
+        ValueError: refused output field, collection (whole grouped dataset, clips view)
+            or shard (on videos), bad bank, or a run with other settings without overwrite.
         FieldLockedError: another live run is writing ``out_field`` (or this shard of it,
             or a conflicting one); the message names its pid and host.
     """
@@ -177,13 +192,17 @@ def segment(
     started = time.perf_counter()
     shard = check_shard(shard)
     batch_images = _check_batch_images(batch_images)
-    check_image_collection(collection)
+    video = is_video(collection)
+    if video:
+        out_field = check_video_request(collection, out_field, shard)
+    else:
+        check_image_collection(collection)
     reload_schema(collection._root_dataset)
     bank_key = None
     if isinstance(bank, str):
         bank_key, bank = bank, load_bank(collection, bank)
     gt_field = bank.metadata.get("gt_field")
-    check_output_field(collection, out_field, gt_field)
+    check_output_field(collection, out_field, gt_field, frames=video)
     config = _resolve_config(bank, config, score_threshold, max_detections, points_per_side, device)
     if encoder is None or proposer is None:
         loaded = get_models(config.models)
@@ -206,6 +225,8 @@ def segment(
                 f"field {out_field!r} holds predictions of another run (other bank or "
                 "settings); choose another output field, or overwrite to replace them"
             )
+    if video:
+        check_foreign_frames(collection, out_field, overwrite)
     # one run at a time per field (or shard): claimed before anything is written
     lock = claim(dataset, out_field, shard)
     bar = None
@@ -232,7 +253,9 @@ def segment(
         )
         report = progress if callable(progress) else None
         if progress is True:
-            bar, report = _progress_bar(out_field, shard)
+            bar, report = _progress_bar(out_field, shard, "frame" if video else "img")
+        if video:
+            return run_video_segmentation(plan, report)
         return run_segmentation(plan, report)
     finally:
         if bar is not None:
@@ -251,7 +274,7 @@ def _check_batch_images(value: Any) -> int | None:
     return value
 
 
-def _progress_bar(out_field: str, shard: tuple[int, int] | None):
+def _progress_bar(out_field: str, shard: tuple[int, int] | None, unit: str = "img"):
     """A tqdm bar and the ``progress(done, total)`` callback that moves it."""
     import fiftyone as fo
     from tqdm.auto import tqdm
@@ -259,7 +282,7 @@ def _progress_bar(out_field: str, shard: tuple[int, int] | None):
     what = out_field if shard is None else f"{out_field} (shard {shard[0] + 1}/{shard[1]})"
     bar = tqdm(
         desc=f"segmenting {what}",
-        unit="img",
+        unit=unit,
         disable=not getattr(fo.config, "show_progress_bars", True),
     )
 

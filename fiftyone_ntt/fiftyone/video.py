@@ -1,25 +1,29 @@
-"""Video datasets, frame by frame: decode frames, segment each one with a memory bank, write
-``frames.<field>``, resume per frame, references from frames, evaluation on frame-level ground
-truth.
+"""Video datasets, frame by frame: decode frames and read video metadata, references from
+frame labels, evaluation on frame-level ground truth. Segmenting the frames is
+:func:`fiftyone_ntt.fiftyone.segment` on a video collection (the loop:
+:mod:`~fiftyone_ntt.fiftyone.video_runner`).
 
 Frames are decoded with OpenCV (``cv2.VideoCapture``), whose ``opencv-python-headless`` wheel
 bundles FFmpeg's libraries (FiftyOne itself depends on that wheel): no system ``ffmpeg`` or
 ``ffprobe`` is needed, and video metadata is read the same way (:func:`video_metadata`).
 
 Frame numbers are FiftyOne's: 1-based. Each frame's predictions are a ``Detections`` with
-instance masks and the attribute ``ntt_bank`` (the bank's fingerprint): a frame whose field
-holds this bank's predictions is done and skipped on the next run (resume per frame); frames
-holding labels of something else are never overwritten unless asked.
+instance masks and the run's fingerprint (``ntt_run``): a frame holding it is done and skipped
+on the next run (resume per frame); frame fields holding labels of something else are never
+overwritten unless asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "VideoDecodeError",
+    "check_frame_references",
+    "collect_frame_instances",
     "evaluate_frames",
     "frame_references",
     "iter_frames",
@@ -28,12 +32,16 @@ __all__ = [
 ]
 
 
+class VideoDecodeError(ValueError):
+    """A video file that OpenCV's bundled FFmpeg cannot open."""
+
+
 def _open(path: str) -> Any:
     import cv2
 
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise ValueError(
+        raise VideoDecodeError(
             f"cannot decode video {path!r} (missing file, or a codec OpenCV's bundled FFmpeg "
             "does not read); re-encode it, e.g. to H.264 MP4 or VP9 WebM"
         )
@@ -108,140 +116,149 @@ def _ensure_metadata(sample: Any) -> Any:
     return sample.metadata
 
 
-def frame_references(collection: Any, gt_field: str, tag: str = "ntt:ref") -> list[Any]:
-    """:class:`~fiftyone_ntt.types.Reference` objects of the ``tag``-ged labels of a frame-level
-    ``Detections`` field (``gt_field`` or ``frames.<gt_field>``), decoding only the frames that
-    hold them. Build a bank with :func:`fiftyone_ntt.memory_bank.build_memory_bank`.
+def _tagged_frame_labels(
+    collection: Any, field: str, tags: Sequence[str]
+) -> list[tuple[str, dict[int, list[Any]]]]:
+    """``[(filepath, {frame number: [labels tagged with one of tags]})]`` per video."""
+    out = []
+    for sample in collection.select_fields(f"frames.{field}"):
+        tagged = {}
+        for number, frame in sample.frames.items():
+            labels = frame[field] if frame.has_field(field) else None
+            found = [
+                d for d in (labels.detections if labels else []) if set(d.tags or []) & set(tags)
+            ]
+            if found:
+                tagged[number] = found
+        if tagged:
+            out.append((sample.filepath, tagged))
+    return out
 
-    Raises:
-        ValueError: not a video collection, or no tagged label in ``frames.<gt_field>``.
-    """
+
+def check_frame_references(
+    collection: Any,
+    gt_field: str | None,
+    tag: str = "ntt:ref",
+    neg_tag: str = "ntt:neg",
+    classes: Sequence[str] | None = None,
+) -> tuple[dict[str, dict[str, int]], list[tuple[str, str]]]:
+    """The build check of a video collection (as :func:`~.bank_inputs.validate_build`):
+    ``({class: {"references", "box_only", "negatives"}}, [(parameter, problem)])`` of the
+    tagged labels of the frame field ``gt_field`` (``frames.`` prefix optional)."""
+    import fiftyone as fo
+
+    field = _frame_field(collection, gt_field or "")
+    schema = collection.get_frame_field_schema() or {}
+    if not field or getattr(schema.get(field), "document_type", None) is not fo.Detections:
+        frame_fields = sorted(
+            f"frames.{k}"
+            for k, v in schema.items()
+            if getattr(v, "document_type", None) is fo.Detections
+        )
+        return {}, [
+            (
+                "gt_field",
+                f"ground-truth field {gt_field!r} is not a frame-level Detections field of "
+                f"this video dataset; choose one of {frame_fields}",
+            )
+        ]
+    summary: dict[str, dict[str, int]] = {}
+    both = []
+    for _, frames in _tagged_frame_labels(collection, field, (tag, neg_tag)):
+        for labels in frames.values():
+            for det in labels:
+                row = summary.setdefault(
+                    str(det.label), {"references": 0, "box_only": 0, "negatives": 0}
+                )
+                if tag in det.tags and neg_tag in det.tags:
+                    both.append(str(det.id))
+                elif tag in det.tags:
+                    row["references"] += 1
+                    row["box_only"] += int(det.mask is None)
+                else:
+                    row["negatives"] += 1
+    summary = {c: v for c, v in summary.items() if v["references"]}
+    problems = []
+    if classes:
+        missing = [c for c in classes if c not in summary]
+        if missing:
+            problems.append(
+                (
+                    "classes",
+                    f"classes {missing} have no reference tagged {tag!r} in frames.{field}; "
+                    "tag at least one instance of each, or leave them out",
+                )
+            )
+        summary = {c: v for c, v in summary.items() if c in classes}
+    elif not summary:
+        problems.append(
+            (
+                "gt_field",
+                f"no label of frames.{field} is tagged {tag!r} in this view; tag a few frame "
+                "labels as references (or build the bank on an image dataset)",
+            )
+        )
+    if both:
+        problems.append(
+            ("fields", f"frame labels {both[:5]} are tagged both {tag!r} and {neg_tag!r}")
+        )
+    return summary, problems
+
+
+def collect_frame_instances(
+    collection: Any,
+    gt_field: str,
+    tag: str = "ntt:ref",
+    neg_tag: str = "ntt:neg",
+    classes: Sequence[str] | None = None,
+) -> tuple[list[Any], list[Any], dict[str, str]]:
+    """``(references, negatives, {label id: "frames.<field>"})`` of the tagged labels of a
+    frame-level ``Detections`` field, decoding only the frames that hold them (as
+    :func:`~.bank_inputs.collect_instances` for images)."""
     from .labels import detection_to_reference
 
     _check_video(collection)
     field = _frame_field(collection, gt_field)
-    references = []
-    for sample in collection:
-        tagged = {
-            number: [d for d in (frame[field].detections if frame[field] else []) if tag in d.tags]
-            for number, frame in sample.frames.items()
-            if frame.has_field(field)
-        }
-        tagged = {n: dets for n, dets in tagged.items() if dets}
-        for number, image in iter_frames(sample.filepath, tagged):
-            references += [detection_to_reference(d, image) for d in tagged[number]]
+    wanted = None if not classes else set(classes)
+    positives, negatives, where = [], [], {}
+    for path, tagged in _tagged_frame_labels(collection, field, (tag, neg_tag)):
+        for number, image in iter_frames(path, tagged):
+            for det in tagged[number]:
+                is_pos = tag in det.tags and (wanted is None or det.label in wanted)
+                if not is_pos and neg_tag not in det.tags:
+                    continue
+                (positives if is_pos else negatives).append(detection_to_reference(det, image))
+                where[str(det.id)] = f"frames.{field}"
+    return positives, negatives, where
+
+
+def frame_references(collection: Any, gt_field: str, tag: str = "ntt:ref") -> list[Any]:
+    """:class:`~fiftyone_ntt.types.Reference` objects of the ``tag``-ged labels of a frame-level
+    ``Detections`` field (``gt_field`` or ``frames.<gt_field>``), decoding only the frames that
+    hold them. Build a bank with :func:`fiftyone_ntt.fiftyone.build_bank` (which does this
+    on a video collection) or :func:`fiftyone_ntt.memory_bank.build_memory_bank`.
+
+    Raises:
+        ValueError: not a video collection, or no tagged label in ``frames.<gt_field>``.
+    """
+    references, _, _ = collect_frame_instances(collection, gt_field, tag, neg_tag=tag)
     if not references:
         raise ValueError(
-            f"no label of frames.{field} is tagged {tag!r}; tag a few frame labels as "
-            "references (or build the bank from image references)"
+            f"no label of frames.{_frame_field(collection, gt_field)} is tagged {tag!r}; tag "
+            "a few frame labels as references (or build the bank from image references)"
         )
     return references
 
 
-def segment_frames(
-    collection: Any,
-    bank: Any,
-    out_field: str = "ntt",
-    *,
-    config: Any = None,
-    encoder: Any = None,
-    proposer: Any = None,
-    overwrite: bool = False,
-    save_every: int = 10,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, int]:
-    """Segment every frame of a video collection and write ``frames.<out_field>``.
-
-    Args:
-        collection: a video dataset or view.
-        bank: a :class:`~fiftyone_ntt.memory_bank.MemoryBank` (built from image or frame
-            references, on any dataset).
-        out_field: frame-level field to write (``frames.`` prefix optional).
-        config: pipeline settings (default: the bank's stored config, else ``default``).
-        encoder, proposer: models to use instead of loading the configured ones.
-        overwrite: also redo frames that hold this field from another bank or source.
-        save_every: frames between saves; a killed run loses at most this many frames.
-        progress: ``progress(done, total)`` per frame.
-
-    Returns:
-        ``{"videos", "frames", "segmented", "skipped_done"}``.
-
-    Raises:
-        ValueError: not videos; ``out_field`` holds labels this bank did not write (and not
-            ``overwrite``); or a bad video file.
-    """
-    from fiftyone_ntt.config import NTTConfig, get_preset
-    from fiftyone_ntt.segmenter import Segmenter
-
-    from .labels import predictions_to_detections
-    from .models import get_models
+def segment_frames(collection: Any, bank: Any, out_field: str = "ntt", **kwargs: Any) -> dict:
+    """Segment every frame of a video collection into ``frames.<out_field>``:
+    :func:`fiftyone_ntt.fiftyone.segment` (same arguments and summary, counted in frames),
+    refusing a collection that does not hold videos."""
+    from .segment import segment
 
     _check_video(collection)
-    field = _frame_field(collection, out_field)
-    if config is None:
-        stored = bank.metadata.get("config")
-        config = NTTConfig.from_dict(stored) if stored else get_preset("default")
-    if encoder is None or proposer is None:
-        loaded = get_models(config.models)
-        encoder, proposer = encoder or loaded[0], proposer or loaded[1]
-    segmenter = Segmenter(encoder, proposer, bank, config)
-    mark = bank.fingerprint
-    foreign = _foreign_frames(collection, field, mark)
-    if foreign and not overwrite:
-        raise ValueError(
-            f"frames.{field} already holds labels not written by this bank in {foreign} "
-            "frame(s); choose another output field, or pass overwrite=True to replace them"
-        )
-    total = sum(_frame_count(s) for s in collection)
-    stats = {"videos": 0, "frames": 0, "segmented": 0, "skipped_done": 0}
-    for sample in collection:
-        stats["videos"] += 1
-        metadata = _ensure_metadata(sample)
-        done = {
-            n
-            for n, frame in sample.frames.items()
-            if frame.has_field(field)
-            and frame[field] is not None
-            and getattr(frame[field], "ntt_bank", None) == mark
-        }
-        pending = 0
-        for number, image in iter_frames(sample.filepath):
-            stats["frames"] += 1
-            if number in done:
-                stats["skipped_done"] += 1
-            else:
-                predictions = segmenter.predict(image)
-                sample.frames[number][field] = predictions_to_detections(predictions, ntt_bank=mark)
-                stats["segmented"] += 1
-                pending += 1
-                if pending >= save_every:
-                    sample.save()
-                    pending = 0
-            if progress is not None:
-                progress(stats["frames"], total)
-        if pending:
-            sample.save()
-        del metadata
-    return stats
-
-
-def _frame_count(sample: Any) -> int:
-    metadata = sample.metadata
-    count = getattr(metadata, "total_frame_count", None) if metadata is not None else None
-    return int(count) if count else 0
-
-
-def _foreign_frames(collection: Any, field: str, mark: str) -> int:
-    """Frames whose ``field`` holds labels that this bank did not write."""
-    if not collection.has_frame_field(field):
-        return 0
-    values = collection.values(f"frames.{field}")
-    return sum(
-        1
-        for frames in values
-        for labels in frames
-        if labels is not None and getattr(labels, "ntt_bank", None) != mark
-    )
+    kwargs.setdefault("progress", None)
+    return segment(collection, bank, out_field, **kwargs)
 
 
 def evaluate_frames(

@@ -664,7 +664,10 @@ def test_empty_view(painted_dataset):
     assert _protected_hashes(dataset) == before
 
 
-def test_video_dataset_is_refused_clearly(make_dataset, tmp_path, monkeypatch):
+def test_video_dataset_is_segmented_and_a_bad_video_reported(make_dataset, tmp_path, monkeypatch):
+    """Video datasets are segmented frame by frame (issue 12 §3; they used to be refused): a
+    file that is no video is reported as a failure naming the file and the fix, the run
+    completes, and no frame is written; a bank needs tagged frame labels."""
     import fiftyone as fo
 
     import fiftyone_ntt.fiftyone as nf
@@ -677,6 +680,7 @@ def test_video_dataset_is_refused_clearly(make_dataset, tmp_path, monkeypatch):
     sample.frames[1] = fo.Frame(ground_truth=fo.Detections())
     dataset.add_sample(sample)
     from fiftyone_ntt.memory_bank import MemoryBank
+    from fiftyone_ntt.testing import ColorEncoder
 
     bank = MemoryBank(
         features=np.ones((1, 6), dtype=np.float32),
@@ -684,18 +688,19 @@ def test_video_dataset_is_refused_clearly(make_dataset, tmp_path, monkeypatch):
         class_names=("red",),
         reference_ids=("r",),
         generated_masks=np.zeros(1, dtype=bool),
-        encoder={},
+        encoder=ColorEncoder().identity,
         settings={},
     )
-    for call in (
-        lambda: nf.segment(dataset, bank, "pred"),
-        lambda: nf.build_bank(dataset, "frames.ground_truth", "b"),
-    ):
-        with pytest.raises(ValueError) as error:
-            call()
-        message = str(error.value)
-        assert "video" in message and "to_frames" in message, message
-    assert not dataset.has_sample_field("pred")
+    summary = nf.segment(dataset, bank, "pred")
+    assert summary["status"] == "completed" and summary["processed"] == 0
+    assert summary["failed"] == 1, summary
+    error = summary["failures"][0]["error"]
+    assert str(video) in error and "re-encode" in error, error
+    assert dataset.count("frames.pred") == 0
+    with pytest.raises(ValueError) as raised:
+        nf.build_bank(dataset, "frames.ground_truth", "b")
+    message = str(raised.value)
+    assert "frames.ground_truth" in message and "tag" in message, message
 
 
 def test_grouped_dataset(make_dataset, tmp_path, monkeypatch):

@@ -1,86 +1,43 @@
-"""Video datasets frame by frame (issue 12 §3), on a real MongoDB: a generated video of moving
-painted shapes (lossless FFV1, decoded by OpenCV's bundled FFmpeg, no system ffmpeg), frame
-references, a bank from them, every frame segmented with the fake models into
-``frames.<field>``, resume per frame, evaluation on frame-level ground truth."""
+"""Video datasets frame by frame (issue 12 §3), on a real MongoDB: a generated VP9 WebM video of
+moving painted squares (decoded by OpenCV's bundled FFmpeg, no system ffmpeg), a bank built
+from frame references, every frame segmented with the fake models into ``frames.<field>``
+through ``segment`` (the product path: run record, claim, resume per frame), an interrupted
+run resumed, evaluation on frame-level ground truth."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from ntt_video import FRAMES, SIZE, boxes, fill_video_dataset, iou
 
 pytestmark = pytest.mark.integration
-
-SIZE = (96, 128)  # (H, W)
-FRAMES = 24
-SIDE = 24
-
-
-def _boxes(number: int) -> dict[str, tuple[int, int, int, int]]:
-    """The shapes of 1-based frame ``number``: red moves right, green moves down."""
-    t = number - 1
-    return {
-        "red": (4 + 3 * t, 10, 4 + 3 * t + SIDE, 10 + SIDE),
-        "green": (90, 2 + 2 * t, 90 + SIDE, 2 + 2 * t + SIDE),
-    }
-
-
-COLOURS = {"red": 1, "green": 2}
-
-
-def _write_video(path) -> None:
-    import cv2
-
-    from fiftyone_ntt.testing import paint
-
-    height, width = SIZE
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 10, (width, height))
-    assert writer.isOpened()
-    for number in range(1, FRAMES + 1):
-        shapes = [(COLOURS[name], box) for name, box in _boxes(number).items()]
-        writer.write(paint(SIZE, shapes)[:, :, ::-1].copy())
-    writer.release()
 
 
 @pytest.fixture
 def video_dataset(make_dataset, tmp_path, monkeypatch):
-    import fiftyone as fo
-
     monkeypatch.setenv("FIFTYONE_NTT_TEST_MODELS", "fake")
-    path = tmp_path / "moving_shapes.mkv"
-    _write_video(path)
-    dataset = make_dataset("ntt-video")
-    sample = fo.Sample(filepath=str(path))
+    monkeypatch.setenv("FIFTYONE_NTT_BANKS_DIR", str(tmp_path / "banks"))
+    return fill_video_dataset(make_dataset("ntt-video"), tmp_path)
+
+
+def _frame_gt(dataset) -> list:
+    return [f.to_dict() for f in dataset.first().frames.values()]
+
+
+def _found_boxes(frame, field: str) -> dict[str, tuple[float, ...]]:
     height, width = SIZE
-    for number in range(1, FRAMES + 1):
-        detections = []
-        for name, (x1, y1, x2, y2) in _boxes(number).items():
-            detections.append(
-                fo.Detection(
-                    label=name,
-                    bounding_box=[x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height],
-                    mask=np.ones((y2 - y1, x2 - x1), dtype=bool),
-                    tags=["ntt:ref"] if number == 1 else [],
-                )
-            )
-        sample.frames[number] = fo.Frame(ground_truth=fo.Detections(detections=detections))
-    dataset.add_sample(sample)
-    dataset.add_sample_field("note", fo.StringField)
-    dataset.set_values("note", ["keep"])
-    return dataset
-
-
-def _iou(a, b) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0, x2 - x1) * max(0, y2 - y1)
-    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
+    found = {}
+    for det in frame[field].detections if frame[field] else []:
+        x, y, w, h = det.bounding_box
+        found.setdefault(det.label, (x * width, y * height, (x + w) * width, (y + h) * height))
+    return found
 
 
 def test_frames_decode_without_ffmpeg(video_dataset):
     from fiftyone_ntt.fiftyone.video import iter_frames, video_metadata
 
     path = video_dataset.first().filepath
+    assert path.endswith(".webm")
     metadata = video_metadata(path)
     assert (metadata.frame_width, metadata.frame_height) == (128, 96)
     assert metadata.total_frame_count == FRAMES
@@ -89,59 +46,206 @@ def test_frames_decode_without_ffmpeg(video_dataset):
     assert frames[0][1].shape == (96, 128, 3) and frames[0][1].dtype == np.uint8
 
 
-def test_segment_every_frame_resume_and_evaluate(video_dataset, field_hash):
-    from fiftyone_ntt.fiftyone.video import evaluate_frames, frame_references, segment_frames
-    from fiftyone_ntt.memory_bank import build_memory_bank
+def test_segment_video_dataset_resume_and_evaluate(video_dataset, field_hash):
+    import fiftyone_ntt.fiftyone as nf
 
     dataset = video_dataset
-    gt_frames_before = [f.to_dict() for f in dataset.first().frames.values()]
+    gt_before = _frame_gt(dataset)
     note_before = field_hash(dataset, "note")
 
-    references = frame_references(dataset, "frames.ground_truth")
-    assert sorted(r.class_name for r in references) == ["green", "red"]
-    from fiftyone_ntt.testing import ColorEncoder, RegionProposer
+    built = nf.build_bank(dataset, "frames.ground_truth", "squares")
+    assert built["classes"] == ["red", "green"] and built["num_references"] == 2
+    assert built["gt_field"] == "frames.ground_truth"
 
-    # The same fakes that FIFTYONE_NTT_TEST_MODELS=fake makes segment_frames load.
-    bank = build_memory_bank(references, ColorEncoder(), RegionProposer())
+    calls = []
+    summary = nf.segment(dataset, "squares", "ntt", progress=lambda d, t: calls.append((d, t)))
+    # frame 1 holds the references: skipped, like reference images
+    assert summary["status"] == "completed" and summary["out_field"] == "frames.ntt"
+    assert summary["videos"] == 1 and summary["references_skipped"] == 1
+    assert summary["total"] == FRAMES - 1 and summary["processed"] == FRAMES - 1
+    assert summary["failed"] == 0 and summary["done_before"] == 0
+    assert calls[-1] == (FRAMES - 1, FRAMES - 1) and len(calls) == FRAMES - 1
+    assert dataset.has_frame_field("ntt") and not dataset.has_sample_field("ntt")
 
-    stats = segment_frames(dataset, bank, "ntt")
-    assert stats == {"videos": 1, "frames": FRAMES, "segmented": FRAMES, "skipped_done": 0}
-
-    # The moving instances are found in every frame, where they are.
-    sample = dataset.first()
-    height, width = SIZE
-    for number, frame in sample.frames.items():
-        found = {}
-        for det in frame["ntt"].detections:
-            x, y, w, h = det.bounding_box
-            found.setdefault(det.label, (x * width, y * height, (x + w) * width, (y + h) * height))
-        for name, box in _boxes(number).items():
+    # The moving instances are found in every (non-reference) frame, where they are.
+    for number, frame in dataset.first().frames.items():
+        found = _found_boxes(frame, "ntt")
+        if number == 1:
+            assert not found
+            continue
+        for name, box in boxes(number).items():
             assert name in found, (number, name)
-            assert _iou(found[name], box) > 0.8, (number, name, found[name], box)
+            assert iou(found[name], box) > 0.8, (number, name, found[name], box)
 
-    # Resume: nothing left; after losing a few frames' predictions, only those are redone.
-    assert segment_frames(dataset, bank, "ntt")["segmented"] == 0
+    # Provenance: a run keyed by the field name, its record and state.
+    assert "ntt" in nf.list_ntt_runs(dataset)
+    info = dataset.get_run_info("ntt").config
+    assert info.out_field == "frames.ntt" and info.gt_field == "frames.ground_truth"
+    assert nf.run_state(dataset, "ntt")["status"] == "completed"
+
+    # Resume: nothing left; after losing some frames' predictions only those are redone.
+    again = nf.segment(dataset, "squares", "ntt")
+    assert again["processed"] == 0 and again["done_before"] == FRAMES - 1
+    sample = dataset.first()
     for number in (5, 6, 7):
         sample.frames[number]["ntt"] = None
     sample.save()
-    again = segment_frames(dataset, bank, "ntt")
-    assert again["segmented"] == 3 and again["skipped_done"] == FRAMES - 3
+    again = nf.segment(dataset, "squares", "ntt")
+    assert again["processed"] == 3 and again["done_before"] == FRAMES - 4
 
-    # A frame field written by something else is not overwritten.
-    with pytest.raises(ValueError, match="not written by this bank"):
-        segment_frames(dataset, bank, "ground_truth")
-
-    results = evaluate_frames(dataset, "ntt", "ground_truth", eval_key="ev")
-    assert results.mAP() > 0.9
-    tp, fn = dataset.sum("frames.ev_tp"), dataset.sum("frames.ev_fn")
-    assert tp == 2 * FRAMES and fn == 0
+    results = nf.evaluate(dataset, "ntt", "ev", exclude_references=True)
+    assert results["gt_field"] == "frames.ground_truth"
+    assert results["pred_field"] == "frames.ntt"
+    assert results["mAP"] > 0.9, results
+    assert results["tp"] == 2 * (FRAMES - 1) and results["fn"] == 0 and results["fp"] == 0
 
     # Ground truth (labels and their reference tags) and unrelated fields are untouched,
     # except the per-label evaluation attributes FiftyOne writes.
-    after = [f.to_dict() for f in dataset.first().frames.values()]
-    for before_frame, after_frame in zip(gt_frames_before, after):
-        for b, a in zip(
-            before_frame["ground_truth"]["detections"], after_frame["ground_truth"]["detections"]
-        ):
+    for before, after in zip(gt_before, _frame_gt(dataset)):
+        for b, a in zip(before["ground_truth"]["detections"], after["ground_truth"]["detections"]):
             assert {k: v for k, v in a.items() if not k.startswith("ev")} == b
     assert field_hash(dataset, "note") == note_before
+
+
+def test_interrupted_video_run_resumes(video_dataset):
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_ten(done, total):
+        if done == 10:
+            raise Stop
+
+    with pytest.raises(Stop):
+        nf.segment(dataset, "squares", "ntt", batch_size=4, progress=stop_after_ten)
+    state = nf.run_state(dataset, "ntt")
+    assert state["status"] == "interrupted" and state["lock"] is None
+    written = dataset.count("frames.ntt")
+    assert written == 10  # everything predicted before the stop was saved
+
+    summary = nf.segment(dataset, "squares", "ntt", batch_size=4)
+    assert summary["done_before"] == 10 and summary["processed"] == FRAMES - 1 - 10
+    assert dataset.count("frames.ntt") == FRAMES - 1
+    assert nf.run_state(dataset, "ntt")["status"] == "completed"
+
+
+def test_bad_frames_are_skipped_and_reported(video_dataset, tmp_path):
+    """A video whose stream ends before its metadata says, and a file that is no video: the
+    run goes on, every missing frame and the bad file are reported."""
+    import fiftyone as fo
+
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+    from ntt_video import write_video
+
+    short = write_video(tmp_path / "short.webm", frames=6)
+    broken = tmp_path / "broken.webm"
+    broken.write_bytes(b"\x1a\x45\xdf\xa3 not a video")
+    dataset.add_samples(
+        [
+            fo.Sample(
+                filepath=str(short),
+                metadata=fo.VideoMetadata(
+                    frame_width=128, frame_height=96, total_frame_count=10, frame_rate=10.0
+                ),
+            ),
+            fo.Sample(filepath=str(broken)),
+        ]
+    )
+    summary = nf.segment(dataset, "squares", "ntt")
+    assert summary["status"] == "completed"
+    failures = summary["failures"]
+    short_failures = [f for f in failures if f["filepath"] == str(short)]
+    assert sorted(f["frame_number"] for f in short_failures) == [7, 8, 9, 10]
+    assert all("could not be decoded" in f["error"] for f in short_failures)
+    broken_failures = [f for f in failures if f["filepath"] == str(broken)]
+    assert len(broken_failures) == 1 and "cannot decode video" in broken_failures[0]["error"]
+    assert summary["processed"] == FRAMES - 1 + 6
+
+
+def test_frame_field_with_foreign_labels_is_refused(video_dataset, field_hash):
+    import fiftyone as fo
+
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+    sample = dataset.first()
+    sample.frames[3]["other_model"] = fo.Detections(detections=[fo.Detection(label="x")])
+    sample.save()
+    with pytest.raises(ValueError, match=r"frames.*other_model.*did not write.*overwrite"):
+        nf.segment(dataset, "squares", "other_model")
+    with pytest.raises(ValueError, match="ground-truth field"):
+        nf.segment(dataset, "squares", "frames.ground_truth")
+    assert dataset.first().frames[3]["other_model"].detections[0].label == "x"
+    assert "other_model" not in dataset.list_runs()
+    summary = nf.segment(dataset, "squares", "other_model", overwrite=True)
+    assert summary["processed"] == FRAMES - 1
+
+
+def test_tag_frame_labels_as_references(video_dataset):
+    """What *Tag references* does with labels selected in a video's modal (frame labels come
+    with their field ``frames.<name>`` and frame number)."""
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    nf.untag_references(dataset)
+    assert dataset.count_label_tags() == {}
+    sample = dataset.first()
+    detection = sample.frames[10]["ground_truth"].detections[0]
+    selected = [
+        {
+            "label_id": detection.id,
+            "sample_id": sample.id,
+            "field": "frames.ground_truth",
+            "frame_number": 10,
+        }
+    ]
+    assert nf.tag_references(dataset, selected) == 1
+    assert dataset.count_label_tags() == {"ntt:ref": 1}
+    built = nf.build_bank(dataset, "frames.ground_truth", "one")
+    assert built["classes"] == [detection.label] and built["num_references"] == 1
+
+
+def test_a_second_writer_of_the_frame_field_is_refused(video_dataset):
+    """While a run writes ``frames.ntt`` (here: from its progress callback), another run into
+    the same field is refused naming the holder; after it, the field is free again."""
+    import os
+
+    import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.fiftyone.segment import FieldLockedError
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+    refused = []
+
+    def second_writer(done, total):
+        if done == 3:
+            with pytest.raises(FieldLockedError) as error:
+                nf.segment(dataset, "squares", "ntt", progress=None)
+            refused.append(str(error.value))
+
+    nf.segment(dataset, "squares", "ntt", progress=second_writer)
+    assert len(refused) == 1 and str(os.getpid()) in refused[0], refused
+    assert nf.run_state(dataset, "ntt")["lock"] is None
+    assert dataset.count("frames.ntt") == FRAMES - 1
+
+
+def test_a_view_segments_only_its_frames(video_dataset):
+    from fiftyone import ViewField as F
+
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+    view = dataset.match_frames(F("frame_number") <= 6)
+    summary = nf.segment(view, "squares", "ntt", progress=None)
+    assert summary["total"] == 5 and summary["processed"] == 5  # frame 1: the reference
+    numbers = [n for n, f in dataset.first().frames.items() if f["ntt"] is not None]
+    assert numbers == [2, 3, 4, 5, 6]

@@ -61,6 +61,9 @@ def test_the_four_presets():
         "facebook/sam2.1-hiera-large",
         DINOV3_L,
     )
+    # fast: a 16x16 grid (the decoder, the same for every Hiera size, dominates on CPUs).
+    assert fast.points_per_side == 16
+    assert all(PRESETS[n].points_per_side == 32 for n in ("default", "paper", "accurate"))
     for name in ("default", "fast", "accurate"):  # sizes follow the encoder
         assert PRESETS[name].reference_size is None and PRESETS[name].semantic_size is None
     with pytest.raises(ValueError, match=r"unknown preset 'quick'.*accurate"):
@@ -86,6 +89,8 @@ def test_summaries_for_the_forms():
     accurate = preset_summary("accurate")
     assert accurate["gated"] and accurate["download_mb"] == 898 + 1213
     assert "DINOv3 ViT-L/16" in preset_choice_label("accurate")
+    assert "16×16 prompts" in preset_choice_label("fast")
+    assert "prompts" not in preset_choice_label("paper")  # the paper's grid goes unsaid
     table = preset_table_markdown()
     assert table.count("\n") == 1 + len(PRESETS)
     assert "| paper | SAM 2.0 Hiera-L | DINOv2 ViT-L/14 |" in table

@@ -20,16 +20,12 @@ from fiftyone_ntt.fiftyone.protocols.specs import _STATS, GT_FIELD, ProtocolSpec
 def _config(
     preset: str, points_per_side: int | None, sam2: str | None = None, dinov2: str | None = None
 ):
-    from fiftyone_ntt.config import get_preset
+    from fiftyone_ntt.presets import resolve_config
 
-    config = get_preset(preset)
-    if points_per_side:
-        config = config.replace(points_per_side=int(points_per_side))
-    models = {k: v for k, v in (("sam2", sam2), ("dinov2", dinov2)) if v}
-    if models:
-        # Meta's files (checkpoints/sam2_hiera_large.pt, ...), folders or other hub ids.
-        config = config.replace(models=models)
-    return config
+    # Meta's files (checkpoints/sam2_hiera_large.pt, ...), folders or other hub ids; resolved
+    # as the command line, Python and the App forms resolve a preset
+    changes = {"points_per_side": int(points_per_side)} if points_per_side else {}
+    return resolve_config(preset, proposer=sam2 or None, encoder=dinov2 or None, **changes)
 
 
 def _ensure_bank(refs, key, tag, classes, config, preset, device, log) -> tuple[Any, bool]:
