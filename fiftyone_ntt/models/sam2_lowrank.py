@@ -186,9 +186,15 @@ class LowRankMaskDecoder(FastMaskDecoder):
         """
         n = sparse.shape[0]
         cpu = sparse.device.type == "cpu"
-        chunk = self.chunk or (CPU_CHUNK if cpu else n)
+        threads = self.workers or torch.get_num_threads()
+        chunk = self.chunk or n
+        if self.chunk is None and cpu and n > CPU_CHUNK:
+            # At most CPU_CHUNK prompts per pass, and a multiple of `threads` passes of
+            # near-equal size, so no worker idles at the end of the call.
+            passes = threads * -(-n // (threads * CPU_CHUNK))
+            chunk = -(-n // passes)
         starts = list(range(0, n, chunk))
-        workers = min(self.workers or torch.get_num_threads(), len(starts)) if cpu else 1
+        workers = min(threads, len(starts)) if cpu else 1
         if len(starts) <= 1:
             return super().decode(terms, sparse, plan, threshold)
         parent = super().decode
@@ -201,7 +207,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
                 return parent(terms, sparse[start : start + chunk], plan, threshold)
 
         if workers > 1:
-            threads = torch.get_num_threads()
+            threads = torch.get_num_threads()  # the caller's, restored below
 
             def work(start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
                 torch.set_num_threads(1)
