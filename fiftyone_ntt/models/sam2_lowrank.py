@@ -186,15 +186,15 @@ class LowRankMaskDecoder(FastMaskDecoder):
         """
         n = sparse.shape[0]
         cpu = sparse.device.type == "cpu"
-        threads = self.workers or torch.get_num_threads()
+        wanted = self.workers or torch.get_num_threads()
         chunk = self.chunk or n
         if self.chunk is None and cpu and n > CPU_CHUNK:
-            # At most CPU_CHUNK prompts per pass, and a multiple of `threads` passes of
+            # At most CPU_CHUNK prompts per pass, and a multiple of `wanted` passes of
             # near-equal size, so no worker idles at the end of the call.
-            passes = threads * -(-n // (threads * CPU_CHUNK))
+            passes = wanted * -(-n // (wanted * CPU_CHUNK))
             chunk = -(-n // passes)
         starts = list(range(0, n, chunk))
-        workers = min(threads, len(starts)) if cpu else 1
+        workers = min(wanted, len(starts)) if cpu else 1
         if len(starts) <= 1:
             return super().decode(terms, sparse, plan, threshold)
         parent = super().decode
