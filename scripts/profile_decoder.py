@@ -6,6 +6,10 @@ Usage:
     python scripts/profile_decoder.py --prompts 1024     # the paper's full 32x32 grid
     python scripts/profile_decoder.py --check 48         # also compare 48 prompts with
                                                          # transformers' Sam2MaskDecoder
+    python scripts/profile_decoder.py --decoder lowrank  # profile the low-rank decoder
+    python scripts/profile_decoder.py --prompts 1024 --ab 3 --rows 0
+                                                         # old (fast) vs low-rank decoder,
+                                                         # alternating in one process
 
 The mask decoder (and prompt encoder) of SAM 2 is the same for every Hiera size (hidden
 size 256); it is built with random weights, and fed random image features of the real shapes
@@ -56,6 +60,57 @@ def build(seed: int = 0):
     return sam, proposer, embedding
 
 
+def perturb_norms(sam, seed: int = 1) -> None:
+    """Random LayerNorm weights/biases in the mask decoder (they start at 1/0, which would
+    hide a mistake in how the low-rank decoder applies them)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in sam.mask_decoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                shape = module.weight.shape
+                module.weight.add_(0.3 * torch.randn(shape, generator=gen))
+                module.bias.add_(0.2 * torch.randn(shape, generator=gen))
+
+
+def decoders(proposer):
+    """``{"fast": FastMaskDecoder, "lowrank": LowRankMaskDecoder}`` on the same weights."""
+    from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder
+    from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder
+
+    current = proposer._decoder
+    args = (current.decoder, current.pe, current.side)
+    return {"fast": FastMaskDecoder(*args), "lowrank": LowRankMaskDecoder(*args)}
+
+
+def alternate(proposer, embedding, points, threshold: float, rounds: int) -> None:
+    """Old and new decoder alternating on the same prompts; CPU-time ratio per round."""
+    options = decoders(proposer)
+    print(f"# A/B: {points.shape[0]} prompts, {rounds} rounds, order fast, lowrank")
+    ratios = []
+    for round_ in range(rounds):
+        times = {}
+        for name, decoder in options.items():
+            proposer._decoder = decoder
+            load = os.getloadavg()[0]
+            start, cpu = time.perf_counter(), time.process_time()
+            index, _, _ = proposer.propose(embedding, points, threshold)
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            times[name] = (wall, cpu)
+            print(
+                f"round {round_} {name:8s} kept {index.numel()}: wall {wall:6.2f} s, "
+                f"CPU {cpu:6.2f} s, load {load:.1f}"
+            )
+        ratio = times["lowrank"][1] / times["fast"][1]
+        ratios.append(ratio)
+        wall_ratio = times["lowrank"][0] / times["fast"][0]
+        print(f"round {round_} lowrank/fast: CPU {ratio:.3f}, wall {wall_ratio:.3f}")
+    ratios.sort()
+    print(
+        f"lowrank/fast CPU-time ratio: median {ratios[len(ratios) // 2]:.3f}, "
+        f"range {ratios[0]:.3f}-{ratios[-1]:.3f}"
+    )
+
+
 def check(sam, proposer, embedding, points: torch.Tensor) -> None:
     """Fast decoder vs ``Sam2MaskDecoder.forward`` (multimask) on the same prompts."""
     n = points.shape[0]
@@ -101,16 +156,28 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", type=int, default=15, help="operations listed")
     parser.add_argument("--check", type=int, default=0, help="prompts to compare (0: none)")
+    parser.add_argument("--decoder", choices=("default", "fast", "lowrank"), default="default")
+    parser.add_argument("--ab", type=int, default=0, help="rounds of old vs new (0: none)")
+    parser.add_argument(
+        "--perturb-norms", action="store_true", help="random LayerNorm weights in the decoder"
+    )
     args = parser.parse_args(argv)
 
     from fiftyone_ntt.segmenter import point_grid
 
     torch.set_num_threads(args.threads)
     sam, proposer, embedding = build()
+    if args.perturb_norms:
+        perturb_norms(sam)
+    if args.decoder != "default":
+        proposer._decoder = decoders(proposer)[args.decoder]
     grid = point_grid(32, 1024)
     points = grid[: args.prompts]
+    if args.ab:
+        alternate(proposer, embedding, points, args.threshold, args.ab)
+        return 0
     print(
-        f"# decoder profile: {args.prompts} prompts, batch {proposer.decode_batch_size}, "
+        f"# decoder profile ({type(proposer._decoder).__name__}): {args.prompts} prompts, batch {proposer.decode_batch_size}, "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
     )
     proposer.propose(embedding, points[: proposer.decode_batch_size], args.threshold)  # warm
@@ -125,9 +192,16 @@ def main(argv=None) -> int:
     )
     from torch.profiler import ProfilerActivity, profile
 
+    # The profiler records the calling thread only: the low-rank decoder's passes run here,
+    # one intra-op thread, as each of its worker threads runs them.
+    if hasattr(proposer._decoder, "workers"):
+        proposer._decoder.workers = 1
+        torch.set_num_threads(1)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         proposer.propose(embedding, points[: proposer.decode_batch_size], args.threshold)
-    print(f"\nOne batch of {proposer.decode_batch_size} prompts, by operation and shape:")
+    torch.set_num_threads(args.threads)
+    note = " (low-rank: 1 thread, no workers)" if hasattr(proposer._decoder, "workers") else ""
+    print(f"\nOne batch of {proposer.decode_batch_size} prompts{note}, by operation and shape:")
     print(
         prof.key_averages(group_by_input_shape=True).table(
             sort_by="self_cpu_time_total",

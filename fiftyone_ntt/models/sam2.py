@@ -15,7 +15,8 @@ What the reference computes, and how this module gets the same numbers faster:
   maths, re-associated) in :mod:`fiftyone_ntt.models.sam2_decoder`: the IoU head runs
   first, and the expensive upscaling runs only for surviving prompts and only for their
   chosen token. Results equal ``Sam2MaskDecoder.forward`` to float rounding (tests check
-  ~1e-5).
+  ~1e-5). On CPU in float32 the low-rank variant of :mod:`fiftyone_ntt.models.sam2_lowrank`
+  runs instead (no per-prompt image tokens; same outputs).
 * :meth:`Sam2Proposer.segment_boxes` follows the official image predictor: the embedding
   **with** ``no_memory_embedding``, one box prompt each, single-mask output (token 0).
 """
@@ -32,6 +33,7 @@ from fiftyone_ntt.models import resolve_device, resolve_precision
 from fiftyone_ntt.models.conversion import hiera_arch_name
 from fiftyone_ntt.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder, UpscalePlan
+from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder, supports_low_rank
 
 __all__ = ["Sam2Embedding", "Sam2Proposer"]
 
@@ -123,7 +125,16 @@ class Sam2Proposer:
         with torch.inference_mode():
             pe = self.model.get_image_wide_positional_embeddings()  # (1, C, h, w)
             pe = pe[0].flatten(1).transpose(0, 1).contiguous()  # (h*w, C)
-        self._decoder = FastMaskDecoder(self.model.mask_decoder, pe, embed_side)
+        # CPU float32: the low-rank decoder (no per-prompt image tokens); elsewhere (GPUs,
+        # half precision, other decoder shapes) the materialised one. Same outputs.
+        decoder_class = (
+            LowRankMaskDecoder
+            if self.device.type == "cpu"
+            and self._autocast is None
+            and supports_low_rank(self.model.mask_decoder)
+            else FastMaskDecoder
+        )
+        self._decoder = decoder_class(self.model.mask_decoder, pe, embed_side)
         backbone = config.vision_config.backbone_config
         self.identity: dict[str, Any] = {
             "family": "sam2",

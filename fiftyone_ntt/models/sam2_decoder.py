@@ -20,12 +20,12 @@ heads of size ``d = 16``.
 * ``ConvTranspose2d(kernel=2, stride=2)`` is a per-pixel linear map, so the upscaling runs
   as channels-last matrix products with the high-resolution features as their input.
 
-A variant that never materialises the per-prompt image tokens (each block's update is a
-per-pixel affine map plus a rank-``H·T`` term, so ``upscale_conv1`` and the final
-attention can be unrolled onto shared image terms, half the multiply-adds of
-``upscale_conv1``) was measured slower on the 2-core development CPU: the extra
-memory passes over ``(n, L, C)`` tensors cost more than the saved multiply-adds
-(docs/benchmarks.md, "SAM 2 decoder profile").
+On CPU in float32 :class:`~fiftyone_ntt.models.sam2_lowrank.LowRankMaskDecoder` (a
+subclass) is used instead: it never materialises the per-prompt image tokens (each block's
+update is a per-pixel affine map plus a rank-``H·T`` term whose products with shared image
+matrices go through shared projections), and runs its passes on worker threads
+(docs/benchmarks.md, "Low-rank decoder"). This class stays the path for GPUs, half
+precision and decoders of other shapes.
 """
 
 from __future__ import annotations

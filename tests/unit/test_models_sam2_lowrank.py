@@ -1,0 +1,123 @@
+"""The low-rank SAM 2 decoder (``models/sam2_lowrank.py``) at real size.
+
+Checked against ``transformers``' own ``Sam2MaskDecoder.forward`` with the real SAM 2
+decoder configuration (hidden size 256, 2 two-way blocks, 8 heads) and random weights,
+including random LayerNorm weights/biases: they start at 1/0, which would hide a mistake
+in how the low-rank form applies them. The prompts run in several passes on two worker
+threads, the path the CPU default takes for a batch of prompts.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.models.sam2.configuration_sam2 import Sam2MaskDecoderConfig
+from transformers.models.sam2.modeling_sam2 import Sam2MaskDecoder
+
+from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder
+from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder, supports_low_rank
+
+pytestmark = pytest.mark.unit
+
+SIDE = 64
+PROMPTS = 24
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    config = Sam2MaskDecoderConfig(dynamic_multimask_via_stability=False)
+    config._attn_implementation = "eager"
+    assert config.hidden_size == 256 and config.num_hidden_layers == 2
+    decoder = Sam2MaskDecoder(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in decoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                shape = module.weight.shape
+                module.weight.add_(0.3 * torch.randn(shape, generator=gen))
+                module.bias.add_(0.2 * torch.randn(shape, generator=gen))
+    c = config.hidden_size
+    inputs = {
+        # A per-pixel offset (mean 0.5) makes the LayerNorm statistics cancel if computed
+        # naively as E[x²] − μ².
+        "image": torch.randn((1, c, SIDE, SIDE), generator=gen) + 0.5,
+        "dense": 0.1 * torch.randn((1, c, SIDE, SIDE), generator=gen),
+        "pe": torch.randn((1, c, SIDE, SIDE), generator=gen),
+        "sparse": 3.0 * torch.randn((1, PROMPTS, 2, c), generator=gen),
+        "s0": torch.randn((1, c // 8, 4 * SIDE, 4 * SIDE), generator=gen),
+        "s1": torch.randn((1, c // 4, 2 * SIDE, 2 * SIDE), generator=gen),
+    }
+    return decoder, inputs
+
+
+def _hf(decoder, inputs, multimask):
+    with torch.no_grad():
+        masks, iou, _, _ = decoder(
+            image_embeddings=inputs["image"],
+            image_positional_embeddings=inputs["pe"],
+            sparse_prompt_embeddings=inputs["sparse"],
+            dense_prompt_embeddings=inputs["dense"],
+            multimask_output=multimask,
+            high_resolution_features=[inputs["s0"], inputs["s1"]],
+        )
+    return masks[0], iou[0]
+
+
+def _ours(decoder_class, decoder, inputs, threshold, **kwargs):
+    pe = inputs["pe"][0].flatten(1).T.contiguous()
+    fast = decoder_class(decoder, pe, SIDE, **kwargs)
+    image = (inputs["image"] + inputs["dense"])[0].flatten(1).T.contiguous()
+    with torch.inference_mode():
+        terms = fast.image_terms(image)
+        plan = fast.plan(inputs["s0"], inputs["s1"], torch.float32)
+        return fast.decode(terms, inputs["sparse"][0], plan, threshold)
+
+
+def test_real_size_equals_transformers_multimask(setup):
+    decoder, inputs = setup
+    masks, iou = _hf(decoder, inputs, multimask=True)
+    best = iou.argmax(-1)
+    score = iou.gather(1, best[:, None])[:, 0]
+    # The threshold sits in the widest gap between neighbouring scores of the middle half:
+    # no float-rounding ties, and both outcomes of the threshold occur.
+    ordered = score.sort().values
+    quarter = PROMPTS // 4
+    gaps = ordered[quarter : 3 * quarter] - ordered[quarter - 1 : 3 * quarter - 1]
+    middle = quarter + int(gaps.argmax())
+    assert float(ordered[middle] - ordered[middle - 1]) > 1e-4
+    threshold = float(ordered[middle - 1] + ordered[middle]) / 2
+    expected_keep = torch.nonzero(score > threshold).flatten()
+    assert 0 < expected_keep.numel() < PROMPTS and len(set(best.tolist())) >= 2
+
+    threads = torch.get_num_threads()
+    keep, logits, scores = _ours(LowRankMaskDecoder, decoder, inputs, threshold, chunk=5, workers=2)
+    assert torch.get_num_threads() == threads
+    assert torch.equal(keep, expected_keep)
+    torch.testing.assert_close(scores, score[keep], rtol=1e-5, atol=1e-5)
+    expected = masks[keep, best[keep]]
+    scale = float(expected.abs().max())
+    assert scale > 1e-3
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_real_size_single_mask_equals_transformers_and_fast(setup):
+    decoder, inputs = setup
+    masks, iou = _hf(decoder, inputs, multimask=False)
+    keep, logits, scores = _ours(LowRankMaskDecoder, decoder, inputs, None, chunk=7)
+    assert torch.equal(keep, torch.arange(PROMPTS))
+    torch.testing.assert_close(scores, iou[:, 0], rtol=1e-5, atol=1e-5)
+    scale = float(masks.abs().max())
+    torch.testing.assert_close(logits, masks[:, 0], rtol=1e-5, atol=1e-5 * scale)
+    _, fast_logits, fast_scores = _ours(FastMaskDecoder, decoder, inputs, None)
+    torch.testing.assert_close(logits, fast_logits, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(scores, fast_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_other_decoder_shapes_are_refused():
+    decoder = Sam2MaskDecoder(
+        Sam2MaskDecoderConfig(hidden_size=32, mlp_dim=64, num_hidden_layers=1)
+    )
+    assert not supports_low_rank(decoder)
+    with pytest.raises(ValueError, match="FastMaskDecoder"):
+        LowRankMaskDecoder(decoder, torch.zeros((SIDE * SIDE, 32)), SIDE)
