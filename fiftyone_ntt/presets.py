@@ -29,13 +29,12 @@ __all__ = [
 #: ``scripts/bench_presets.py`` (docs/benchmarks.md, section "Presets": machine, load and
 #: command). Shown in the App forms; a preset missing here shows "not measured".
 PRESET_BENCHMARKS: dict[str, tuple[float, float]] = {
-    # 2026-11-26 14:36-14:48 UTC, the project's 2-vCPU development box shared with other
-    # sessions (load average 4.5 to 5.1): ~2.5x the quiet-machine times (the paper models
-    # took 42.7 s quiet, scripts/bench.py). `fast` ran first, under the most load.
-    "fast": (197.0, 1.9),
-    "accurate": (163.0, 3.62),
-    "default": (103.0, 3.63),
-    "paper": (110.0, 3.7),
+    # 2026-11-26 17:17-17:20 UTC, the project's 2-vCPU development box, nothing else running
+    # (load average 1.8 -> 1.9: the benchmark's own two threads), low-rank CPU decoder.
+    "fast": (6.5, 1.62),
+    "accurate": (33.9, 3.68),
+    "default": (32.1, 3.7),
+    "paper": (32.3, 3.71),
 }
 
 _LABELS = {

@@ -108,7 +108,14 @@ def main(argv=None) -> int:
     segmenter.predict(image, timer=timer)
     total = time.perf_counter() - start
     counter = MacCounter()
-    segmenter.predict(image, timer=counter)
+    # FlopCounterMode sees only its own thread; with one thread the CPU decoder runs its passes
+    # in the calling thread instead of on workers (the multiply-adds are the same).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        segmenter.predict(image, timer=counter)
+    finally:
+        torch.set_num_threads(threads)
     rates = gemm_peak()
     load.append(os.getloadavg()[0])
     peak = max(rates.values())
