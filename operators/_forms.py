@@ -299,7 +299,7 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
             "proposer",
             label="Mask proposer",
             description="SAM 2 / 2.1 (hub id, folder or Meta's .pt) or EdgeTAM (hub id or "
-            "folder, needs timm); empty: the preset's",
+            "folder); empty: the preset's",
             view=types.TextFieldView(placeholder=preset.models.sam2 if preset else None),
         )
         props["encoder"] = inputs.str(
