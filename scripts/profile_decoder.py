@@ -10,6 +10,9 @@ Usage:
     python scripts/profile_decoder.py --prompts 1024 --ab 3 --rows 0
                                                          # old (fast) vs low-rank decoder,
                                                          # alternating in one process
+    python scripts/profile_decoder.py --prompts 1024 --bf16 2
+                                                         # CPU bf16: old (fast) and low-rank
+                                                         # vs low-rank float32, with deltas
 
 The mask decoder (and prompt encoder) of SAM 2 is the same for every Hiera size (hidden
 size 256); it is built with random weights, and fed random image features of the real shapes
@@ -111,6 +114,74 @@ def alternate(proposer, embedding, points, threshold: float, rounds: int) -> Non
     )
 
 
+def bf16_variants(proposer):
+    """``{name: (decoder, autocast dtype)}``: the old CPU bf16 path (``FastMaskDecoder``
+    under bf16 autocast), the new one (``LowRankMaskDecoder`` with a bf16 upscaling, under
+    the same autocast, as ``Sam2Proposer(precision="bfloat16")`` builds it) and float32."""
+    from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder
+    from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder
+
+    current = proposer._decoder
+    args = (current.decoder, current.pe, current.side)
+    return {
+        "fast-bf16": (FastMaskDecoder(*args), torch.bfloat16),
+        "lowrank-bf16": (LowRankMaskDecoder(*args, upscale_dtype=torch.bfloat16), torch.bfloat16),
+        "lowrank-f32": (LowRankMaskDecoder(*args), None),
+    }
+
+
+def mask_deltas(reference, other) -> str:
+    """bf16 vs float32 outputs of ``propose``: kept prompts, IoU, binary masks at logit 0."""
+    (index0, logits0, iou0), (index1, logits1, iou1) = reference, other
+    if not torch.equal(index0, index1):
+        return f"kept prompts differ ({index0.numel()} vs {index1.numel()})"
+    a, b = logits0 > 0, logits1 > 0
+    inter = (a & b).flatten(1).sum(1).double()
+    union = (a | b).flatten(1).sum(1).double()
+    mask_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    same = int((a == b).flatten(1).all(1).sum())
+    return (
+        f"same {index0.numel()} kept prompts; IoU max |diff| "
+        f"{float((iou0 - iou1).abs().max()):.3g}; logits max |diff| "
+        f"{float((logits0 - logits1).abs().max()):.3g} (max |logit| "
+        f"{float(logits0.abs().max()):.3g}); mask IoU at logit 0: mean "
+        f"{float(mask_iou.mean()):.4f}, worst {float(mask_iou.min()):.4f}; "
+        f"identical masks {same}/{index0.numel()}"
+    )
+
+
+def alternate_bf16(proposer, embedding, points, threshold: float, rounds: int) -> None:
+    """Old bf16, new bf16 and float32 alternating on the same prompts; ratios to float32."""
+    options = bf16_variants(proposer)
+    print(f"# bf16 A/B: {points.shape[0]} prompts, {rounds} rounds, order {', '.join(options)}")
+    outputs = {}
+    for round_ in range(rounds):
+        times = {}
+        for name, (decoder, dtype) in options.items():
+            proposer._decoder, proposer._autocast = decoder, dtype
+            load = os.getloadavg()[0]
+            start, cpu = time.perf_counter(), time.process_time()
+            outputs[name] = proposer.propose(embedding, points, threshold)
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            times[name] = (wall, cpu)
+            print(
+                f"round {round_} {name:12s} kept {outputs[name][0].numel()}: wall {wall:6.2f} s, "
+                f"CPU {cpu:6.2f} s, load {load:.1f}"
+            )
+        base = times["lowrank-f32"]
+        for name in ("fast-bf16", "lowrank-bf16"):
+            print(
+                f"round {round_} {name}/lowrank-f32: CPU {times[name][1] / base[1]:.3f}, "
+                f"wall {times[name][0] / base[0]:.3f}"
+            )
+        new, old = times["lowrank-bf16"], times["fast-bf16"]
+        print(
+            f"round {round_} lowrank-bf16/fast-bf16: CPU {new[1] / old[1]:.3f}, wall {new[0] / old[0]:.3f}"
+        )
+    for name in ("fast-bf16", "lowrank-bf16"):
+        print(f"{name} vs float32: {mask_deltas(outputs['lowrank-f32'], outputs[name])}")
+
+
 def check(sam, proposer, embedding, points: torch.Tensor) -> None:
     """Fast decoder vs ``Sam2MaskDecoder.forward`` (multimask) on the same prompts."""
     n = points.shape[0]
@@ -159,6 +230,9 @@ def main(argv=None) -> int:
     parser.add_argument("--decoder", choices=("default", "fast", "lowrank"), default="default")
     parser.add_argument("--ab", type=int, default=0, help="rounds of old vs new (0: none)")
     parser.add_argument(
+        "--bf16", type=int, default=0, help="rounds of bf16 old/new vs float32 (0: none)"
+    )
+    parser.add_argument(
         "--perturb-norms", action="store_true", help="random LayerNorm weights in the decoder"
     )
     args = parser.parse_args(argv)
@@ -173,6 +247,9 @@ def main(argv=None) -> int:
         proposer._decoder = decoders(proposer)[args.decoder]
     grid = point_grid(32, 1024)
     points = grid[: args.prompts]
+    if args.bf16:
+        alternate_bf16(proposer, embedding, points, args.threshold, args.bf16)
+        return 0
     if args.ab:
         alternate(proposer, embedding, points, args.threshold, args.ab)
         return 0

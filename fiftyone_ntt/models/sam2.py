@@ -15,8 +15,9 @@ What the reference computes, and how this module gets the same numbers faster:
   maths, re-associated) in :mod:`fiftyone_ntt.models.sam2_decoder`: the IoU head runs
   first, and the expensive upscaling runs only for surviving prompts and only for their
   chosen token. Results equal ``Sam2MaskDecoder.forward`` to float rounding (tests check
-  ~1e-5). On CPU in float32 the low-rank variant of :mod:`fiftyone_ntt.models.sam2_lowrank`
-  runs instead (no per-prompt image tokens; same outputs).
+  ~1e-5). On CPU the low-rank variant of :mod:`fiftyone_ntt.models.sam2_lowrank` runs
+  instead (no per-prompt image tokens; same outputs in float32; under the CPU ``bfloat16``
+  precision only its upscaling runs in bf16).
 * :meth:`Sam2Proposer.segment_boxes` follows the official image predictor: the embedding
   **with** ``no_memory_embedding``, one box prompt each, single-mask output (token 0).
 """
@@ -125,16 +126,23 @@ class Sam2Proposer:
         with torch.inference_mode():
             pe = self.model.get_image_wide_positional_embeddings()  # (1, C, h, w)
             pe = pe[0].flatten(1).transpose(0, 1).contiguous()  # (h*w, C)
-        # CPU float32: the low-rank decoder (no per-prompt image tokens); elsewhere (GPUs,
-        # half precision, other decoder shapes) the materialised one. Same outputs.
-        decoder_class = (
-            LowRankMaskDecoder
-            if self.device.type == "cpu"
-            and self._autocast is None
+        # CPU: the low-rank decoder (no per-prompt image tokens; float32 is exact, CPU
+        # bfloat16 runs its upscaling in bf16 and the rest in float32); elsewhere (GPUs,
+        # other decoder shapes) the materialised one. Same outputs in float32.
+        self._decoder: FastMaskDecoder
+        if (
+            self.device.type == "cpu"
+            and self._autocast in (None, torch.bfloat16)
             and supports_low_rank(self.model.mask_decoder)
-            else FastMaskDecoder
-        )
-        self._decoder = decoder_class(self.model.mask_decoder, pe, embed_side)
+        ):
+            self._decoder = LowRankMaskDecoder(
+                self.model.mask_decoder,
+                pe,
+                embed_side,
+                upscale_dtype=self._autocast or torch.float32,
+            )
+        else:
+            self._decoder = FastMaskDecoder(self.model.mask_decoder, pe, embed_side)
         backbone = config.vision_config.backbone_config
         self.identity: dict[str, Any] = {
             "family": "sam2",
@@ -284,7 +292,12 @@ class Sam2Proposer:
         logits: list[torch.Tensor] = []
         ious: list[torch.Tensor] = []
         encoder = self.model.prompt_encoder
-        with torch.inference_mode(), self._autocast_context():
+        # The low-rank decoder applies the precision itself (bf16 upscaling only): its
+        # prompt embeddings, two-way blocks and IoU head stay float32, so under CPU bf16 the
+        # kept prompts and IoU are the float32 ones.
+        low_rank = isinstance(self._decoder, LowRankMaskDecoder)
+        context = contextlib.nullcontext() if low_rank else self._autocast_context()
+        with torch.inference_mode(), context:
             # Dense prompt = the learned "no mask" embedding, the same for every prompt.
             terms = None
             plan: UpscalePlan | None = None

@@ -32,7 +32,9 @@ product as in :class:`FastMaskDecoder`, run in pixel tiles so the ``(tile, C)``
 intermediates stay in the CPU caches.
 
 Only for SAM 2's two-way transformer with two blocks (the first without PE and residual in
-its self-attention); float32 only (half precision would lose the cancelling statistics).
+its self-attention). The two-way blocks and the statistics run in float32 (half precision
+would lose the cancelling statistics); only the upscaling can run in bfloat16
+(:mod:`fiftyone_ntt.models.sam2_lowrank_upscale`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from fiftyone_ntt.models.sam2_decoder import (
     FastMaskDecoder,
@@ -52,13 +53,10 @@ from fiftyone_ntt.models.sam2_decoder import (
     _ImageTerms,
     _token_to_shared_image,
 )
+from fiftyone_ntt.models.sam2_lowrank_upscale import low_rank_upscale
 
 __all__ = ["LowRankMaskDecoder", "supports_low_rank"]
 
-#: Pixels per upscaling tile (rows of the ``(tile, C)`` intermediates).
-UPSCALE_TILE = 1024
-#: Prompt-pixels per upscaling step on CPU (prompts per step = this // tile).
-UPSCALE_PIXELS = 4096
 #: Prompts per two-way pass on CPU: keeps every ``(n, 2K+4, L)`` tensor below glibc's
 #: 32 MB mmap threshold, so buffers are reused instead of page-faulted in on every call.
 CPU_CHUNK = 12
@@ -156,10 +154,19 @@ class LowRankMaskDecoder(FastMaskDecoder):
         side: int,
         chunk: int | None = None,
         workers: int | None = None,
+        upscale_dtype: torch.dtype = torch.float32,
     ) -> None:
         """Args as :class:`FastMaskDecoder`; ``chunk``: prompts per pass (default
         :data:`CPU_CHUNK` on CPU, all on other devices); ``workers``: CPU worker threads
-        (default ``torch.get_num_threads()``). Results never depend on either."""
+        (default ``torch.get_num_threads()``). Results never depend on either.
+        ``upscale_dtype``: ``torch.bfloat16`` runs the per-kept-prompt upscaling in
+        bfloat16 (the CPU ``bfloat16`` precision; the rest stays float32, so kept prompts
+        and IoU are the float32 ones); float32 (default) is exact."""
+        if upscale_dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(
+                f"upscale_dtype={upscale_dtype!r} is not supported; use torch.float32 or "
+                "torch.bfloat16"
+            )
         if not supports_low_rank(decoder):
             raise ValueError(
                 "LowRankMaskDecoder needs SAM 2's two-block two-way transformer; "
@@ -168,6 +175,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         super().__init__(decoder, pe, side)
         self.chunk = chunk
         self.workers = workers
+        self.upscale_dtype = upscale_dtype
 
     def decode(
         self,
@@ -183,6 +191,8 @@ class LowRankMaskDecoder(FastMaskDecoder):
         the many mid-sized operations of this path then never wait at an OpenMP barrier for
         a second core, which on a shared machine costs more than the operations themselves.
         The caller's thread count is restored afterwards. Results do not depend on it.
+        A caller's autocast is switched off in every pass (it is thread-local, so worker
+        threads would not see it anyway): the precision is :attr:`upscale_dtype`.
         """
         n = sparse.shape[0]
         cpu = sparse.device.type == "cpu"
@@ -195,16 +205,22 @@ class LowRankMaskDecoder(FastMaskDecoder):
             chunk = -(-n // passes)
         starts = list(range(0, n, chunk))
         workers = min(wanted, len(starts)) if cpu else 1
-        if len(starts) <= 1:
-            return super().decode(terms, sparse, plan, threshold)
         parent = super().decode
         inference = torch.is_inference_mode_enabled()
         grad = torch.is_grad_enabled()
+        device_type = sparse.device.type
 
         def run(start: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             # inference/grad mode are thread-local: carry the caller's into the worker.
-            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            with (
+                torch.inference_mode(inference),
+                torch.set_grad_enabled(grad),
+                torch.autocast(device_type, enabled=False),
+            ):
                 return parent(terms, sparse[start : start + chunk], plan, threshold)
+
+        if len(starts) <= 1:
+            return run(0)
 
         if workers > 1:
             threads = torch.get_num_threads()  # the caller's, restored below
@@ -228,7 +244,12 @@ class LowRankMaskDecoder(FastMaskDecoder):
     # ----------------------------------------------------------------------------------------
 
     def image_terms(self, image: torch.Tensor) -> _LowRankTerms:
-        """Shared terms of :class:`FastMaskDecoder` plus the low-rank projections."""
+        """Shared terms of :class:`FastMaskDecoder` plus the low-rank projections (float32,
+        a caller's autocast switched off: the LayerNorm statistics are built on them)."""
+        with torch.autocast(image.device.type, enabled=False):
+            return self._image_terms(image.float())
+
+    def _image_terms(self, image: torch.Tensor) -> _LowRankTerms:
         base = super().image_terms(image)
         transformer = self.decoder.transformer
         first, second = transformer.layers
@@ -476,45 +497,6 @@ class LowRankMaskDecoder(FastMaskDecoder):
     ) -> torch.Tensor:
         if not isinstance(keys, _LowRankKeys):
             return super()._upscale(keys, mask_token, chosen, plan)
-        decoder = self.decoder
-        k, _, length = keys.coef.shape
-        h = w = self.side
-        c4 = plan.norm_weight.shape[0]
-        c8 = plan.w2.shape[1] // 4
-        dtype, device = keys.coef.dtype, keys.coef.device
-        hyper = torch.empty((k, c8, 1), dtype=dtype, device=device)
-        for token in torch.unique(chosen).tolist():
-            rows = torch.nonzero(chosen == token).flatten()
-            mlp = decoder.output_hypernetworks_mlps[token]
-            hyper[rows, :, 0] = mlp(mask_token[rows]).to(dtype)
-        # upscale_conv1(keys2) = s·(Y2 W1) + coefᵀ (basis W1): Y2 W1 once per image.
-        y2w1 = keys.terms.cache.get(id(plan.w1))
-        if y2w1 is None:
-            y2w1 = keys.terms.y2 @ plan.w1
-            keys.terms.cache.clear()
-            keys.terms.cache[id(plan.w1)] = y2w1
-        weight1 = torch.bmm(keys.basis, plan.w1.expand(k, -1, -1))  # (k, 2K+4, 4·C/4)
-        masks = torch.empty((k, length * 16), dtype=dtype, device=device)
-        tile = UPSCALE_TILE if device.type == "cpu" else length
-        group = max(1, UPSCALE_PIXELS // tile) if device.type == "cpu" else 64
-        # Pixel tiles outermost: the shared (tile, ·) rows stay in cache for every prompt.
-        for lo in range(0, length, tile):
-            hi = min(length, lo + tile)
-            span = hi - lo
-            s1_rows, y_rows, s0_rows = plan.s1[lo:hi], y2w1[lo:hi], plan.s0[4 * lo : 4 * hi]
-            for start in range(0, k, group):
-                stop = min(k, start + group)
-                g = stop - start
-                up = torch.addcmul(s1_rows, y_rows, keys.scale[start:stop, lo:hi, None])
-                up.baddbmm_(keys.coef[start:stop, :, lo:hi].transpose(1, 2), weight1[start:stop])
-                up = F.layer_norm(
-                    up.view(g, span * 4, c4), (c4,), plan.norm_weight, plan.norm_bias, plan.eps
-                )
-                up = torch.ops.aten.gelu_(up)  # exact (erf) GELU, as nn.GELU()
-                up = torch.baddbmm(s0_rows, up, plan.w2.expand(g, -1, -1))  # (g, 4·span, 4·C/8)
-                up = torch.ops.aten.gelu_(up)
-                out = torch.bmm(up.view(g, span * 16, c8), hyper[start:stop])
-                masks[start:stop, 16 * lo : 16 * hi] = out.view(g, span * 16)
-        # Rows are (y, x, a, b, c, d) → pixel (4y+2a+c, 4x+2b+d).
-        masks = masks.view(k, h, w, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
-        return masks.reshape(k, 4 * h, 4 * w).float()
+        return low_rank_upscale(
+            self.decoder, keys, mask_token, chosen, plan, self.side, self.upscale_dtype
+        )

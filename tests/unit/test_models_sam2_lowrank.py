@@ -121,3 +121,76 @@ def test_other_decoder_shapes_are_refused():
     assert not supports_low_rank(decoder)
     with pytest.raises(ValueError, match="FastMaskDecoder"):
         LowRankMaskDecoder(decoder, torch.zeros((SIDE * SIDE, 32)), SIDE)
+
+
+def _threshold(decoder, inputs):
+    """A threshold in the widest gap of the middle half of the multimask scores."""
+    _, iou = _hf(decoder, inputs, multimask=True)
+    ordered = iou[:, 1:].max(-1).values.sort().values
+    quarter = PROMPTS // 4
+    gaps = ordered[quarter : 3 * quarter] - ordered[quarter - 1 : 3 * quarter - 1]
+    middle = quarter + int(gaps.argmax())
+    return float(ordered[middle - 1] + ordered[middle]) / 2
+
+
+def test_bf16_upscaling_keeps_the_float32_prompts_and_iou(setup):
+    """CPU bfloat16: only the upscaling runs in bf16, so the kept prompts and IoU are
+    bit-identical to float32, even under a caller's bf16 autocast (switched off inside,
+    also on the worker threads); the logits are close and the binary masks agree."""
+    decoder, inputs = setup
+    threshold = _threshold(decoder, inputs)
+    keep, logits, scores = _ours(LowRankMaskDecoder, decoder, inputs, threshold, chunk=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        keep16, logits16, scores16 = _ours(
+            LowRankMaskDecoder,
+            decoder,
+            inputs,
+            threshold,
+            chunk=5,
+            workers=2,
+            upscale_dtype=torch.bfloat16,
+        )
+        # float32 under a caller's autocast: autocast is off inside, so bit-identical.
+        keep32, logits32, scores32 = _ours(
+            LowRankMaskDecoder, decoder, inputs, threshold, chunk=5, workers=2
+        )
+    assert torch.equal(keep32, keep) and torch.equal(scores32, scores)
+    assert torch.equal(logits32, logits)
+    assert 0 < keep.numel() < PROMPTS
+    assert torch.equal(keep16, keep) and torch.equal(scores16, scores)
+    assert logits16.dtype == torch.float32 and not torch.equal(logits16, logits)  # bf16 ran
+    scale = float(logits.abs().max())
+    torch.testing.assert_close(logits16, logits, rtol=0, atol=0.02 * scale)
+    a, b = logits16 > 0, logits > 0
+    mask_iou = (a & b).flatten(1).sum(1) / (a | b).flatten(1).sum(1).clamp(min=1)
+    assert float(mask_iou.min()) > 0.97
+
+
+def test_unsupported_upscale_dtype_is_refused(setup):
+    decoder, inputs = setup
+    pe = inputs["pe"][0].flatten(1).T.contiguous()
+    with pytest.raises(ValueError, match=r"upscale_dtype=torch\.float16"):
+        LowRankMaskDecoder(decoder, pe, SIDE, upscale_dtype=torch.float16)
+
+
+def test_proposer_cpu_bfloat16_uses_the_low_rank_decoder(monkeypatch):
+    """``Sam2Proposer(precision="bfloat16")`` on CPU: the low-rank decoder with a bf16
+    upscaling; on one embedding its kept prompts and IoU equal float32's."""
+    from fiftyone_ntt.models import precision
+    from fiftyone_ntt.models.tiny import tiny_proposer
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda *a: True)
+    bf16, f32 = tiny_proposer(seed=0, precision="bfloat16"), tiny_proposer(seed=0)
+    assert bf16.precision == "bfloat16"
+    assert isinstance(bf16._decoder, LowRankMaskDecoder)
+    assert bf16._decoder.upscale_dtype == torch.bfloat16
+    assert f32._decoder.upscale_dtype == torch.float32
+    gen = torch.Generator().manual_seed(3)
+    embedding = f32.embed(torch.rand((3, f32.input_size, f32.input_size), generator=gen))
+    points = torch.rand((20, 2), generator=gen) * f32.input_size
+    index32, logits32, iou32 = f32.propose(embedding, points, 0.0)
+    index16, logits16, iou16 = bf16.propose(embedding, points, 0.0)
+    assert index32.numel() > 0
+    assert torch.equal(index16, index32) and torch.equal(iou16, iou32)
+    scale = float(logits32.abs().max())
+    torch.testing.assert_close(logits16, logits32, rtol=0, atol=0.02 * scale)
