@@ -80,12 +80,10 @@ def low_rank_upscale(
         cache[key] = shared
     y2w1, w1, s1, s0, w2, norm_weight, norm_bias = shared
     basis = keys.basis.to(dtype)
-    if dtype == keys.coef.dtype:
-        coef_t = keys.coef.transpose(1, 2)  # (k, L, 2K+4) view: BLAS takes it transposed
-    else:
-        # bf16 products copy a transposed operand per call: transpose once, in the cast.
-        coef_t = torch.empty((k, length, keys.coef.shape[1]), dtype=dtype, device=device)
-        coef_t.copy_(keys.coef.transpose(1, 2))
+    coef = keys.coef.to(dtype)
+    # A bf16 ``baddbmm`` copies its transposed operand first (measured: as slow as the
+    # product); a bf16 ``addmm`` per prompt takes it transposed without a copy.
+    per_prompt = dtype != torch.float32
     scale = keys.scale.to(dtype)
     weight1 = torch.bmm(basis, w1.expand(k, -1, -1))  # (k, 2K+4, 4·C/4)
     masks = torch.empty((k, length * 16), dtype=torch.float32, device=device)
@@ -100,7 +98,11 @@ def low_rank_upscale(
             stop = min(k, start + group)
             g = stop - start
             up = torch.addcmul(s1_rows, y_rows, scale[start:stop, lo:hi, None])
-            up.baddbmm_(coef_t[start:stop, lo:hi], weight1[start:stop])
+            if per_prompt:
+                for i in range(g):
+                    up[i].addmm_(coef[start + i, :, lo:hi].T, weight1[start + i])
+            else:
+                up.baddbmm_(coef[start:stop, :, lo:hi].transpose(1, 2), weight1[start:stop])
             up = F.layer_norm(up.view(g, span * 4, c4), (c4,), norm_weight, norm_bias, plan.eps)
             up = torch.ops.aten.gelu_(up)  # exact (erf) GELU, as nn.GELU()
             up = torch.baddbmm(s0_rows, up, w2.expand(g, -1, -1))  # (g, 4·span, 4·C/8)
