@@ -20,12 +20,12 @@ heads of size ``d = 16``.
 * ``ConvTranspose2d(kernel=2, stride=2)`` is a per-pixel linear map, so the upscaling runs
   as channels-last matrix products with the high-resolution features as their input.
 
-On CPU in float32 :class:`~fiftyone_ntt.models.sam2_lowrank.LowRankMaskDecoder` (a
+On CPU :class:`~fiftyone_ntt.models.sam2_lowrank.LowRankMaskDecoder` (a
 subclass) is used instead: it never materialises the per-prompt image tokens (each block's
 update is a per-pixel affine map plus a rank-``H·T`` term whose products with shared image
 matrices go through shared projections), and runs its passes on worker threads
-(docs/benchmarks.md, "Low-rank decoder"). This class stays the path for GPUs, half
-precision and decoders of other shapes.
+(docs/benchmarks.md, "Low-rank decoder"; under CPU bfloat16 only its upscaling runs in
+bf16). This class stays the path for GPUs and decoders of other shapes.
 """
 
 from __future__ import annotations
