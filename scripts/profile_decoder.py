@@ -182,6 +182,39 @@ def alternate_bf16(proposer, embedding, points, threshold: float, rounds: int) -
         print(f"{name} vs float32: {mask_deltas(outputs['lowrank-f32'], outputs[name])}")
 
 
+def alternate_hyper(proposer, embedding, points, threshold: float, rounds: int) -> None:
+    """The float32 low-rank decoder with the hypernetwork product as ``bmm`` (old) and as
+    one ``mv`` per prompt (new, ``HYPER_MATVEC``), alternating; CPU-time ratio per round."""
+    from fiftyone_ntt.models import sam2_lowrank_upscale as upscale
+
+    proposer._decoder = decoders(proposer)["lowrank"]
+    print(f"# hypernetwork A/B: {points.shape[0]} prompts, {rounds} rounds, order bmm, mv")
+    outputs, ratios = {}, []
+    for round_ in range(rounds):
+        times = {}
+        for name, flag in (("bmm", False), ("mv", True)):
+            upscale.HYPER_MATVEC = flag
+            load = os.getloadavg()[0]
+            start, cpu = time.perf_counter(), time.process_time()
+            outputs[name] = proposer.propose(embedding, points, threshold)
+            times[name] = (time.perf_counter() - start, time.process_time() - cpu)
+            print(
+                f"round {round_} {name:4s} wall {times[name][0]:6.2f} s, "
+                f"CPU {times[name][1]:6.2f} s, load {load:.1f}"
+            )
+        ratios.append(times["mv"][1] / times["bmm"][1])
+        print(
+            f"round {round_} mv/bmm: CPU {ratios[-1]:.3f}, "
+            f"wall {times['mv'][0] / times['bmm'][0]:.3f}"
+        )
+    upscale.HYPER_MATVEC = True
+    (i0, l0, s0), (i1, l1, s1) = outputs["bmm"], outputs["mv"]
+    print(
+        f"same kept: {torch.equal(i0, i1)}, IoU equal: {torch.equal(s0, s1)}, logits max "
+        f"|diff| {float((l0 - l1).abs().max()):.3g} (max |logit| {float(l0.abs().max()):.3g})"
+    )
+
+
 def check(sam, proposer, embedding, points: torch.Tensor) -> None:
     """Fast decoder vs ``Sam2MaskDecoder.forward`` (multimask) on the same prompts."""
     n = points.shape[0]
@@ -233,6 +266,9 @@ def main(argv=None) -> int:
         "--bf16", type=int, default=0, help="rounds of bf16 old/new vs float32 (0: none)"
     )
     parser.add_argument(
+        "--ab-hyper", type=int, default=0, help="rounds of hypernetwork bmm vs mv (0: none)"
+    )
+    parser.add_argument(
         "--perturb-norms", action="store_true", help="random LayerNorm weights in the decoder"
     )
     args = parser.parse_args(argv)
@@ -247,6 +283,9 @@ def main(argv=None) -> int:
         proposer._decoder = decoders(proposer)[args.decoder]
     grid = point_grid(32, 1024)
     points = grid[: args.prompts]
+    if args.ab_hyper:
+        alternate_hyper(proposer, embedding, points, args.threshold, args.ab_hyper)
+        return 0
     if args.bf16:
         alternate_bf16(proposer, embedding, points, args.threshold, args.bf16)
         return 0
