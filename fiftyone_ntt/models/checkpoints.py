@@ -281,15 +281,38 @@ def _sam2_from_file(path: Path) -> tuple[Any, str, str]:
             f"{path}: a bare .safetensors file has no config; pass the folder that holds "
             "it together with its config.json, or Meta's original .pt file"
         )
+    checkpoint = _torch_load(path, "SAM 2")
     try:
-        state_dict, arch, skipped = convert_sam2_state_dict(_torch_load(path, "SAM 2"))
+        state_dict, arch, skipped = convert_sam2_state_dict(checkpoint)
     except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+        raise CheckpointError(f"{path}: {error}{_other_proposer_hint(checkpoint)}") from None
     model = _instantiate(Sam2Model, arch.to_config(), state_dict, str(path), arch.describe())
     logger.info(
         "Recognised %s in %s (%d video-only tensors ignored)", arch.describe(), path, len(skipped)
     )
     return model, arch.version, arch.spec.arch
+
+
+def _other_proposer_hint(checkpoint: Any) -> str:
+    """For a file that is not SAM 2: say what it is (EdgeTAM) or what would be accepted."""
+    from fiftyone_ntt.models.conversion_specs import _unwrap
+    from fiftyone_ntt.models.edgetam_conversion import original_proposer_family
+
+    try:
+        family = original_proposer_family(_unwrap(checkpoint, ("model", "state_dict"), "SAM 2"))
+    except CheckpointError:
+        family = None
+    if family == "edgetam":
+        return (
+            "; it is Meta's EdgeTAM checkpoint (a RepViT trunk): load it with load_proposer "
+            "or fiftyone_ntt.models.edgetam.load_edgetam"
+        )
+    if family == "sam2":
+        return ""
+    return (
+        "; pass Meta's sam2*_hiera_*.pt / sam2.1_hiera_*.pt or EdgeTAM's edgetam.pt, a "
+        "save_pretrained folder, or a hub id"
+    )
 
 
 def _sam2_from_folder(folder: Path) -> tuple[Any, str, str]:
