@@ -194,7 +194,7 @@ def infer_sam2_architecture(state_dict: StateDict) -> Sam2Architecture:
 
 
 def sam2_head_configs(
-    sd: StateDict, decoder_heads: int, fpn_hidden_size: int
+    sd: StateDict, decoder_heads: int, fpn_hidden_size: int, what: str = "SAM 2"
 ) -> tuple[dict[str, int], dict[str, int]]:
     """The mask decoder / prompt encoder config keywords of a Meta SAM 2-style state dict
     (SAM 2 and EdgeTAM share both modules).
@@ -203,11 +203,11 @@ def sam2_head_configs(
         sd: Meta-layout tensors (``sam_mask_decoder.*``, ``sam_prompt_encoder.*``).
         decoder_heads: attention heads of the two-way transformer (not readable from shapes).
         fpn_hidden_size: the neck width, which must equal the decoder width.
+        what: the model named in messages.
 
     Raises:
         CheckpointError: a missing tensor or a decoder variant transformers cannot build.
     """
-    what = "SAM 2"
     fpn = fpn_hidden_size
     dec = "sam_mask_decoder."
     hidden = _shape(sd, f"{dec}iou_token.weight", what)[1]

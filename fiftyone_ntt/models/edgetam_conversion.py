@@ -227,7 +227,7 @@ def infer_edgetam_architecture(state_dict: StateDict) -> EdgeTamArchitecture:
             f"EdgeTAM FPN neck inputs {channels} do not match the RepViT widths "
             f"{list(layout['embed_dim'])[::-1]}"
         )
-    decoder, prompt = sam2_head_configs(sd, spec.decoder_heads, shapes[0][0])
+    decoder, prompt = sam2_head_configs(sd, spec.decoder_heads, shapes[0][0], "EdgeTAM")
     return EdgeTamArchitecture(
         spec=spec,
         model_args=model_args,
