@@ -2,7 +2,9 @@
 
 EdgeTAM's RepViT image encoder is our pure-PyTorch one (``fiftyone_ntt.models.repvit``), so
 everything here runs without timm or torchvision; its equality with timm's RepViT is tested in
-``test_models_repvit.py``.
+``test_models_repvit.py``. Meta's original ``edgetam.pt`` is written from a tiny model by
+``meta_format.edgetam_hf_to_meta`` (the inverse mapping, with video-only extras) and must load
+back with identical tensors and outputs.
 """
 
 from __future__ import annotations
@@ -406,3 +408,27 @@ def test_sam2_and_edgetam_files_point_to_each_other(tmp_path, tiny_edgetam_spec,
         CheckpointError, match=r"sam2_hiera_tiny\.pt.*SAM 2 checkpoint.*load_proposer"
     ):
         load_edgetam(str(sam2_file))
+
+
+def test_hub_repo_holding_only_the_original_file(
+    tmp_path, monkeypatch, tiny_edgetam_spec, proposer, embedding, points, image
+):
+    """``facebook/EdgeTAM`` holds Meta's ``edgetam.pt`` only (what transformers' conversion
+    script downloads): from the cache, offline, it is converted like a local file."""
+    from fake_hub import snapshot
+
+    from fiftyone_ntt.models import load_proposer
+
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _save_original(proposer, snapshot(cache, "facebook/EdgeTAM") / "edgetam.pt")
+    assert proposer_family("facebook/EdgeTAM") == "edgetam"
+    loaded = load_proposer("facebook/EdgeTAM", device="cpu")
+    assert loaded.identity["family"] == "edgetam"
+    assert loaded.identity["weights"].startswith("hub:original:edgetam.pt@")
+    loaded.decode_batch_size = proposer.decode_batch_size
+    expected = proposer.propose(embedding, points, 0.0)
+    got = loaded.propose(loaded.embed(image), points, 0.0)
+    for x, y in zip(expected, got, strict=True):
+        assert torch.equal(x, y)
