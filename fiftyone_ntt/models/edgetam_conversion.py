@@ -269,4 +269,9 @@ def convert_edgetam_state_dict(
     # "timm_model." (and RepVitBackbone copies): names after the prefix are unchanged.
     for key, value in trunk.items():
         out[_HF_TRUNK + key[len(_TRUNK) :]] = _float32(value)
+        # Batch-norm step counters are only used in training; a checkpoint saved without
+        # them (e.g. after fusing or by a tool that drops integer buffers) still loads.
+        if key.endswith(".running_mean"):
+            counter = _HF_TRUNK + key[len(_TRUNK) : -len("running_mean")] + "num_batches_tracked"
+            out.setdefault(counter, torch.tensor(0, dtype=torch.long))
     return out, arch, skipped

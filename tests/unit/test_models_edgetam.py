@@ -320,6 +320,22 @@ def test_original_file_round_trip(
         assert torch.equal(x, y)
 
 
+def test_original_without_batch_norm_counters_loads(tmp_path, tiny_edgetam_spec, proposer):
+    from meta_format import edgetam_hf_to_meta
+
+    from fiftyone_ntt.models.edgetam import load_edgetam
+
+    state = edgetam_hf_to_meta(proposer.edgetam.state_dict())
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "edgetam.pt"
+    torch.save({"model": state}, path)
+    model, _ = load_edgetam(str(path))
+    original = proposer.edgetam.state_dict()
+    for key, value in model.state_dict().items():
+        expected = torch.zeros_like(value) if key.endswith("num_batches_tracked") else original[key]
+        assert torch.equal(value, expected), key
+
+
 def test_released_layout_is_recognised_from_shapes():
     """The full-size layout (built on the meta device, no weights): RepViT-M1, 256-wide
     8-head decoder, as in transformers' EdgeTAM config; stock model_args (no overrides)."""
