@@ -95,10 +95,15 @@ def preset_summary(name: str) -> dict[str, Any]:
     }
 
 
+def _seconds(value: float) -> str:
+    """Seconds as a reader compares them: ``6.5`` under 10 s, whole seconds above."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
 def _cost(summary: dict[str, Any]) -> tuple[str, str]:
     cpu = summary["cpu_seconds"]
     size = summary["download_mb"]
-    seconds = f"{cpu:.0f} s/image (2-CPU box)" if cpu is not None else "CPU time not measured"
+    seconds = f"{_seconds(cpu)} s/image (2-CPU box)" if cpu is not None else "CPU time not measured"
     download = f"{size / 1000:.1f} GB" if size is not None else "size unknown"
     if summary["gated"]:
         download += ", gated"
@@ -126,7 +131,7 @@ def preset_table_markdown() -> str:
     ]
     for name in PRESETS:
         s = preset_summary(name)
-        cpu = f"{s['cpu_seconds']:.0f}" if s["cpu_seconds"] is not None else "—"
+        cpu = _seconds(s["cpu_seconds"]) if s["cpu_seconds"] is not None else "—"
         size = f"{s['download_mb'] / 1000:.1f} GB" if s["download_mb"] is not None else "?"
         if s["gated"]:
             size += " (gated)"

@@ -206,8 +206,8 @@ def load_proposer(
     Args:
         source: a hub id (``"facebook/sam2-hiera-large"``, ``"yonigozlan/EdgeTAM-hf"``), a
             local ``save_pretrained`` folder, or Meta's ``sam2_hiera_*.pt`` /
-            ``sam2.1_hiera_*.pt`` (EdgeTAM: hub ids and folders; see
-            :mod:`fiftyone_ntt.models.edgetam`).
+            ``sam2.1_hiera_*.pt`` / ``edgetam.pt`` (a file's family is read from its
+            tensor names, whatever it is called; see :mod:`fiftyone_ntt.models.edgetam`).
         device: see :func:`resolve_device`.
         precision: ``"float32"`` (paper), or ``"bfloat16"``/``"float16"`` autocast on CUDA.
 

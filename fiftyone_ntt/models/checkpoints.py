@@ -12,6 +12,8 @@ Three kinds of ``source`` are accepted for both models (``ModelConfig.sam2`` /
 * one of Meta's original files: SAM 2 ``sam2_hiera_*.pt`` / ``sam2.1_hiera_*.pt`` (a dict
   with key ``"model"``) or DINOv2 ``dinov2_vit*14*_pretrain.pth`` (a plain state dict),
   converted on the fly by :mod:`fiftyone_ntt.models.conversion` (method §1.1, §1.2).
+  EdgeTAM's ``edgetam.pt`` is loaded by :mod:`fiftyone_ntt.models.edgetam` (a SAM 2 file
+  with a RepViT trunk; :func:`load_sam2` points there).
 
 Returned models are float32, on the CPU, in eval mode, with gradients off.
 """
@@ -281,15 +283,38 @@ def _sam2_from_file(path: Path) -> tuple[Any, str, str]:
             f"{path}: a bare .safetensors file has no config; pass the folder that holds "
             "it together with its config.json, or Meta's original .pt file"
         )
+    checkpoint = _torch_load(path, "SAM 2")
     try:
-        state_dict, arch, skipped = convert_sam2_state_dict(_torch_load(path, "SAM 2"))
+        state_dict, arch, skipped = convert_sam2_state_dict(checkpoint)
     except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+        raise CheckpointError(f"{path}: {error}{_other_proposer_hint(checkpoint)}") from None
     model = _instantiate(Sam2Model, arch.to_config(), state_dict, str(path), arch.describe())
     logger.info(
         "Recognised %s in %s (%d video-only tensors ignored)", arch.describe(), path, len(skipped)
     )
     return model, arch.version, arch.spec.arch
+
+
+def _other_proposer_hint(checkpoint: Any) -> str:
+    """For a file that is not SAM 2: say what it is (EdgeTAM) or what would be accepted."""
+    from fiftyone_ntt.models.conversion_specs import _unwrap
+    from fiftyone_ntt.models.edgetam_conversion import original_proposer_family
+
+    try:
+        family = original_proposer_family(_unwrap(checkpoint, ("model", "state_dict"), "SAM 2"))
+    except CheckpointError:
+        family = None
+    if family == "edgetam":
+        return (
+            "; it is Meta's EdgeTAM checkpoint (a RepViT trunk): load it with load_proposer "
+            "or fiftyone_ntt.models.edgetam.load_edgetam"
+        )
+    if family == "sam2":
+        return ""
+    return (
+        "; pass Meta's sam2*_hiera_*.pt / sam2.1_hiera_*.pt or EdgeTAM's edgetam.pt, a "
+        "save_pretrained folder, or a hub id"
+    )
 
 
 def _sam2_from_folder(folder: Path) -> tuple[Any, str, str]:

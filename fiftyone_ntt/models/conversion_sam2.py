@@ -181,6 +181,34 @@ def infer_sam2_architecture(state_dict: StateDict) -> Sam2Architecture:
             f"{spec.embed_dims[::-1]}"
         )
 
+    decoder, prompt = sam2_head_configs(sd, spec.decoder_heads, fpn)
+    version = "2.1" if any(k.startswith(_SAM2_1_MARKERS) for k in sd) else "2.0"
+    return Sam2Architecture(
+        spec=spec,
+        version=version,
+        fpn_hidden_size=fpn,
+        backbone_channel_list=channels,
+        decoder=decoder,
+        prompt_encoder=prompt,
+    )
+
+
+def sam2_head_configs(
+    sd: StateDict, decoder_heads: int, fpn_hidden_size: int, what: str = "SAM 2"
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The mask decoder / prompt encoder config keywords of a Meta SAM 2-style state dict
+    (SAM 2 and EdgeTAM share both modules).
+
+    Args:
+        sd: Meta-layout tensors (``sam_mask_decoder.*``, ``sam_prompt_encoder.*``).
+        decoder_heads: attention heads of the two-way transformer (not readable from shapes).
+        fpn_hidden_size: the neck width, which must equal the decoder width.
+        what: the model named in messages.
+
+    Raises:
+        CheckpointError: a missing tensor or a decoder variant transformers cannot build.
+    """
+    fpn = fpn_hidden_size
     dec = "sam_mask_decoder."
     hidden = _shape(sd, f"{dec}iou_token.weight", what)[1]
     if f"{dec}obj_score_token.weight" not in sd:
@@ -193,7 +221,7 @@ def infer_sam2_architecture(state_dict: StateDict) -> Sam2Architecture:
     decoder = {
         "hidden_size": hidden,
         "num_hidden_layers": n_layers,
-        "num_attention_heads": spec.decoder_heads,
+        "num_attention_heads": decoder_heads,
         "mlp_dim": _shape(sd, f"{dec}transformer.layers.0.mlp.layers.0.weight", what)[0],
         "num_multimask_outputs": _shape(sd, f"{dec}mask_tokens.weight", what)[0] - 1,
         "iou_head_depth": depths.get(f"{dec}iou_prediction_head", 0),
@@ -210,15 +238,7 @@ def infer_sam2_architecture(state_dict: StateDict) -> Sam2Architecture:
         "hidden_size": _shape(sd, "sam_prompt_encoder.no_mask_embed.weight", what)[1],
         "mask_input_channels": _shape(sd, "sam_prompt_encoder.mask_downscaling.3.weight", what)[0],
     }
-    version = "2.1" if any(k.startswith(_SAM2_1_MARKERS) for k in sd) else "2.0"
-    return Sam2Architecture(
-        spec=spec,
-        version=version,
-        fpn_hidden_size=fpn,
-        backbone_channel_list=channels,
-        decoder=decoder,
-        prompt_encoder=prompt,
-    )
+    return decoder, prompt
 
 
 _Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
@@ -325,6 +345,65 @@ def _sam2_rules(depths: dict[str, int]) -> list[_Rule]:
     return [(re.compile(rf"^{pattern}$"), fn) for pattern, fn in raw]
 
 
+def rename_sam2_tensors(
+    sd: StateDict, video_prefixes: tuple[str, ...]
+) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """Rename SAM 2's image-path tensors (Hiera trunk, FPN neck, prompt encoder, mask
+    decoder) from Meta's names to ``transformers`` names, as float32.
+
+    Args:
+        sd: a Meta-layout state dict (prefixes already stripped).
+        video_prefixes: name prefixes of video-only modules to skip.
+
+    Returns:
+        ``(renamed, skipped, unknown)``: ``skipped`` are video-only or foreign tensors,
+        ``unknown`` image-path tensors no rule places (the caller decides how to fail).
+
+    Raises:
+        CheckpointError: the prompt encoder lacks one of its 4 point embeddings.
+    """
+    rules = _sam2_rules(_mlp_depths(sd))
+    out: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    unknown: list[str] = []
+    point_embeddings: dict[int, torch.Tensor] = {}
+    for key, value in sd.items():
+        if key.startswith(video_prefixes) or key in _SAM2_VIDEO_KEYS:
+            skipped.append(key)
+            continue
+        m = re.match(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$", key)
+        if m:
+            point_embeddings[int(m[1])] = value
+            continue
+        for pattern, rename in rules:
+            m = pattern.match(key)
+            if m:
+                out[rename(m)] = _float32(value)
+                break
+        else:
+            (
+                unknown
+                if key.startswith(_SAM2_IMAGE_PREFIXES) or key == "no_mem_embed"
+                else skipped
+            ).append(key)
+    if sorted(point_embeddings) != [0, 1, 2, 3]:
+        raise CheckpointError(
+            "the SAM 2 prompt encoder needs 4 point embeddings "
+            f"('sam_prompt_encoder.point_embeddings.0..3'), found {sorted(point_embeddings)}"
+        )
+    # Meta keeps the 4 point-type embeddings (negative, positive, box corner 1, box corner 2)
+    # as separate nn.Embedding(1, C); transformers stacks them in one nn.Embedding(4, C).
+    out["prompt_encoder.point_embed.weight"] = torch.cat(
+        [_float32(point_embeddings[i]).reshape(1, -1) for i in range(4)], dim=0
+    )
+    # One random-Fourier matrix serves both the prompt points and the dense image PE in
+    # Meta's code; transformers holds two copies.
+    gaussian = out.get("prompt_encoder.shared_embedding.positional_embedding")
+    if gaussian is not None:
+        out["shared_image_embedding.positional_embedding"] = gaussian
+    return out, skipped, unknown
+
+
 def convert_sam2_state_dict(
     checkpoint: Any,
 ) -> tuple[dict[str, torch.Tensor], Sam2Architecture, list[str]]:
@@ -344,48 +423,10 @@ def convert_sam2_state_dict(
     """
     sd = _strip_sam2_prefixes(_unwrap(checkpoint, ("model", "state_dict"), "SAM 2"))
     arch = infer_sam2_architecture(sd)
-    rules = _sam2_rules(_mlp_depths(sd))
-    out: dict[str, torch.Tensor] = {}
-    skipped: list[str] = []
-    unknown: list[str] = []
-    point_embeddings: dict[int, torch.Tensor] = {}
-    for key, value in sd.items():
-        if key.startswith(_SAM2_VIDEO_PREFIXES) or key in _SAM2_VIDEO_KEYS:
-            skipped.append(key)
-            continue
-        m = re.match(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$", key)
-        if m:
-            point_embeddings[int(m[1])] = value
-            continue
-        for pattern, rename in rules:
-            m = pattern.match(key)
-            if m:
-                out[rename(m)] = _float32(value)
-                break
-        else:
-            (
-                unknown
-                if key.startswith(_SAM2_IMAGE_PREFIXES) or key == "no_mem_embed"
-                else skipped
-            ).append(key)
+    out, skipped, unknown = rename_sam2_tensors(sd, _SAM2_VIDEO_PREFIXES)
     if unknown:
         raise CheckpointError(
             f"{len(unknown)} SAM 2 image-path tensor(s) have no place in the recognised "
             f"{arch.spec.arch} model: {unknown[:8]}"
         )
-    if sorted(point_embeddings) != [0, 1, 2, 3]:
-        raise CheckpointError(
-            "the SAM 2 prompt encoder needs 4 point embeddings "
-            f"('sam_prompt_encoder.point_embeddings.0..3'), found {sorted(point_embeddings)}"
-        )
-    # Meta keeps the 4 point-type embeddings (negative, positive, box corner 1, box corner 2)
-    # as separate nn.Embedding(1, C); transformers stacks them in one nn.Embedding(4, C).
-    out["prompt_encoder.point_embed.weight"] = torch.cat(
-        [_float32(point_embeddings[i]).reshape(1, -1) for i in range(4)], dim=0
-    )
-    # One random-Fourier matrix serves both the prompt points and the dense image PE in
-    # Meta's code; transformers holds two copies.
-    gaussian = out.get("prompt_encoder.shared_embedding.positional_embedding")
-    if gaussian is not None:
-        out["shared_image_embedding.positional_embedding"] = gaussian
     return out, arch, skipped

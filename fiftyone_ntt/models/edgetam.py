@@ -18,9 +18,11 @@ pure-PyTorch RepViT with the wrapper's parameter names, so EdgeTAM checkpoints l
 and ``save_pretrained`` folders stay readable by stock transformers. Only a backbone config
 that is not a RepViT falls back to timm (and :func:`require_timm` explains what to install).
 
-Sources: a hub id (``"yonigozlan/EdgeTAM-hf"``, the checkpoint transformers documents) or a
-local ``save_pretrained`` folder. Meta's original ``edgetam.pt`` is not converted: convert it
-once with transformers' own script.
+Sources: a hub id (``"yonigozlan/EdgeTAM-hf"``, the checkpoint transformers documents), a
+local ``save_pretrained`` folder, or Meta's original ``edgetam.pt`` (facebookresearch/EdgeTAM,
+under any file name): recognised from its tensors (a RepViT trunk under
+``image_encoder.trunk.body.*``) and converted at load by
+:mod:`fiftyone_ntt.models.edgetam_conversion`; its video-only modules are ignored.
 """
 
 from __future__ import annotations
@@ -251,9 +253,22 @@ def _model_type(folder: Path) -> str | None:
         return None
 
 
+def _file_family(path: Path) -> str:
+    from fiftyone_ntt.models.checkpoints import CheckpointError, _torch_load
+    from fiftyone_ntt.models.conversion_specs import _unwrap
+    from fiftyone_ntt.models.edgetam_conversion import original_proposer_family
+
+    try:
+        state = _unwrap(_torch_load(path, "mask proposer"), ("model", "state_dict"), "SAM 2")
+    except CheckpointError:
+        return "sam2"
+    return original_proposer_family(state) or "sam2"
+
+
 def proposer_family(source: str | os.PathLike[str]) -> str:
-    """``"edgetam"`` or ``"sam2"`` for a source, without loading weights (folder config, the
-    cached hub config, else ``edgetam`` in a hub id's name). Files are SAM 2's."""
+    """``"edgetam"`` or ``"sam2"`` for a source (folder config, the cached hub config, else
+    ``edgetam`` in a hub id's name; a file by its tensor names, memory-mapped, so whatever
+    it is called). Unreadable or foreign files count as SAM 2's: the SAM 2 loader explains."""
     from fiftyone_ntt.models.checkpoints import classify_source
 
     text = os.fspath(source)
@@ -264,7 +279,7 @@ def proposer_family(source: str | os.PathLike[str]) -> str:
     if kind == "folder":
         return "edgetam" if _model_type(Path(text).expanduser()) in _EDGETAM_TYPES else "sam2"
     if kind == "file":
-        return "sam2"
+        return _file_family(Path(text).expanduser())
     try:
         from fiftyone_ntt.models.hub import cached_repo_files
 
@@ -277,15 +292,16 @@ def proposer_family(source: str | os.PathLike[str]) -> str:
 
 
 def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
-    """Load an ``EdgeTamModel`` from a hub id or a ``save_pretrained`` folder.
+    """Load an ``EdgeTamModel`` from a hub id, a ``save_pretrained`` folder or Meta's
+    original ``edgetam.pt`` (converted at load, see :func:`_edgetam_from_file`).
 
     Returns:
         ``(model, info)``; ``info`` has ``source``, ``kind`` and ``arch``.
 
     Raises:
         ImportError: the backbone is not a RepViT and ``timm`` is missing.
-        CheckpointError: not an EdgeTAM folder/checkpoint, a single file, or weights that
-            lack tensors of the model (named).
+        CheckpointError: not an EdgeTAM folder/checkpoint (a SAM 2 or foreign file, an
+            unreadable file, a bare .safetensors), or weights that lack tensors (named).
         ModelNotAvailableError: a hub id that is neither cached nor downloadable.
     """
     from transformers import AutoConfig, EdgeTamConfig, EdgeTamModel
@@ -300,18 +316,11 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     text = os.fspath(source)
     kind = classify_source(text, "EdgeTAM")
-    if kind == "file":
-        raise CheckpointError(
-            f"{text}: EdgeTAM loads from a hub id (e.g. {EDGETAM_HUB_ID!r}) or a "
-            "save_pretrained folder; Meta's original edgetam.pt must be converted with "
-            "transformers' EdgeTAM conversion script first"
-        )
     path, local_kind, weights = _local(text, kind, "EdgeTAM")
     if local_kind == "file":
-        raise CheckpointError(
-            f"hub repo {text!r} holds only an original checkpoint ({path.name}); EdgeTAM needs "
-            f"the transformers files (e.g. {EDGETAM_HUB_ID!r})"
-        )
+        model, arch = _edgetam_from_file(path)
+        logger.info("Loaded EdgeTAM (%s) from %s %s (%s)", arch, kind, text, weights)
+        return model, {"source": text, "kind": kind, "arch": arch, "weights": weights}
     folder = str(path)
 
     def build(local_files_only: bool) -> Any:
@@ -352,6 +361,47 @@ def load_edgetam(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     arch = _backbone_arch(model)
     logger.info("Loaded EdgeTAM (%s) from %s %s (%s)", arch, kind, text, weights)
     return _finish(model.float()), {"source": text, "kind": kind, "arch": arch, "weights": weights}
+
+
+def _edgetam_from_file(path: Path) -> tuple[Any, str]:
+    """Meta's original EdgeTAM checkpoint → ``(EdgeTamModel, arch)``, converted strictly."""
+    from transformers import EdgeTamModel
+
+    from fiftyone_ntt.models.checkpoints import CheckpointError, _instantiate, _torch_load
+    from fiftyone_ntt.models.conversion_specs import _unwrap
+    from fiftyone_ntt.models.edgetam_conversion import (
+        convert_edgetam_state_dict,
+        original_proposer_family,
+    )
+
+    if path.suffix.lower() == ".safetensors":
+        raise CheckpointError(
+            f"{path}: a bare .safetensors file has no config; pass the folder that holds it "
+            "together with its config.json, or Meta's original edgetam.pt"
+        )
+    checkpoint = _torch_load(path, "EdgeTAM")
+    try:
+        state = _unwrap(checkpoint, ("model", "state_dict"), "EdgeTAM")
+        if original_proposer_family(state) == "sam2":
+            raise CheckpointError(
+                "this is Meta's SAM 2 checkpoint (a Hiera trunk), not EdgeTAM; load it as a "
+                "SAM 2 proposer (load_proposer / load_sam2)"
+            )
+        state_dict, arch, skipped = convert_edgetam_state_dict(checkpoint)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"{path}: {error}; pass Meta's edgetam.pt (facebookresearch/EdgeTAM), an EdgeTAM "
+            f"save_pretrained folder or a hub id such as {EDGETAM_HUB_ID!r}"
+        ) from None
+    problem = native_backbone_problem(arch.to_config().vision_config.backbone_config)
+    if problem is not None:  # cannot happen for EDGETAM_SPECS sizes; kept as a guard
+        require_timm(problem)
+    with native_repvit():
+        model = _instantiate(EdgeTamModel, arch.to_config(), state_dict, str(path), arch.describe())
+    logger.info(
+        "Recognised %s in %s (%d video-only tensors ignored)", arch.describe(), path, len(skipped)
+    )
+    return model, arch.spec.architecture
 
 
 def load_edgetam_proposer(

@@ -178,3 +178,24 @@ def dinov2_hf_to_meta(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
         else:
             raise AssertionError(f"test helper has no Meta name for {key}")
     return out
+
+
+def edgetam_hf_to_meta(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A Meta-layout EdgeTAM state dict (``edgetam.pt``'s ``"model"``) from a transformers
+    ``EdgeTamModel`` one, with video-only extras (SAM 2's and a spatial perceiver) that a
+    loader must ignore. The RepViT trunk keeps timm's names under ``image_encoder.trunk.body.``.
+    """
+    trunk = "vision_encoder.backbone.timm_model."
+    out = sam2_hf_to_meta({k: v for k, v in hf_state.items() if not k.startswith(trunk)})
+    for key, value in hf_state.items():
+        if key.startswith(trunk):
+            out["image_encoder.trunk.body." + key[len(trunk) :]] = value.clone()
+    device = next(iter(hf_state.values())).device
+    for key, shape in {
+        "spatial_perceiver.latents": (256, 64),
+        "spatial_perceiver.layers.0.ff.0.weight": (64,),
+        "spatial_perceiver.layers.0.cross_attn.to_q.weight": (64, 64),
+        "memory_encoder.out_proj.weight": (64, 256, 1, 1),
+    }.items():
+        out[key] = torch.zeros(shape, device=device)
+    return out

@@ -2,7 +2,9 @@
 
 EdgeTAM's RepViT image encoder is our pure-PyTorch one (``fiftyone_ntt.models.repvit``), so
 everything here runs without timm or torchvision; its equality with timm's RepViT is tested in
-``test_models_repvit.py``.
+``test_models_repvit.py``. Meta's original ``edgetam.pt`` is written from a tiny model by
+``meta_format.edgetam_hf_to_meta`` (the inverse mapping, with video-only extras) and must load
+back with identical tensors and outputs.
 """
 
 from __future__ import annotations
@@ -252,3 +254,197 @@ def test_folder_missing_a_backbone_tensor_is_refused(tmp_path, proposer):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=r"stages_2\.blocks\.0\.se\.fc1\.weight"):
         load_edgetam(str(folder))
+
+
+# --------------------------------------------------------------------------------------------
+# Meta's original edgetam.pt (converted at load)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_edgetam_spec(monkeypatch):
+    """Registers the tiny RepViT as a known EdgeTAM size (its 2-head decoder is not readable
+    from the tensors), as test_checkpoints.py does for the tiny Hiera."""
+    from fiftyone_ntt.models import edgetam_conversion
+
+    spec = edgetam_conversion.EdgeTamSpec(
+        "edgetam_tiny_random", "repvit_m1", (8, 16, 32, 64), (1, 1, 1, 1), decoder_heads=2
+    )
+    monkeypatch.setitem(edgetam_conversion.EDGETAM_SPECS, spec.key, spec)
+    return spec
+
+
+def _save_original(proposer, path):
+    from meta_format import edgetam_hf_to_meta
+
+    torch.save({"model": edgetam_hf_to_meta(proposer.edgetam.state_dict())}, path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["edgetam.pt", "renamed_weights.bin"])
+def test_original_file_round_trip(
+    tmp_path, tiny_edgetam_spec, proposer, embedding, points, image, name, caplog
+):
+    from fiftyone_ntt.models import load_proposer
+    from fiftyone_ntt.models.edgetam import EdgeTamProposer, load_edgetam
+
+    path = _save_original(proposer, tmp_path / name)
+    assert proposer_family(str(path)) == "edgetam"
+    with caplog.at_level("INFO"):
+        model, info = load_edgetam(str(path))
+    assert "11 video-only tensors ignored" in caplog.text
+    assert info["kind"] == "file" and info["arch"] == "repvit_m1"
+    original = proposer.edgetam.state_dict()
+    converted = model.state_dict()
+    assert sorted(converted) == sorted(original)
+    for key, value in original.items():
+        assert torch.equal(converted[key], value), key
+    assert isinstance(model.vision_encoder.backbone, RepVitBackbone)
+
+    loaded = load_proposer(str(path), device="cpu")
+    assert isinstance(loaded, EdgeTamProposer)
+    assert loaded.identity["family"] == "edgetam" and loaded.identity["weights"] == "file"
+    # The same prompts per decoder pass as the fixture: batching may change the last bits.
+    loaded.decode_batch_size = proposer.decode_batch_size
+    again = loaded.embed(image)
+    for field in ("image", "high_res_s0", "high_res_s1"):
+        assert torch.equal(getattr(again, field), getattr(embedding, field)), field
+    a = proposer.propose(embedding, points, 0.0)
+    b = loaded.propose(again, points, 0.0)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    boxes = torch.tensor([[100.0, 150.0, 600.0, 700.0]])
+    for x, y in zip(
+        proposer.segment_boxes(embedding, boxes), loaded.segment_boxes(again, boxes), strict=True
+    ):
+        assert torch.equal(x, y)
+
+
+def test_original_without_batch_norm_counters_loads(tmp_path, tiny_edgetam_spec, proposer):
+    from meta_format import edgetam_hf_to_meta
+
+    from fiftyone_ntt.models.edgetam import load_edgetam
+
+    state = edgetam_hf_to_meta(proposer.edgetam.state_dict())
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "edgetam.pt"
+    torch.save({"model": state}, path)
+    model, _ = load_edgetam(str(path))
+    original = proposer.edgetam.state_dict()
+    for key, value in model.state_dict().items():
+        expected = torch.zeros_like(value) if key.endswith("num_batches_tracked") else original[key]
+        assert torch.equal(value, expected), key
+
+
+def test_released_layout_is_recognised_from_shapes():
+    """The full-size layout (built on the meta device, no weights): RepViT-M1, 256-wide
+    8-head decoder, as in transformers' EdgeTAM config; stock model_args (no overrides)."""
+    from meta_format import edgetam_hf_to_meta
+    from transformers import EdgeTamConfig, TimmWrapperConfig
+
+    from fiftyone_ntt.models.edgetam_conversion import infer_edgetam_architecture
+
+    backbone = TimmWrapperConfig(
+        architecture="repvit_m1",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+    )
+    reference = EdgeTamConfig(vision_config={"backbone_config": backbone})
+    with torch.device("meta"):
+        model = build_edgetam_model(reference)
+    arch = infer_edgetam_architecture(edgetam_hf_to_meta(model.state_dict()))
+    assert arch.spec.name == "edgetam"
+    assert arch.model_args == backbone.model_args
+    config = arch.to_config()
+    for sub in ("prompt_encoder_config", "mask_decoder_config"):
+        assert getattr(config, sub).to_dict() == getattr(reference, sub).to_dict(), sub
+    got, want = config.vision_config.to_dict(), reference.vision_config.to_dict()
+    for key in ("backbone_channel_list", "fpn_hidden_size", "fpn_top_down_levels"):
+        assert got[key] == want[key], key
+
+
+def test_unknown_size_names_the_known_ones(tmp_path, proposer):
+    from fiftyone_ntt.models.checkpoints import CheckpointError
+    from fiftyone_ntt.models.edgetam import load_edgetam
+
+    path = _save_original(proposer, tmp_path / "edgetam.pt")
+    with pytest.raises(CheckpointError, match=r"unknown EdgeTAM RepViT size.*\[48, 96, 192, 384\]"):
+        load_edgetam(str(path))
+
+
+def test_original_missing_a_trunk_tensor_is_named(tmp_path, tiny_edgetam_spec, proposer):
+    from meta_format import edgetam_hf_to_meta
+
+    from fiftyone_ntt.models.checkpoints import CheckpointError
+    from fiftyone_ntt.models.edgetam import load_edgetam
+
+    state = edgetam_hf_to_meta(proposer.edgetam.state_dict())
+    del state["image_encoder.trunk.body.stages_2.blocks.0.se.fc1.weight"]
+    path = tmp_path / "edgetam.pt"
+    torch.save({"model": state}, path)
+    with pytest.raises(
+        CheckpointError, match=r"edgetam\.pt.*missing.*stages_2\.blocks\.0\.se\.fc1"
+    ):
+        load_edgetam(str(path))
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path, tiny_edgetam_spec, proposer):
+    from fiftyone_ntt.models import load_proposer
+    from fiftyone_ntt.models.checkpoints import CheckpointError
+    from fiftyone_ntt.models.edgetam import load_edgetam
+
+    good = _save_original(proposer, tmp_path / "edgetam.pt")
+    truncated = tmp_path / "truncated_edgetam.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, foreign)
+    for path in (truncated, foreign):
+        for load in (load_edgetam, load_proposer):
+            with pytest.raises(CheckpointError) as caught:
+                load(str(path))
+            message = str(caught.value)
+            assert str(path) in message, message
+            assert "edgetam.pt" in message or "could not be read" in message, message
+            assert "hub id" in message, message
+
+
+def test_sam2_and_edgetam_files_point_to_each_other(tmp_path, tiny_edgetam_spec, proposer):
+    from meta_format import sam2_hf_to_meta
+
+    from fiftyone_ntt.models.checkpoints import CheckpointError, load_sam2
+    from fiftyone_ntt.models.edgetam import load_edgetam
+    from fiftyone_ntt.models.tiny import tiny_sam2_model
+
+    edgetam_file = _save_original(proposer, tmp_path / "edgetam.pt")
+    with pytest.raises(CheckpointError, match=r"edgetam\.pt.*EdgeTAM checkpoint.*load_proposer"):
+        load_sam2(str(edgetam_file))
+    sam2_file = tmp_path / "sam2_hiera_tiny.pt"
+    torch.save({"model": sam2_hf_to_meta(tiny_sam2_model().state_dict())}, sam2_file)
+    assert proposer_family(str(sam2_file)) == "sam2"
+    with pytest.raises(
+        CheckpointError, match=r"sam2_hiera_tiny\.pt.*SAM 2 checkpoint.*load_proposer"
+    ):
+        load_edgetam(str(sam2_file))
+
+
+def test_hub_repo_holding_only_the_original_file(
+    tmp_path, monkeypatch, tiny_edgetam_spec, proposer, embedding, points, image
+):
+    """``facebook/EdgeTAM`` holds Meta's ``edgetam.pt`` only (what transformers' conversion
+    script downloads): from the cache, offline, it is converted like a local file."""
+    from fake_hub import snapshot
+
+    from fiftyone_ntt.models import load_proposer
+
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _save_original(proposer, snapshot(cache, "facebook/EdgeTAM") / "edgetam.pt")
+    assert proposer_family("facebook/EdgeTAM") == "edgetam"
+    loaded = load_proposer("facebook/EdgeTAM", device="cpu")
+    assert loaded.identity["family"] == "edgetam"
+    assert loaded.identity["weights"].startswith("hub:original:edgetam.pt@")
+    loaded.decode_batch_size = proposer.decode_batch_size
+    expected = proposer.propose(embedding, points, 0.0)
+    got = loaded.propose(loaded.embed(image), points, 0.0)
+    for x, y in zip(expected, got, strict=True):
+        assert torch.equal(x, y)

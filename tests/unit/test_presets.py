@@ -24,6 +24,7 @@ from fiftyone_ntt.models.tiny import (
     tiny_sam2_model,
 )
 from fiftyone_ntt.presets import (
+    PRESET_BENCHMARKS,
     preset_choice_label,
     preset_summary,
     preset_table_markdown,
@@ -91,6 +92,10 @@ def test_summaries_for_the_forms():
     assert "DINOv3 ViT-L/16" in preset_choice_label("accurate")
     assert "16×16 prompts" in preset_choice_label("fast")
     assert "prompts" not in preset_choice_label("paper")  # the paper's grid goes unsaid
+    # Measured times: a decimal under 10 s (6.5 s must not read as 6), whole seconds above.
+    for name, (seconds, _) in PRESET_BENCHMARKS.items():
+        shown = f"{seconds:.1f}" if seconds < 10 else f"{seconds:.0f}"
+        assert f" {shown} s/image" in preset_choice_label(name), name
     table = preset_table_markdown()
     assert table.count("\n") == 1 + len(PRESETS)
     assert "| paper | SAM 2.0 Hiera-L | DINOv2 ViT-L/14 |" in table
