@@ -86,7 +86,8 @@ def low_rank_upscale(
     coef = keys.coef.to(dtype)
     # A bf16 ``baddbmm`` copies its transposed operand first (measured: as slow as the
     # product); a bf16 ``addmm`` per prompt takes it transposed without a copy.
-    per_prompt = dtype != torch.float32
+    per_prompt = dtype != torch.float32 and device.type == "cpu"
+    matvec = HYPER_MATVEC and dtype == torch.float32 and device.type == "cpu"
     scale = keys.scale.to(dtype)
     weight1 = torch.bmm(basis, w1.expand(k, -1, -1))  # (k, 2K+4, 4·C/4)
     masks = torch.empty((k, length * 16), dtype=torch.float32, device=device)
@@ -111,7 +112,7 @@ def low_rank_upscale(
             up = torch.baddbmm(s0_rows, up, w2.expand(g, -1, -1))  # (g, 4·span, 4·C/8)
             up = torch.ops.aten.gelu_(up)
             flat = up.view(g, span * 16, c8)
-            if HYPER_MATVEC and not per_prompt:
+            if matvec:
                 for i in range(g):
                     torch.mv(
                         flat[i], hyper[start + i, :, 0], out=masks[start + i, 16 * lo : 16 * hi]
