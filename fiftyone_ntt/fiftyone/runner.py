@@ -73,6 +73,37 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def predict_retrying_oom(
+    segmenter: Any, image: Any, what: str, fix: str, where: str = ""
+) -> tuple[Any, str | None]:
+    """Predictions of one image, retried once after freeing memory when memory runs out.
+
+    Args:
+        image: ``(H, W, 3)`` uint8.
+        what: the image in the message, e.g. ``"image 'a.jpg'"`` or ``"frame 3 of 'v.webm'"``.
+        fix: what the user can do, after "skipped: ".
+        where: appended after the size, e.g. ``" on device cuda:0"``.
+
+    Returns:
+        ``(predictions, None)``, or ``(None, reason)`` after a second out-of-memory error;
+        other errors propagate.
+    """
+    for attempt in range(2):
+        try:
+            return segmenter.predict(image), None
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            free_memory()
+            if attempt == 1:
+                height, width = image.shape[:2]
+                return None, (
+                    f"out of memory on {what} ({width}x{height} px){where}, twice ({error}); "
+                    f"skipped: {fix}"
+                )
+    return None, "unreachable"
+
+
 def _register(plan: RunPlan) -> None:
     import fiftyone as fo
 
@@ -204,23 +235,14 @@ def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None)
 
     def predict_one(image, path: str):
         """Predictions, or None and the reason when memory runs out twice."""
-        for attempt in range(2):
-            try:
-                return segmenter.predict(image), None
-            except Exception as error:
-                if not is_out_of_memory(error):
-                    raise
-                free_memory()
-                if attempt == 1:
-                    height, width = image.shape[:2]
-                    return None, (
-                        f"out of memory on image {path!r} ({width}x{height} px) on device "
-                        f"{getattr(segmenter.proposer, 'device', '?')}, twice ({error}); "
-                        "skipped: free memory (fewer processes on the device, fewer "
-                        "batch_images), run on another device (device='cpu'), or use a "
-                        "smaller copy of the image"
-                    )
-        return None, "unreachable"
+        return predict_retrying_oom(
+            segmenter,
+            image,
+            f"image {path!r}",
+            "free memory (fewer processes on the device, fewer batch_images), run on another "
+            "device (device='cpu'), or use a smaller copy of the image",
+            where=f" on device {getattr(segmenter.proposer, 'device', '?')}",
+        )
 
     def predict(ready: list) -> list:
         if len(ready) > 1:

@@ -18,7 +18,7 @@ from typing import Any
 from fiftyone_ntt.fiftyone.claims import HEARTBEAT_SECONDS, heartbeat, schema_turn
 from fiftyone_ntt.fiftyone.output_field import reload_schema
 from fiftyone_ntt.fiftyone.run_record import record_run
-from fiftyone_ntt.fiftyone.runner import RUN_ATTRIBUTE, RunPlan, free_memory, is_out_of_memory
+from fiftyone_ntt.fiftyone.runner import RUN_ATTRIBUTE, RunPlan, predict_retrying_oom
 
 __all__ = [
     "FRAMES",
@@ -253,7 +253,12 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
             try:
                 for number, image in iter_frames(path, sorted(frames)):
                     decoded.add(number)
-                    predictions, error = _predict(segmenter, image, path, number)
+                    predictions, error = predict_retrying_oom(
+                        segmenter,
+                        image,
+                        f"frame {number} of {path!r}",
+                        "free memory or run on another device",
+                    )
                     if error is not None:
                         fail(sample_id, path, number, error)
                     else:
@@ -291,24 +296,6 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
         finally:
             summary = record(status)
     return summary
-
-
-def _predict(segmenter: Any, image: Any, path: str, number: int) -> tuple[Any, str | None]:
-    """Predictions of one frame, or None and the reason when memory runs out twice."""
-    for attempt in range(2):
-        try:
-            return segmenter.predict(image), None
-        except Exception as error:
-            if not is_out_of_memory(error):
-                raise
-            free_memory()
-            if attempt == 1:
-                height, width = image.shape[:2]
-                return None, (
-                    f"out of memory on frame {number} of {path!r} ({width}x{height} px), "
-                    f"twice ({error}); skipped: free memory or run on another device"
-                )
-    return None, "unreachable"
 
 
 def frame_counts(collection: Any, bank_key: str | None, skip_references: bool = True) -> dict:

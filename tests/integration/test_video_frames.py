@@ -249,3 +249,32 @@ def test_a_view_segments_only_its_frames(video_dataset):
     assert summary["total"] == 5 and summary["processed"] == 5  # frame 1: the reference
     numbers = [n for n, f in dataset.first().frames.items() if f["ntt"] is not None]
     assert numbers == [2, 3, 4, 5, 6]
+
+
+def test_out_of_memory_on_a_frame_is_retried_then_reported(video_dataset, monkeypatch):
+    """A frame whose prediction runs out of memory once is retried and written; one that runs
+    out twice is skipped and reported with its frame number, file and the fix."""
+    import fiftyone_ntt.fiftyone as nf
+    import fiftyone_ntt.segmenter as seg
+
+    dataset = video_dataset
+    nf.build_bank(dataset, "frames.ground_truth", "squares")
+    original = seg.Segmenter.predict
+    calls = {"n": 0}
+
+    def predict(self, image, **kwargs):
+        calls["n"] += 1
+        if calls["n"] in (2, 5, 6):  # frame 2: once (retried, fine); the 4th frame: twice
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp] out of memory")
+        return original(self, image, **kwargs)
+
+    monkeypatch.setattr(seg.Segmenter, "predict", predict)
+    summary = nf.segment(dataset, "squares", "ntt")
+    assert summary["status"] == "completed"
+    failures = summary["failures"]
+    assert len(failures) == 1, failures
+    error = failures[0]["error"]
+    assert "out of memory on frame" in error and "twice" in error
+    assert f"of {dataset.first().filepath!r}" in error and "another device" in error
+    assert summary["processed"] == FRAMES - 1 - 1
+    assert dataset.count("frames.ntt") == FRAMES - 1 - 1
