@@ -155,18 +155,24 @@ def tiny_sam2_model(seed: int = 0) -> Any:
             backbone = model.vision_encoder.backbone
             backbone.pos_embed.normal_(0.0, 0.1)
             backbone.pos_embed_window.normal_(0.0, 0.1)
-            # transformers' small init (std 0.02) shrinks these heads' outputs to ~1e-4:
-            # re-draw them at unit gain so predicted IoUs spread over (0, 1) and mask
-            # logits are O(1), with positive and negative pixels.
-            decoder = model.mask_decoder
-            for head in (*decoder.output_hypernetworks_mlps, decoder.iou_prediction_head):
-                for linear in (head.proj_in, *head.layers, head.proj_out):
-                    linear.weight.normal_(0.0, linear.in_features**-0.5)
-            for conv in (decoder.conv_s0, decoder.upscale_conv2):
-                conv.weight.normal_(0.0, conv.weight[0].numel() ** -0.5)
+            _draw_decoder_heads(model.mask_decoder)
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def _draw_decoder_heads(decoder: torch.nn.Module) -> None:
+    """Re-draw a SAM 2-style mask decoder's output heads at unit gain (in place, no grad).
+
+    transformers' small init (std 0.02) shrinks these heads' outputs to ~1e-4: at unit gain
+    predicted IoUs spread over (0, 1) and mask logits are O(1), with positive and negative
+    pixels.
+    """
+    for head in (*decoder.output_hypernetworks_mlps, decoder.iou_prediction_head):
+        for linear in (head.proj_in, *head.layers, head.proj_out):
+            linear.weight.normal_(0.0, linear.in_features**-0.5)
+    for conv in (decoder.conv_s0, decoder.upscale_conv2):
+        conv.weight.normal_(0.0, conv.weight[0].numel() ** -0.5)
 
 
 def tiny_encoder(
@@ -366,12 +372,7 @@ def tiny_edgetam_model(seed: int = 0) -> Any:
                 model.prompt_encoder.shared_embedding.positional_embedding
             )
             _draw_cnn(model.vision_encoder)
-            decoder = model.mask_decoder
-            for head in (*decoder.output_hypernetworks_mlps, decoder.iou_prediction_head):
-                for linear in (head.proj_in, *head.layers, head.proj_out):
-                    linear.weight.normal_(0.0, linear.in_features**-0.5)
-            for conv in (decoder.conv_s0, decoder.upscale_conv2):
-                conv.weight.normal_(0.0, conv.weight[0].numel() ** -0.5)
+            _draw_decoder_heads(model.mask_decoder)
     model.eval()
     model.requires_grad_(False)
     return model
