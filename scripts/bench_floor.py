@@ -55,6 +55,38 @@ def _cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
     return sdpa_flop_count(query, key, value)
 
 
+def _matrix_product(a_shape, b_shape) -> int:
+    """FLOPs (2 per multiply-add) of ``a @ b`` for ``(…, m, k) @ (…, k, n)`` or ``(m, k) @ (k,)``."""
+    batch = 1
+    for size in a_shape[:-2]:
+        batch *= size
+    m, k = a_shape[-2], a_shape[-1]
+    n = b_shape[-1] if len(b_shape) > 1 else 1
+    return 2 * batch * m * k * n
+
+
+def _in_place_product(self_shape, a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    # baddbmm_/addmm_/addmv_(self, a, b): the counter knows only the out-of-place ops.
+    return _matrix_product(a_shape, b_shape)
+
+
+def _mv(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    return _matrix_product(a_shape, b_shape)
+
+
+#: Products FlopCounterMode does not count on its own (CPU attention, in place,
+#: matrix-vector): the CPU decoder's upscaling runs ``upscale_conv1`` as
+#: ``baddbmm_``/``addmm_`` and its hypernetwork product as ``mv``.
+EXTRA_PRODUCTS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+    torch.ops.aten.baddbmm_: _in_place_product,
+    torch.ops.aten.addmm_: _in_place_product,
+    torch.ops.aten.addmv_: _in_place_product,
+    torch.ops.aten.addmv: _in_place_product,
+    torch.ops.aten.mv: _mv,
+}
+
+
 class MacCounter:
     """A ``StageTimer`` stand-in that counts multiply-adds per stage instead of seconds."""
 
@@ -63,8 +95,7 @@ class MacCounter:
 
     @contextmanager
     def __call__(self, name: str):
-        mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa}
-        with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        with FlopCounterMode(display=False, custom_mapping=EXTRA_PRODUCTS) as counter:
             yield
         self.macs[name] = self.macs.get(name, 0.0) + counter.get_total_flops() / 2
 
