@@ -57,9 +57,12 @@ from fiftyone_ntt.models.sam2_lowrank_upscale import low_rank_upscale
 
 __all__ = ["LowRankMaskDecoder", "supports_low_rank"]
 
-#: Prompts per two-way pass on CPU: keeps every ``(n, 2K+4, L)`` tensor below glibc's
-#: 32 MB mmap threshold, so buffers are reused instead of page-faulted in on every call.
-CPU_CHUNK = 12
+#: Prompts per two-way pass on CPU. Every ``(n, 2K+4, L)`` tensor must stay below glibc's
+#: 32 MB mmap threshold (buffers are then reused instead of page-faulted in on every call);
+#: smaller passes also keep each elementwise pass's ``(n, K, L)`` operands in the caches.
+#: Measured on 1024 prompts, 2 workers (docs/benchmarks.md, 2026-11-26 19:10 UTC): 4 → 12.7-13.0
+#: s, 3 → 13.1, 6 → 13.3, 12 → 13.8-14.8 s.
+CPU_CHUNK = 4
 
 
 def supports_low_rank(decoder: Any) -> bool:
