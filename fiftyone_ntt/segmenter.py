@@ -24,6 +24,7 @@ from fiftyone_ntt.matching import (
     suppressed_by_negatives,
 )
 from fiftyone_ntt.memory_bank import MemoryBank
+from fiftyone_ntt.models.allocator import reuse_large_buffers
 from fiftyone_ntt.models.batch_embed import embed_images
 from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
 from fiftyone_ntt.preprocess import squash_image, to_semantic_input
@@ -155,6 +156,10 @@ class Segmenter:
         if bank.num_negatives:
             self.negatives = tuple(t.to(encoder.device) for t in bank.negative_vectors())
         self.points = point_grid(self.config.points_per_side, proposer.input_size)
+        if "cpu" in (torch.device(encoder.device).type, torch.device(proposer.device).type):
+            # CPU inference allocates the same large tensors for every block and image: keep
+            # them in the heap for reuse (same results; models/allocator.py).
+            reuse_large_buffers()
 
     @property
     def class_names(self) -> tuple[str, ...]:
