@@ -13,6 +13,8 @@ Usage:
     python scripts/profile_decoder.py --prompts 1024 --bf16 2
                                                          # CPU bf16: old (fast) and low-rank
                                                          # vs low-rank float32, with deltas
+    python scripts/profile_decoder.py --prompts 1024 --chunks 4,8,12 --reuse-buffers
+                                                         # prompts per low-rank pass
 
 The mask decoder (and prompt encoder) of SAM 2 is the same for every Hiera size (hidden
 size 256); it is built with random weights, and fed random image features of the real shapes
@@ -112,6 +114,24 @@ def alternate(proposer, embedding, points, threshold: float, rounds: int) -> Non
         f"lowrank/fast CPU-time ratio: median {ratios[len(ratios) // 2]:.3f}, "
         f"range {ratios[0]:.3f}-{ratios[-1]:.3f}"
     )
+
+
+def alternate_chunks(proposer, embedding, points, threshold: float, chunks, rounds: int) -> None:
+    """The low-rank decoder with each prompts-per-pass size, alternating, wall/CPU seconds."""
+    decoder = proposer._decoder
+    print(f"# prompts per pass {list(chunks)}: {points.shape[0]} prompts, {rounds} rounds")
+    for round_ in range(rounds):
+        for chunk in chunks:
+            decoder.chunk = chunk
+            load = os.getloadavg()[0]
+            start, cpu = time.perf_counter(), time.process_time()
+            index, _, _ = proposer.propose(embedding, points, threshold)
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            print(
+                f"round {round_} chunk {chunk:3d} kept {index.numel()}: wall {wall:6.2f} s, "
+                f"CPU {cpu:6.2f} s, load {load:.1f}"
+            )
+    decoder.chunk = None
 
 
 def bf16_variants(proposer):
@@ -271,6 +291,15 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--perturb-norms", action="store_true", help="random LayerNorm weights in the decoder"
     )
+    parser.add_argument(
+        "--chunks", help="comma-separated prompts per low-rank pass to compare, e.g. 4,8,12"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --chunks")
+    parser.add_argument(
+        "--reuse-buffers",
+        action="store_true",
+        help="raise glibc's thresholds first, as a CPU Segmenter does (models/allocator.py)",
+    )
     args = parser.parse_args(argv)
 
     from fiftyone_ntt.segmenter import point_grid
@@ -283,6 +312,14 @@ def main(argv=None) -> int:
         proposer._decoder = decoders(proposer)[args.decoder]
     grid = point_grid(32, 1024)
     points = grid[: args.prompts]
+    if args.reuse_buffers:
+        from fiftyone_ntt.models.allocator import reuse_large_buffers
+
+        print(f"# buffer reuse: {reuse_large_buffers()}")
+    if args.chunks:
+        chunks = [int(c) for c in args.chunks.split(",")]
+        alternate_chunks(proposer, embedding, points, args.threshold, chunks, args.rounds)
+        return 0
     if args.ab_hyper:
         alternate_hyper(proposer, embedding, points, args.threshold, args.ab_hyper)
         return 0
