@@ -40,6 +40,7 @@ from fiftyone_ntt.fiftyone.video_runner import (
     is_video,
     run_video_segmentation,
 )
+from fiftyone_ntt.models.allocator import release_free_memory
 
 __all__ = [
     "HEARTBEAT_SECONDS",
@@ -261,6 +262,9 @@ def segment(
         if bar is not None:
             bar.close()
         release(dataset, out_field, lock, shard)
+        # This process may live on (the App's server, a delegated worker): hand the CPU
+        # buffers kept for reuse during the run back to the system.
+        release_free_memory()
 
 
 def _check_batch_images(value: Any) -> int | None:

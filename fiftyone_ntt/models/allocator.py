@@ -11,7 +11,8 @@ the SAM 2 Hiera-L image encoder then took 11.2-11.6 s instead of 13.4 s on our 2
 the cost is memory: freed buffers are kept for reuse (peak RSS +0.4 GB in that measurement).
 
 Only on Linux with glibc; elsewhere, and with ``NTT_REUSE_LARGE_BUFFERS=0`` in the
-environment, nothing changes.
+environment, nothing changes. A long-lived process (the App's server, a delegated worker)
+calls :func:`release_free_memory` after a run so the kept buffers go back to the system.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import sys
 import threading
 
-__all__ = ["ENV_SWITCH", "reuse_large_buffers"]
+__all__ = ["ENV_SWITCH", "release_free_memory", "reuse_large_buffers"]
 
 #: Set to ``0`` to keep glibc's default allocation behaviour.
 ENV_SWITCH = "NTT_REUSE_LARGE_BUFFERS"
@@ -63,3 +64,21 @@ def _apply() -> bool:
     return bool(mallopt(_M_TRIM_THRESHOLD, _THRESHOLD)) and bool(
         mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)
     )
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free memory back to the system (glibc ``malloc_trim(0)``), e.g. after
+    a run in a long-lived process. A no-op unless :func:`reuse_large_buffers` applied.
+
+    Returns:
+        Whether memory was given back.
+    """
+    if not _applied:
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    return bool(trim(0))

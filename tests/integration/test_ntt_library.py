@@ -398,3 +398,31 @@ def test_patches_views_tag_and_segment_their_images(painted_dataset):
     summary = nf.segment(patches, "colours", "ntt")
     assert summary["total"] == 1  # 2 images, one of which now holds a reference
     assert dataset.exists("ntt").values("id") == [dataset.skip(3).first().id]
+
+
+def test_segment_gives_kept_cpu_buffers_back_after_a_run(painted_dataset, monkeypatch):
+    """A CPU run keeps freed buffers for reuse (models/allocator.py); the process may be the
+    App's server, so segment() releases them when the run ends, finished or crashed."""
+    import importlib
+
+    import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.testing import ColorEncoder
+
+    # the package's `segment` is the function; the module is reached by name
+    segment_module = importlib.import_module("fiftyone_ntt.fiftyone.segment")
+
+    calls = []
+    monkeypatch.setattr(segment_module, "release_free_memory", lambda: calls.append(1))
+    dataset = painted_dataset
+    nf.build_bank(dataset, GT, "colours", config=_fast())
+    nf.segment(dataset, "colours", "released", encoder=ColorEncoder(), proposer=CountingProposer())
+    assert calls == [1]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        nf.segment(
+            dataset,
+            "colours",
+            "released_crash",
+            encoder=ColorEncoder(),
+            proposer=CountingProposer(fail_after=1),
+        )
+    assert calls == [1, 1]

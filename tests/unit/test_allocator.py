@@ -59,3 +59,37 @@ def test_environment_switch_keeps_the_default() -> None:
     applied, faults = _run("apply", {"NTT_REUSE_LARGE_BUFFERS": "0"})
     assert not applied
     assert faults > 64 * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE") // 2
+
+
+RELEASE_CHILD = textwrap.dedent(
+    """
+    import os, sys, torch
+    from fiftyone_ntt.models.allocator import release_free_memory, reuse_large_buffers
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    assert reuse_large_buffers()
+    x = torch.ones(64 * 1024 * 1024)  # 256 MB
+    del x
+    kept = rss()
+    released = release_free_memory() if sys.argv[1] == "release" else False
+    print(int(released), kept - rss())
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+@pytest.mark.parametrize("mode", ["release", "keep"])
+def test_release_gives_the_kept_buffers_back(mode: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", RELEASE_CHILD, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+    released, freed = bool(int(out[0])), int(out[1])
+    if mode == "release":
+        assert released and freed > 200 * 2**20, freed
+    else:  # reuse keeps the freed 256 MB resident for the next tensor of that size
+        assert freed < 16 * 2**20, freed
