@@ -20,12 +20,16 @@ def evaluation_view(
     exclude_references: bool = False,
     reference_tag: str = DEFAULT_REFERENCE_TAG,
 ) -> Any:
-    """``collection`` without the samples holding a reference (when asked)."""
+    """``collection`` without the samples holding a reference (when asked): a label tagged
+    ``reference_tag`` in ``gt_field`` or in any other ``Detections`` field (an accepted
+    prediction becomes a reference where it is)."""
     if not exclude_references:
         return collection
+    from fiftyone_ntt.fiftyone.curation import tagged_fields
     from fiftyone_ntt.fiftyone.references import reference_sample_ids
 
-    ids = reference_sample_ids(collection, gt_field, reference_tag)
+    fields = list(dict.fromkeys([gt_field, *tagged_fields(collection, (reference_tag,))]))
+    ids = reference_sample_ids(collection, fields, reference_tag)
     return collection.exclude(ids) if ids else collection
 
 

@@ -17,6 +17,7 @@ from fiftyone_ntt.sampling import sample_references as _sample_candidates
 __all__ = [
     "DEFAULT_REFERENCE_TAG",
     "NEG_TAG",
+    "bank_reference_fields",
     "check_detections_field",
     "check_image_collection",
     "check_reference_boxes",
@@ -245,16 +246,36 @@ def reference_summary(
 
 
 def reference_sample_ids(
-    collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG, label_ids=None
+    collection: Any,
+    fields: str | Sequence[str],
+    tag: str = DEFAULT_REFERENCE_TAG,
+    label_ids=None,
 ) -> list[str]:
-    """Ids of the samples of ``collection`` that hold a reference (by tag, or by label id)."""
+    """Ids of the samples of ``collection`` that hold a reference (by tag, or by label id)
+    in any of ``fields`` (a field name or several: ground truth and the prediction fields
+    whose accepted labels became references)."""
     from fiftyone import ViewField as F
 
+    fields = [fields] if isinstance(fields, str) else list(fields)
+    if not fields:
+        return []
     if label_ids is not None:
-        view = collection.select_labels(ids=list(label_ids), fields=gt_field, omit_empty=True)
+        view = collection.select_labels(ids=list(label_ids), fields=fields, omit_empty=True)
     else:
-        view = collection.match_labels(filter=F("tags").contains(tag), fields=gt_field)
+        view = collection.match_labels(filter=F("tags").contains(tag), fields=fields)
     return view.values("id")
+
+
+def bank_reference_fields(dataset: Any, bank: Any) -> list[str]:
+    """The sample-level fields ``bank``'s references were read from (ground truth first, then
+    the fields of accepted predictions), those ``dataset`` still has."""
+    meta = bank.metadata
+    fields = [meta.get("gt_field"), *sorted(set(meta.get("reference_fields", {}).values()))]
+    return [
+        field
+        for field in dict.fromkeys(fields)
+        if field and not field.startswith("frames.") and dataset.has_sample_field(field)
+    ]
 
 
 def reference_candidates(

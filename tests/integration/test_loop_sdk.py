@@ -287,3 +287,32 @@ def test_segment_refuses_the_curation_fields(predicted, field_hash, field):
         nf.segment(predicted, "colours", field, skip_references=False)
     assert repr(field) in str(error.value) and "another output field" in str(error.value)
     assert {f: field_hash(predicted, f) for f in before} == before
+
+
+def test_references_from_predictions_are_skipped_and_excluded_like_ground_truth_ones(predicted):
+    """A prediction accepted as a reference makes its sample a reference sample: the next
+    run skips it, the counts say so, and evaluation leaves it out (these used to look at
+    the ground-truth field only)."""
+    import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.fiftyone.evaluate import evaluation_view
+    from fiftyone_ntt.fiftyone.preflight import segment_counts
+
+    dataset = predicted
+    sample_ids = dataset.values("id")
+    gt_refs = set(dataset.match_labels(tags="ntt:ref", fields=GT).values("id"))
+    accepted = _pred_ids(dataset, "red", sample_index=2)[:1]
+    assert accepted and sample_ids[2] not in gt_refs
+    nf.accept_predictions(dataset, PRED, accepted)
+    nf.build_bank(dataset, GT, "both", config=_fast())
+    references = gt_refs | {sample_ids[2]}
+
+    counts = segment_counts(dataset, "both")
+    assert counts["references"] == len(references)
+    assert counts["to_segment"] == len(dataset) - len(references)
+
+    nf.segment(dataset, "both", "next_run")
+    segmented = set(dataset.exists("next_run").values("id"))
+    assert segmented == set(sample_ids) - references
+
+    kept = set(evaluation_view(dataset, GT, exclude_references=True).values("id"))
+    assert kept == set(sample_ids) - references
