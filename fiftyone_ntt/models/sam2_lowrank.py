@@ -57,11 +57,9 @@ from fiftyone_ntt.models.sam2_lowrank_upscale import low_rank_upscale
 
 __all__ = ["LowRankMaskDecoder", "supports_low_rank"]
 
-#: Prompts per two-way pass on CPU. Every ``(n, 2K+4, L)`` tensor must stay below glibc's
-#: 32 MB mmap threshold (buffers are then reused instead of page-faulted in on every call);
-#: smaller passes also keep each elementwise pass's ``(n, K, L)`` operands in the caches.
-#: Measured on 1024 prompts, 2 workers (docs/benchmarks.md, 2026-11-26 19:10 UTC): 4 → 12.7-13.0
-#: s, 3 → 13.1, 6 → 13.3, 12 → 13.8-14.8 s.
+#: Prompts per two-way pass on CPU: small passes keep the ``(n, K..2K+4, L)`` operands of the
+#: elementwise passes in the caches (docs/benchmarks.md, 2026-11-26: 4 → 12.7-13.0 s per 1024
+#: prompts on 2 workers, 12 → 13.8-14.8 s).
 CPU_CHUNK = 4
 
 
