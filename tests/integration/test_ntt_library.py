@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ntt_snapshots import detections_by_sample
 
 pytestmark = pytest.mark.integration
 
@@ -43,26 +44,6 @@ class CountingProposer:
 
     def segment_boxes(self, *args):
         return self.inner.segment_boxes(*args)
-
-
-def _detections_by_sample(dataset, field):
-    out = {}
-    for sample in dataset.select_fields(field):
-        dets = sample[field]
-        out[sample.id] = (
-            None
-            if dets is None
-            else [
-                (
-                    d.label,
-                    round(d.confidence, 6),
-                    tuple(np.round(d.bounding_box, 6)),
-                    d.mask.tobytes(),
-                )
-                for d in dets.detections
-            ]
-        )
-    return out
 
 
 def test_tag_untag_and_summary(painted_dataset):
@@ -274,8 +255,8 @@ def test_segment_resumes_after_interruption(painted_dataset):
     full = CountingProposer()
     nf.segment(dataset, "colours", "uninterrupted", encoder=ColorEncoder(), proposer=full)
     assert full.calls == 6
-    resumed = _detections_by_sample(dataset, "resumed")
-    assert resumed == _detections_by_sample(dataset, "uninterrupted")
+    resumed = detections_by_sample(dataset, "resumed")
+    assert resumed == detections_by_sample(dataset, "uninterrupted")
     assert sum(v is not None for v in resumed.values()) == 6
 
     # nothing left to do; overwrite recomputes everything
@@ -378,8 +359,8 @@ def test_nttmodel_apply_model_matches_segment(painted_dataset):
     model = nf.NTTModel(nf.load_bank(dataset, "colours"))
     assert model.media_type == "image"
     dataset.apply_model(model, label_field="applied")
-    ours = _detections_by_sample(dataset, "ntt")
-    applied = _detections_by_sample(dataset, "applied")
+    ours = detections_by_sample(dataset, "ntt")
+    applied = detections_by_sample(dataset, "applied")
     assert applied == ours
 
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
+from ntt_snapshots import detections_by_sample
 
 pytestmark = pytest.mark.integration
 
@@ -79,26 +79,6 @@ def _protected_hashes(dataset):
     return digest.hexdigest()
 
 
-def _dets(dataset, field):
-    out = {}
-    for sample in dataset.select_fields(field):
-        dets = sample[field]
-        out[sample.id] = (
-            None
-            if dets is None
-            else [
-                (
-                    d.label,
-                    round(d.confidence, 6),
-                    tuple(np.round(d.bounding_box, 6)),
-                    d.mask.tobytes(),
-                )
-                for d in dets.detections
-            ]
-        )
-    return out
-
-
 @pytest.fixture
 def runs_dataset(painted_dataset):
     """The painted dataset (persistent, so that worker processes never delete it on exit), a
@@ -144,7 +124,7 @@ def test_killed_delegated_run_resumes_to_the_same_predictions(runs_dataset):
     from fiftyone_ntt.fiftyone.segment import run_state
 
     dataset = runs_dataset
-    reference = _dets(dataset, "ref")
+    reference = detections_by_sample(dataset, "ref")
     before = _protected_hashes(dataset)
     queued = foo.execute_operator(
         f"{PLUGIN}/ntt_segment",
@@ -165,7 +145,7 @@ def test_killed_delegated_run_resumes_to_the_same_predictions(runs_dataset):
     assert 2 <= len(written) < 6, "killed too late: the test cannot show a resume"
 
     # the samples written so far are intact: exactly what an uninterrupted run writes
-    partial = _dets(dataset, "ntt")
+    partial = detections_by_sample(dataset, "ntt")
     for sample_id in written:
         assert partial[sample_id] == reference[sample_id]
     # the run's state says it did not finish (its worker is gone)
@@ -178,14 +158,14 @@ def test_killed_delegated_run_resumes_to_the_same_predictions(runs_dataset):
     assert summary["status"] == "completed"
     assert summary["done_before"] == len(written)
     assert summary["processed"] == 6 - len(written)
-    assert _dets(dataset, "ntt") == reference
+    assert detections_by_sample(dataset, "ntt") == reference
     assert run_state(dataset, "ntt")["finished"] is True
     assert _protected_hashes(dataset) == before
 
 
 def test_two_runs_into_different_fields_at_the_same_time(runs_dataset):
     dataset = runs_dataset
-    reference = _dets(dataset, "ref")
+    reference = detections_by_sample(dataset, "ref")
     before = _protected_hashes(dataset)
     workers = [_start("segment", dataset, field, sleep=0.1) for field in ("a", "b")]
     for worker in workers:
@@ -193,8 +173,8 @@ def test_two_runs_into_different_fields_at_the_same_time(runs_dataset):
         assert worker.returncode == 0, err[-3000:]
         assert json.loads(out.strip().splitlines()[-1])["status"] == "completed"
     dataset.reload()
-    assert _dets(dataset, "a") == reference
-    assert _dets(dataset, "b") == reference
+    assert detections_by_sample(dataset, "a") == reference
+    assert detections_by_sample(dataset, "b") == reference
     assert _protected_hashes(dataset) == before
 
 
@@ -203,7 +183,7 @@ def test_second_run_into_the_same_field_is_refused(runs_dataset):
     from fiftyone_ntt.fiftyone.segment import FieldLockedError, field_lock
 
     dataset = runs_dataset
-    reference = _dets(dataset, "ref")
+    reference = detections_by_sample(dataset, "ref")
     before = _protected_hashes(dataset)
     worker = _start("segment", dataset, "same", sleep=0.4)
     try:
@@ -221,7 +201,7 @@ def test_second_run_into_the_same_field_is_refused(runs_dataset):
     assert json.loads(out.strip().splitlines()[-1])["processed"] == 6
     dataset.reload()
     # never interleaved: every sample is the first run's, and the lock is gone
-    assert _dets(dataset, "same") == reference
+    assert detections_by_sample(dataset, "same") == reference
     assert field_lock(dataset, "same") is None
     assert _protected_hashes(dataset) == before
 

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from ntt_snapshots import detections_by_sample
 
 pytestmark = pytest.mark.integration
 
@@ -54,26 +54,6 @@ from fiftyone.core.cli import main
 sys.argv = ["fiftyone", "delegated", "launch"]
 main()
 """
-
-
-def _dets(dataset, field):
-    out = {}
-    for sample in dataset.select_fields(field):
-        dets = sample[field]
-        out[sample.id] = (
-            None
-            if dets is None
-            else [
-                (
-                    d.label,
-                    round(d.confidence, 6),
-                    tuple(np.round(d.bounding_box, 6)),
-                    d.mask.tobytes(),
-                )
-                for d in dets.detections
-            ]
-        )
-    return out
 
 
 @pytest.fixture
@@ -169,7 +149,7 @@ def test_three_workers_three_shards_then_a_killed_worker_and_its_shard_rerun(six
     from fiftyone_ntt.fiftyone.shards import shard_bounds
 
     dataset = sixty
-    reference = _dets(dataset, "ref")
+    reference = detections_by_sample(dataset, "ref")
     procs = workers(3)
 
     # 1. a 3-shard run on 3 workers: every sample exactly once, the unsplit run's field
@@ -180,7 +160,7 @@ def test_three_workers_three_shards_then_a_killed_worker_and_its_shard_rerun(six
         workers.errors(),
     )
     dataset.reload()
-    assert _dets(dataset, "split") == reference
+    assert detections_by_sample(dataset, "split") == reference
     reads = [line.split() for line in workers.log.read_text().splitlines()]
     paths = [path for _, path in reads]
     assert len(paths) == N_SAMPLES - 2 and len(set(paths)) == N_SAMPLES - 2
@@ -227,7 +207,7 @@ def test_three_workers_three_shards_then_a_killed_worker_and_its_shard_rerun(six
     dataset.reload()
     written = set(dataset.exists("killed").values("id"))
     assert len(written) < N_SAMPLES - 2, "killed too late: the test cannot show a resume"
-    partial = _dets(dataset, "killed")
+    partial = detections_by_sample(dataset, "killed")
     assert all(partial[i] == reference[i] for i in written)
 
     # 3. a rerun of that shard alone (here, in this process) resumes and completes it
@@ -237,4 +217,4 @@ def test_three_workers_three_shards_then_a_killed_worker_and_its_shard_rerun(six
     assert summary["processed"] == summary["total"] - summary["done_before"] >= 1
     assert run_state(dataset, "killed")["status"] == "completed"
     dataset.reload()
-    assert _dets(dataset, "killed") == reference
+    assert detections_by_sample(dataset, "killed") == reference
