@@ -162,9 +162,10 @@ def _classes_shots(info: Mapping[str, Any]) -> str:
 
 def bank_rows(collection: Any) -> list[dict[str, Any]]:
     """One row per version of each memory bank of the dataset (by key, newest version
-    first): ``key``, ``version``, ``classes`` (shots per class: ``"red 1, green 2"``),
-    ``negatives``, ``models``, ``size``, ``created``, ``change`` (what changed from the
-    previous version, e.g. ``"+1 negative"``), ``exists`` (the file is still there)."""
+    first): ``key``, ``version``, ``name`` (``"key v2"``), ``classes`` (shots per class:
+    ``"red 1, green 2"``), ``negatives``, ``models``, ``size``, ``created`` (``YYYY-MM-DD
+    HH:MM``), ``when`` (``MM-DD HH:MM``), ``change`` (what changed from the previous version,
+    e.g. ``"+1 negative"``), ``exists`` (the file is still there)."""
     from fiftyone_ntt.fiftyone.banks import bank_versions, list_banks
 
     rows = []
@@ -174,11 +175,13 @@ def bank_rows(collection: Any) -> list[dict[str, Any]]:
                 {
                     "key": info["key"],
                     "version": int(entry.get("version", 1)),
+                    "name": f"{info['key']} v{int(entry.get('version', 1))}",
                     "classes": _classes_shots(entry),
                     "negatives": int(entry.get("num_negatives", 0) or 0),
                     "models": _models(entry),
                     "size": format_size(entry.get("size_bytes")),
                     "created": format_time(entry.get("created")),
+                    "when": format_time(entry.get("created"))[5:],
                     "change": (entry.get("diff") or {}).get("text", ""),
                     "exists": bool(entry.get("exists", True)),
                 }
@@ -203,8 +206,9 @@ def run_rows(collection: Any) -> list[dict[str, Any]]:
     progress the worker updates); the run's own row returns when the operation is over.
 
     Each row: ``id``, ``op_id`` (delegated operations), ``kind``, ``field`` (output field or
-    evaluation key), ``state``, ``progress`` (``"done / total"`` samples), ``bank``
-    (``"key v2"``), ``error``, ``updated``, ``evaluation`` (the evaluation of a run's field)
+    evaluation key), ``state``, ``progress`` (``"done / total"`` samples), ``status`` (both:
+    ``"running 3 / 7"``), ``bank`` (``"key v2"``), ``error``, ``updated`` (``YYYY-MM-DD
+    HH:MM``), ``when`` (``MM-DD HH:MM``), ``evaluation`` (the evaluation of a run's field)
     and which buttons apply: ``can_show``, ``can_resume``, ``can_mark_failed``,
     ``can_evaluate``, ``can_open_eval``.
     """
@@ -245,9 +249,13 @@ def run_rows(collection: Any) -> list[dict[str, Any]]:
                 "field": out or "",
                 "state": state or "",
                 "progress": _progress(r.get("done"), r.get("total")),
+                "status": " ".join(
+                    t for t in (state or "", _progress(r.get("done"), r.get("total"))) if t
+                ),
                 "bank": bank,
                 "error": r.get("error") or "",
                 "updated": format_time(r.get("updated")),
+                "when": format_time(r.get("updated"))[5:],
                 "evaluation": evaluation,
                 "can_show": has_field,
                 "can_resume": source == "run" and state == "interrupted",

@@ -91,20 +91,20 @@ def _banks(panel, obj: types.Object, state) -> None:
     _heading(obj, "banks_heading", "Memory banks")
     rows = state.get("banks") or []
     if rows:
-        obj.list(
-            "banks",
-            types.Object(),
-            view=_table(
-                [
-                    ("key", "Bank"),
-                    ("version", "Version"),
-                    ("classes", "Shots per class"),
-                    ("negatives", "Negatives"),
-                    ("change", "Change from previous"),
-                    ("created", "Created (UTC)"),
-                ]
-            ),
+        # few columns, so the table fits beside the grid (the creation time is the Bank
+        # cell's tooltip)
+        table = _table(
+            [
+                ("name", "Bank"),
+                ("classes", "Shots per class"),
+                ("negatives", "Negatives"),
+                ("change", "Change"),
+            ]
         )
+        for index, row in enumerate(rows):
+            if row.get("when"):
+                table.add_tooltip(index, "name", f"created {row['when']} UTC")
+        obj.list("banks", types.Object(), view=table)
         # models and file size: one line per bank, the table would be too wide with them
         details = {}
         for row in rows:
@@ -168,26 +168,47 @@ def _runs(panel, obj: types.Object, state) -> None:
     _heading(obj, "runs_heading", "Runs")
     rows = state.get("runs") or []
     if rows:
-        table = _table(
-            [
-                ("kind", "Run"),
-                ("field", "Field / key"),
-                ("state", "State"),
-                ("progress", "Progress"),
-                ("bank", "Bank"),
-                ("updated", "Updated (UTC)"),
-                ("error", "Error"),
-            ]
-        )
-        for name, label, callback, flag in (
-            ("show", "Show predictions", panel.run_show, "can_show"),
-            ("resume", "Resume", panel.run_resume, "can_resume"),
-            ("mark_failed", "Mark failed", panel.run_mark_failed, "can_mark_failed"),
-            ("evaluate", "Evaluate", panel.run_evaluate, "can_evaluate"),
-            ("open_eval", "Open evaluation", panel.run_open_eval, "can_open_eval"),
+        # Few, short columns: the panel usually shares the width with the grid, and the row
+        # buttons must be visible without scrolling sideways.
+        # (the update time is the State cell's tooltip)
+        columns = [
+            ("kind", "Run"),
+            ("field", "Field / key"),
+            ("status", "State"),
+            ("bank", "Bank"),
+        ]
+        if any(r.get("error") for r in rows):
+            columns.append(("error", "Error"))
+        table = _table(columns)
+        for index, row in enumerate(rows):
+            if row.get("when"):
+                table.add_tooltip(index, "status", f"updated {row['when']} UTC")
+        # short labels (the tooltip says the rest): three of them fit beside the columns
+        for name, label, tooltip, callback, flag in (
+            ("show", "Show", "Show the run's predictions", panel.run_show, "can_show"),
+            ("resume", "Resume", "Segment what is left", panel.run_resume, "can_resume"),
+            (
+                "mark_failed",
+                "Mark failed",
+                "The worker is gone: mark the operation failed",
+                panel.run_mark_failed,
+                "can_mark_failed",
+            ),
+            ("evaluate", "Evaluate", "COCO evaluation", panel.run_evaluate, "can_evaluate"),
+            (
+                "open_eval",
+                "Results",
+                "Open the evaluation: Model Evaluation panel and TP/FP/FN patches",
+                panel.run_open_eval,
+                "can_open_eval",
+            ),
         ):
             table.add_row_action(
-                name, callback, label=label, rows=[bool(r.get(flag)) for r in rows]
+                name,
+                callback,
+                label=label,
+                tooltip=tooltip,
+                rows=[bool(r.get(flag)) for r in rows],
             )
         obj.list("runs", types.Object(), view=table)
     else:

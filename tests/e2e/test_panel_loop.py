@@ -318,7 +318,7 @@ def _curation_loop(page, app_url, loop_dataset, artifacts_dir):
     assert f"eval_{OUT}" in dataset.list_evaluations()
     shot(page, artifacts_dir, "11-evaluated")
     row = panel.locator("tr").filter(has_text=OUT).filter(has_text="segmentation").first
-    row.get_by_role("button", name="Open evaluation").click()
+    row.get_by_role("button", name="Results").click()
     page.locator("text=/^\\d+ patches$/").first.wait_for(timeout=LOAD_TIMEOUT_MS)  # TP/FP/FN
     evaluation = page.locator("[data-cy=panel-content-model_evaluation_panel_builtin]").first
     evaluation.get_by_text(f"eval_{OUT}").first.click()  # its card: the evaluation's page

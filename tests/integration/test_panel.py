@@ -4,6 +4,7 @@ real MongoDB-backed painted dataset with the fake models."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -156,6 +157,7 @@ def test_build_bank_lists_it_with_readable_columns(panel):
     assert panel.state["bank"] == "ground_truth-refs"
     assert "Built 'ground_truth-refs' v1: 3 reference(s), 0 negative(s)" in panel.notice()
     assert row["version"] == 1 and row["change"] == "first version"
+    assert row["name"] == "ground_truth-refs v1" and row["created"].endswith(row["when"])
     # the table is a table
     assert "TableView" in str(panel.output["type"]["properties"]["banks"])
 
@@ -191,6 +193,11 @@ def test_segment_run_evaluate_and_open_evaluation(panel):
         "completed",
     )
     assert row["progress"] == "6 / 6" and row["bank"] == "ground_truth-refs v1"
+    # what the compact table shows: state with progress, the time without the year
+    assert row["status"] == "completed 6 / 6"
+    assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d", row["when"]) and row["updated"].endswith(
+        row["when"]
+    )
     assert row["can_show"] and row["can_evaluate"] and not row["can_open_eval"]
 
     panel.call("run_show", row=0)
@@ -251,6 +258,7 @@ def test_interrupted_run_offers_resume_with_its_settings(panel):
     panel.call("on_refresh")
     (row,) = panel.state["runs"]
     assert row["state"] == "interrupted" and row["can_resume"] and row["progress"] == "2 / 6"
+    assert row["status"] == "interrupted 2 / 6"
     panel.call("run_resume", row=0)
     prompt = panel.params_of("prompt_user_for_operation")
     assert prompt["params"] == {"bank": "ground_truth-refs", "out_field": "ntt"}
