@@ -5,13 +5,12 @@ fresh ``mmap`` and gives it back with ``munmap`` on free, and it trims freed mem
 of the heap above a trim threshold. CPU inference allocates the same large tensors again for
 every block and every image (Hiera-L's MLP activations are ``4096 × 2304`` float32 = 37 MB),
 so each of them is page-faulted in, and zeroed by the kernel, every time. With both thresholds
-raised, freed buffers stay in the process heap and later tensors reuse them (after the heap
-has grown for the first few: an aligned allocation does not fit the exact hole the previous
-one of its size left until neighbouring holes merge):
-the SAM 2 Hiera-L image encoder then took 11.2-11.6 s instead of 13.4 s on our 2-core machine
-(docs/benchmarks.md, 2026-11-26). Results are unchanged (only where memory comes from), and
-the cost is memory: freed buffers are kept for reuse (peak RSS +0.3-0.4 GB in that
-measurement).
+raised, freed buffers stay in the process heap and later tensors reuse them: the SAM 2
+Hiera-L image encoder then took 11.2-11.6 s instead of 13.4 s on our 2-core machine
+(docs/benchmarks.md, 2026-11-26). Reuse starts after the heap has grown for the first few
+allocations (an aligned request does not fit the exact hole its predecessor left until
+neighbouring holes merge). Results are unchanged (only where memory comes from); the cost is
+memory kept for reuse (peak RSS +0.3-0.4 GB in that measurement).
 
 Only on Linux with glibc; elsewhere, and with ``NTT_REUSE_LARGE_BUFFERS=0`` in the
 environment, nothing changes. A long-lived process (the App's server, a delegated worker)
