@@ -256,10 +256,15 @@ def _time_runs(runs, args, sync) -> dict:
 
 def _reference_in_child(argv: list[str]) -> dict:
     """The re-enactment in a fresh process with glibc's default allocator (module doc)."""
-    args = [a for a in argv if a != "--reference-style"]
-    if "--json" in args:  # the child writes its own file
-        i = args.index("--json")
-        del args[i : i + 2]
+    args = []
+    skip = False
+    for arg in argv:  # the child writes its own file (drop --json PATH / --json=PATH)
+        if skip:
+            skip = False
+        elif arg == "--json":
+            skip = True
+        elif arg != "--reference-style" and not arg.startswith("--json="):
+            args.append(arg)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "reference.json")
         env = {**os.environ, "NTT_REUSE_LARGE_BUFFERS": "0"}
@@ -291,6 +296,8 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    if args.reference_only and not args.json:
+        parser.error("--reference-only writes its results to --json PATH; give one")
 
     width, height = (int(v) for v in args.image.lower().split("x"))
     config = get_preset(args.preset)
