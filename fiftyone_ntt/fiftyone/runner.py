@@ -165,6 +165,28 @@ def _targets(plan: RunPlan) -> tuple[Any, int]:
     return target, len(target)
 
 
+def run_outcome(
+    plan: RunPlan,
+    total: int,
+    done_before: int,
+    counts: dict[str, int],
+    failures: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The part of a run's summary that image and video runs share: counts in the run's unit
+    (samples or frames), failures, seconds since the run started, and who holds the claim."""
+    return {
+        "total": total,
+        "done_before": done_before,
+        "processed": counts["processed"],
+        "failed": len(failures),
+        "failures": failures,
+        "detections": counts["detections"],
+        "seconds": round(time.perf_counter() - plan.started, 3),
+        "pid": plan.lock["pid"],
+        "host": plan.lock["host"],
+    }
+
+
 def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None) -> dict:
     """Run the plan; return the summary (see :func:`~.segment.segment`)."""
     from fiftyone import ViewField as F
@@ -198,15 +220,7 @@ def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None)
             "status": status,
             "shard": None if plan.shard is None else list(plan.shard),
             "run_fingerprint": plan.fingerprint,
-            "total": total,
-            "done_before": done_before,
-            "processed": counts["processed"],
-            "failed": len(failures),
-            "failures": failures,
-            "detections": counts["detections"],
-            "seconds": round(time.perf_counter() - plan.started, 3),
-            "pid": lock["pid"],
-            "host": lock["host"],
+            **run_outcome(plan, total, done_before, counts, failures),
         }
         record_run(dataset, out_field, summary, plan.shard)
         return summary

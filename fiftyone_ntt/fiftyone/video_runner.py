@@ -18,7 +18,12 @@ from typing import Any
 from fiftyone_ntt.fiftyone.claims import HEARTBEAT_SECONDS, heartbeat, schema_turn
 from fiftyone_ntt.fiftyone.output_field import reload_schema
 from fiftyone_ntt.fiftyone.run_record import record_run
-from fiftyone_ntt.fiftyone.runner import RUN_ATTRIBUTE, RunPlan, predict_retrying_oom
+from fiftyone_ntt.fiftyone.runner import (
+    RUN_ATTRIBUTE,
+    RunPlan,
+    predict_retrying_oom,
+    run_outcome,
+)
 
 __all__ = [
     "FRAMES",
@@ -217,15 +222,7 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
             "unit": "frames",
             "videos": len(ids),
             "references_skipped": len(references),
-            "total": total,
-            "done_before": done_before,
-            "processed": counts["processed"],
-            "failed": len(failures),
-            "failures": failures,
-            "detections": counts["detections"],
-            "seconds": round(time.perf_counter() - plan.started, 3),
-            "pid": lock["pid"],
-            "host": lock["host"],
+            **run_outcome(plan, total, done_before, counts, failures),
         }
         record_run(dataset, field, summary, None)
         return summary
