@@ -270,12 +270,27 @@ class MemoryBank:
             digest.update(json.dumps(list(self.negative_ids)).encode())
         return digest.hexdigest()
 
-    def check_encoder(self, identity: dict[str, Any]) -> None:
+    def check_encoder(self, identity: dict[str, Any], feature_dim: int | None = None) -> None:
         """Refuse to use this bank with an encoder other than the one that built it.
 
+        Args:
+            identity: the encoder's identity (``encoder.identity``).
+            feature_dim: the width of the encoder's features (``encoder.feature_dim``);
+                default the identity's ``feature_dim``. The bank's own features must have
+                that width, whatever its encoder record says: otherwise matching fails in a
+                matrix product, far from the cause.
+
         Raises:
-            EncoderMismatchError: names both encoders and the fix.
+            EncoderMismatchError: names both encoders (and widths) and the fix.
         """
+        width = identity.get("feature_dim") if feature_dim is None else feature_dim
+        if width is not None and int(width) != self.feature_dim:
+            raise EncoderMismatchError(
+                f"memory bank{self._where()} holds {self.feature_dim}-wide features (built with "
+                f"{_describe(self.encoder)}) but the encoder in use, {_describe(identity)}, "
+                f"gives {int(width)}-wide features; rebuild the bank with this encoder, or use "
+                f"the encoder that built it ({self.encoder.get('source', '?')})"
+            )
         ours = {k: self.encoder.get(k) for k in _ENCODER_KEYS}
         theirs = {k: identity.get(k) for k in _ENCODER_KEYS}
         if ours != theirs:
@@ -291,6 +306,10 @@ class MemoryBank:
                 "weights are the same",
                 stacklevel=2,
             )
+
+    def _where(self) -> str:
+        path = self.origin.get("path")
+        return f" {str(path)!r}" if path else ""
 
     # ------------------------------------------------------------------------------ edits
     def merged(self, other: MemoryBank) -> MemoryBank:
@@ -455,6 +474,7 @@ class MemoryBank:
                 negative_features=tensors.get("negative_features"),
                 negative_class_ids=tensors.get("negative_class_ids"),
                 negative_ids=tuple(header.get("negative_ids", ())),
+                origin={"path": str(path)},
             )
         except (KeyError, TypeError, ValueError) as error:
             raise BankFormatError(
@@ -464,6 +484,13 @@ class MemoryBank:
             raise BankFormatError(
                 f"memory bank {str(path)!r} does not match its fingerprint (corrupted or "
                 "edited); rebuild it"
+            )
+        recorded = bank.encoder.get("feature_dim") if isinstance(bank.encoder, dict) else None
+        if recorded is not None and recorded != bank.feature_dim:
+            raise BankFormatError(
+                f"memory bank {str(path)!r} holds {bank.feature_dim}-wide features but records "
+                f"its encoder as {_describe(bank.encoder)} ({recorded}-wide); the file was "
+                "written inconsistently: rebuild the bank"
             )
         return bank
 

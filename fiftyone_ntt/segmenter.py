@@ -138,7 +138,8 @@ class Segmenter:
         config: NTTConfig | None = None,
     ) -> None:
         self.config = config or NTTConfig()
-        bank.check_encoder(encoder.identity)
+        # the bank's features must be as wide as the encoder's (not only its record)
+        bank.check_encoder(encoder.identity, getattr(encoder, "feature_dim", None))
         patch = encoder.patch_size
         reference_size = encoder_input_size(self.config.reference_size, patch, "reference_size")
         if bank.settings.get("reference_size") not in (None, reference_size):

@@ -63,6 +63,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="NAME",
         help="category name of global negatives in --negatives (repeatable; default: background)",
     )
+    p.add_argument(
+        "--skip-invalid-annotations",
+        action="store_true",
+        help="annotations that cannot be references (a category missing from 'categories', a "
+        "polygon with fewer than 3 points or an odd number of coordinates, an empty mask, a "
+        "NaN or negative-size box) are refused by default, listing their ids; with this flag "
+        "they are left out and listed in a warning",
+    )
     add_model_options(p)
     p.set_defaults(func=cmd_build_bank)
 
@@ -72,7 +80,7 @@ def _negatives(args: argparse.Namespace, class_names: list[str], image_dir: Path
     labels; warns about the skipped ones."""
     import dataclasses
 
-    from fiftyone_ntt.coco import iter_references, load_coco
+    from fiftyone_ntt.coco import load_coco
     from fiftyone_ntt.memory_bank import split_negatives
 
     background = tuple(args.background_category or ("background",))
@@ -82,7 +90,7 @@ def _negatives(args: argparse.Namespace, class_names: list[str], image_dir: Path
     coco = load_coco(args.negatives, image_dir=folder)
     found = [
         dataclasses.replace(ref, ref_id=f"neg:{ref.ref_id}")
-        for ref in iter_references(coco, folder)
+        for ref in _references(args, args.negatives, coco, folder)
     ]
     if not found:
         raise UserError(
@@ -100,9 +108,28 @@ def _negatives(args: argparse.Namespace, class_names: list[str], image_dir: Path
     return usable, background
 
 
+def _references(args, source, coco, image_dir, category_ids=None) -> list:
+    """The references of a COCO file; annotations that cannot be references are refused,
+    or with --skip-invalid-annotations left out with a warning naming them."""
+    import warnings
+
+    from fiftyone_ntt.coco import InvalidAnnotationsWarning, iter_references
+
+    skip = bool(getattr(args, "skip_invalid_annotations", False))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InvalidAnnotationsWarning)
+        refs = list(iter_references(coco, image_dir, category_ids=category_ids, skip_invalid=skip))
+    for item in caught:
+        if issubclass(item.category, InvalidAnnotationsWarning):
+            warn(f"{source}: {item.message}")
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return refs
+
+
 def cmd_build_bank(args: argparse.Namespace) -> int:
     """``build-bank``: embed the references of a COCO file into a bank file."""
-    from fiftyone_ntt.coco import iter_references, load_coco
+    from fiftyone_ntt.coco import load_coco
     from fiftyone_ntt.memory_bank import build_memory_bank
 
     image_dir = existing_dir(args.images, "--images")
@@ -137,7 +164,7 @@ def cmd_build_bank(args: argparse.Namespace) -> int:
     class_names = [names[c] for c in category_ids]
     config = config_from_args(args)
 
-    references = list(iter_references(coco, image_dir, category_ids=category_ids))
+    references = _references(args, args.references, coco, image_dir, category_ids)
     negatives, background = _negatives(args, class_names, image_dir)
     encoder = load_encoder(args, config)
     proposer = None

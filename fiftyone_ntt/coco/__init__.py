@@ -32,15 +32,27 @@ from fiftyone_ntt.coco.files import (
     validate_coco,
     write_json,
 )
-from fiftyone_ntt.coco.references import annotation_to_mask, iter_references, load_references
+from fiftyone_ntt.coco.references import (
+    InvalidAnnotationsError,
+    InvalidAnnotationsWarning,
+    annotation_problem,
+    annotation_to_mask,
+    invalid_annotations,
+    iter_references,
+    load_references,
+)
 
 __all__ = [
     "STAT_NAMES",
     "CocoFormatError",
+    "InvalidAnnotationsError",
+    "InvalidAnnotationsWarning",
+    "annotation_problem",
     "annotation_to_mask",
     "evaluate",
     "format_table",
     "image_path",
+    "invalid_annotations",
     "iter_references",
     "load_coco",
     "load_record_image",

@@ -97,6 +97,7 @@ def validate_coco(
                         f"{source}: {key}[{i}] has no {field!r} key; every {key[:-1]} record "
                         f"needs {list(needed)}"
                     )
+    _check_unique_ids(coco, source)
     for i, ann in enumerate(coco.get("annotations", ())):
         bbox = ann["bbox"]
         if (
@@ -109,6 +110,36 @@ def validate_coco(
                 "be [x, y, width, height] in pixels"
             )
     return coco
+
+
+def _check_unique_ids(coco: Mapping[str, Any], source: str) -> None:
+    """Refuse records of ``images``, ``annotations`` or ``categories`` that share an id.
+
+    Two image records with one id make references embedded from the wrong image and targets
+    written twice; two annotations or categories with one id make one of them vanish from
+    every index pycocotools and this library build (issue 19.5).
+    """
+    for key, what in (
+        ("images", "image"),
+        ("annotations", "annotation"),
+        ("categories", "category"),
+    ):
+        counts: dict[Any, int] = {}
+        for record in coco.get(key, ()):
+            value = record["id"]
+            value = value if isinstance(value, (int, str)) else repr(value)
+            counts[value] = counts.get(value, 0) + 1
+        repeated = sorted(
+            (v for v, n in counts.items() if n > 1), key=lambda v: (type(v) is str, v)
+        )
+        if repeated:
+            total = sum(counts[v] for v in repeated)
+            raise CocoFormatError(
+                f"{source}: {what} id(s) {repeated[:10]}{' ...' if len(repeated) > 10 else ''} "
+                f"appear more than once in {key!r} ({total} records for {len(repeated)} ids); "
+                f"each {what} record needs its own id: remove the duplicate records or give "
+                "them new ids"
+            )
 
 
 def load_coco(
