@@ -22,7 +22,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from fiftyone_ntt.bank_build import (
     masks_from_boxes,
     split_negatives,
 )
+from fiftyone_ntt.files import atomic_write
 
 __all__ = [
     "BACKGROUND_LABELS",
@@ -385,10 +385,9 @@ class MemoryBank:
     # --------------------------------------------------------------------------- file I/O
     def save(self, path: str | os.PathLike) -> Path:
         """Write the bank to one safetensors file (atomically). Returns the path."""
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {
             "class_names": list(self.class_names),
             "reference_ids": list(self.reference_ids),
@@ -406,22 +405,16 @@ class MemoryBank:
             "negative_features": self.negative_features,
             "negative_class_ids": self.negative_class_ids,
         }
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(
-                tensors,
-                tmp,
-                metadata={
-                    "format": FORMAT_NAME,
-                    "format_version": str(FORMAT_VERSION),
-                    "bank": json.dumps(header),
-                },
-            )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        metadata = {
+            "format": FORMAT_NAME,
+            "format_version": str(FORMAT_VERSION),
+            "bank": json.dumps(header),
+        }
+        # save() to bytes, not save_file(): safetensors >= 0.8 creates the file with mode
+        # 0o600, whatever the umask (issue 19.10); a bank is a few MB.
+        data = save(tensors, metadata=metadata)
+        with atomic_write(path) as tmp:
+            tmp.write_bytes(data)
         return path
 
     @classmethod

@@ -8,15 +8,15 @@ research code reported, method §11). Nothing here imports FiftyOne.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fiftyone_ntt.files import atomic_write
 
 _GT_KEYS = ("images", "annotations", "categories")
 
@@ -200,27 +200,19 @@ def _validate_results(results: Any, source: str) -> list[dict[str, Any]]:
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
-    """Write JSON atomically: a temporary file in the same folder, then a rename.
+    """Write JSON atomically (:func:`fiftyone_ntt.files.atomic_write`): a temporary file in
+    the same folder, then a rename.
 
     A reader never sees a half-written file, and an interrupted write leaves the previous file
-    intact. Missing parent folders are created.
+    intact. Missing parent folders are created. The file gets the permissions ``open()`` would
+    give it (``0o666 & ~umask`` when new).
 
     Returns:
         The path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=indent)
     return path
 
 
