@@ -9,25 +9,144 @@ What happens to unusual inputs (documented for users, tested in ``tests/unit/tes
   images by their maximum), float images are clipped to ``[0, 255]``.
 * EXIF orientation is applied by default (what a user sees in a viewer and in the FiftyOne App).
   COCO annotations refer to stored pixels, so the COCO tools pass ``exif_transpose=False``.
+* Images larger than :data:`DEFAULT_MAX_PIXELS` (250 megapixels) are refused before they are
+  decoded, as PIL's decompression-bomb guard does (a 60-byte file can claim 40000 x 40000 px).
+  The environment variable ``NTT_MAX_IMAGE_PIXELS`` sets another limit (``none``: no limit);
+  decoding needs about ``3 x width x height`` bytes of memory.
+* Whatever goes wrong while reading one file (not a file, an unreadable or truncated one, a
+  pixel format PIL cannot decode, a huge size, memory running out) is an
+  :class:`ImageLoadError` naming the file and the reason, so that a long run skips that image
+  and reports it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-__all__ = ["ImageLoadError", "load_image", "to_rgb_uint8"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS_ENV",
+    "ImageLoadError",
+    "folder_images",
+    "load_image",
+    "max_image_pixels",
+    "to_rgb_uint8",
+]
 
-# Images larger than this many pixels are refused by PIL's decompression-bomb guard; we raise
-# the limit to what a user may reasonably have (12000 x 9000 = 108 MP) and a bit more.
-_MAX_PIXELS = 250_000_000
+#: Images larger than this many pixels are refused (what a user may reasonably have,
+#: 12000 x 9000 = 108 MP, and a bit more); PIL's own default guard is 89 MP.
+DEFAULT_MAX_PIXELS = 250_000_000
+#: Environment variable that sets the limit: a number of pixels, or ``none``.
+MAX_PIXELS_ENV = "NTT_MAX_IMAGE_PIXELS"
+#: Extensions read from folders (lower case). PIL reads more formats: a folder scan names the
+#: files of those it leaves out; a file given by name is read whatever its extension.
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".jif",
+    ".png",
+    ".bmp",
+    ".dib",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pbm",
+    ".pgm",
+    ".ppm",
+    ".pnm",
+)
+
+# PIL's guard is a module global; it is lifted (under this lock) only while a file's header
+# is read, and the size is then checked against our limit.
+_OPEN_LOCK = threading.Lock()
 
 
 class ImageLoadError(ValueError):
     """An image could not be read; the message names the file and the reason."""
+
+
+def max_image_pixels() -> int | None:
+    """The largest image (in pixels) :func:`load_image` decodes: ``NTT_MAX_IMAGE_PIXELS``, or
+    :data:`DEFAULT_MAX_PIXELS` when unset; None when set to ``none`` (no limit).
+
+    Raises:
+        ValueError: the variable is not a positive whole number or ``none``.
+    """
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(
+            f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r} is not a number of pixels; set "
+            f"it to a positive whole number (default {DEFAULT_MAX_PIXELS}) or 'none' for no "
+            "limit, or unset it"
+        )
+    return value
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a readable file, or None when it is one."""
+    try:
+        info = os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop; point the link at an image file"
+        if path.is_symlink():
+            return f"is a broken symbolic link (to {os.readlink(path)!r}); fix or remove it"
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            return "does not exist; check the filepath"
+        return f"cannot be read ({error.strerror or error}); check its permissions"
+    if os.path.isdir(path):
+        return "is a folder, not an image file; give the image files in it"
+    if not os.path.isfile(path):
+        return "is not a regular file (a device, pipe or socket); give an image file"
+    if info.st_size == 0:
+        return "is empty (0 bytes); replace or remove it"
+    return None
+
+
+def _too_large(path: Path, width: int, height: int, limit: int | None) -> str | None:
+    """The message for an image over ``limit`` pixels, or None."""
+    if limit is None or width * height <= limit:
+        return None
+    return _bomb_message(path, width, height, f"{limit} pixels")
+
+
+def _bomb_message(path: Path, width: int, height: int, limit: str) -> str:
+    pixels = width * height
+    return (
+        f"image {str(path)!r} is {width} x {height} = {pixels} pixels, over the "
+        f"decompression limit of {limit} (PIL's decompression-bomb guard; a forged or corrupt "
+        f"header can claim such a size); skipped. If the image is real, raise the limit with "
+        f"the environment variable {MAX_PIXELS_ENV}={pixels} (or 'none'), which needs about "
+        f"{3 * pixels / 2**20:,.0f} MiB of memory to decode it, or use a smaller copy of the image"
+    )
+
+
+def _open(path: Path) -> Image.Image:
+    with _OPEN_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # our own limit is checked on the header's size
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def load_image(path: str | os.PathLike, *, exif_transpose: bool = True) -> np.ndarray:
@@ -38,27 +157,71 @@ def load_image(path: str | os.PathLike, *, exif_transpose: bool = True) -> np.nd
         exif_transpose: rotate/flip according to the EXIF orientation tag.
 
     Raises:
-        ImageLoadError: missing, empty, truncated or unreadable file.
+        ImageLoadError: whatever keeps this file from being read (see the module doc).
+        ValueError: ``NTT_MAX_IMAGE_PIXELS`` is not a valid setting.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"image file {str(path)!r} does not exist; check the filepath")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"image file {str(path)!r} is empty (0 bytes); replace or remove it")
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max(previous or 0, _MAX_PIXELS)
+    limit = max_image_pixels()
+    why = _not_a_file(path)
+    if why is not None:
+        raise ImageLoadError(f"image file {str(path)!r} {why}")
+    size = None
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
+            size = img.size
+            too_large = _too_large(path, *size, limit)
+            if too_large:
+                raise ImageLoadError(too_large)
             img.load()
             if exif_transpose:
                 img = ImageOps.exif_transpose(img)
             return pil_to_rgb_uint8(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        width, height = size or (0, 0)
         raise ImageLoadError(
-            f"cannot read image {str(path)!r}: {error}; the file is corrupt or not an image"
+            _bomb_message(path, width, height, f"PIL.Image.MAX_IMAGE_PIXELS ({error})")
         ) from error
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
+    except MemoryError as error:
+        where = f" ({size[0]} x {size[1]} px)" if size else ""
+        raise ImageLoadError(
+            f"out of memory reading image {str(path)!r}{where}; skipped: free memory, or use a "
+            f"smaller copy of the image (or a lower {MAX_PIXELS_ENV} to skip such images early)"
+        ) from error
+    except Exception as error:  # anything PIL raises on one file must not stop a run
+        raise ImageLoadError(
+            f"cannot read image {str(path)!r}: {error or type(error).__name__}; the file is "
+            "corrupt or not an image (or in a pixel format PIL cannot decode: convert it to "
+            "8-bit RGB PNG or JPEG)"
+        ) from error
+
+
+def folder_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The images of ``folder`` (not its sub-folders), sorted, and the files left out.
+
+    Returns:
+        ``(images, left_out)``: every entry whose extension is in :data:`IMAGE_EXTENSIONS`
+        (also folders and broken links named like images: reading them says what they are),
+        and ``(path, why)`` for each file of another format PIL reads.
+    """
+    Image.init()
+    readable = {ext: fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    images, left_out = [], []
+    for path in sorted(Path(folder).iterdir()):
+        suffix = path.suffix.lower()
+        if suffix in IMAGE_EXTENSIONS:
+            images.append(path)
+        elif suffix in readable and path.is_file():
+            left_out.append(
+                (
+                    path,
+                    f"{readable[suffix]} files are not read from folders (extensions read: "
+                    f"{' '.join(IMAGE_EXTENSIONS)}); give the file by name to read it anyway, "
+                    "or convert it to PNG or JPEG",
+                )
+            )
+    return images, left_out
 
 
 def pil_to_rgb_uint8(img: Image.Image) -> np.ndarray:
