@@ -76,6 +76,11 @@ def check_image_collection(collection: Any) -> None:
     if media == "image":
         return
     name = collection._root_dataset.name
+    if media is None:  # a dataset gets its media type with its first sample
+        raise ValueError(
+            f"dataset {name!r} has no samples; add images to it first, e.g. "
+            "dataset.add_images_dir('/path/to/images')"
+        )
     if media == "group":
         slices = getattr(collection, "group_media_types", None) or {}
         raise ValueError(
