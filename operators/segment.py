@@ -83,7 +83,11 @@ class NTTSegment(foo.Operator):
         bank_models_line(inputs, info)
         try:
             check_output_field(
-                ctx.dataset, out_field, info["gt_field"] if info else None, frames=video
+                ctx.dataset,
+                out_field,
+                info["gt_field"] if info else None,
+                frames=video,
+                overwrite=bool(ctx.params.get("overwrite", False)),
             )
         except ValueError as error:
             invalid(inputs, out_prop, "out_field", str(error))
@@ -111,7 +115,8 @@ class NTTSegment(foo.Operator):
             "overwrite",
             default=False,
             label="Overwrite",
-            description=f"Recompute {unit} already done (otherwise a rerun resumes)",
+            description=f"Recompute {unit} already done (otherwise a rerun resumes), and "
+            "replace labels in the output field that No Time to Train did not write",
         )
         inputs.int("batch_size", default=16, min=1, label=f"{unit.title()} per database write")
         if not video:

@@ -23,11 +23,17 @@ class NTTModel(fom.Model):
         device: compute device.
         encoder, proposer: model instances instead of the configured ones.
 
+    FiftyOne's ``apply_model`` replaces whatever ``label_field`` holds, for this model as
+    for any other (it does not tell the model the field's name). :meth:`apply` runs it after
+    the checks ``segment`` makes: it refuses a field holding labels that No Time to Train
+    did not write (a person's labels, another model's predictions) unless ``overwrite``.
+
     Example:
         >>> from fiftyone_ntt.fiftyone import NTTModel, load_bank
         >>> model = NTTModel(load_bank(dataset, "coins"))
-        >>> dataset.apply_model(model, label_field="ntt")
-        >>> dataset.apply_model(model, label_field="ntt", batch_size=4)  # batches on a GPU
+        >>> model.apply(dataset, "ntt")
+        >>> model.apply(dataset, "ntt", batch_size=4)  # batches on a GPU
+        >>> dataset.apply_model(model, label_field="ntt")  # FiftyOne's, no check
     """
 
     def __init__(
@@ -104,3 +110,30 @@ class NTTModel(fom.Model):
 
         images = [to_rgb_uint8(np.asarray(arg)) for arg in args]
         return [predictions_to_detections(p) for p in self.segmenter.predict_batch(images)]
+
+    def apply(
+        self, collection: Any, label_field: str, *, overwrite: bool = False, **kwargs: Any
+    ) -> None:
+        """``collection.apply_model(self, label_field=label_field, **kwargs)`` once
+        ``label_field`` passed the output-field checks of ``segment``
+        (:func:`~fiftyone_ntt.fiftyone.output_field.check_output_field`).
+
+        Raises:
+            ValueError: ``label_field`` is refused: the bank's ground-truth field, a field
+                of another type or of another run, the field of a segmentation run (its
+                record would no longer describe it), or, unless ``overwrite``, a field
+                holding labels No Time to Train did not write.
+        """
+        from fiftyone_ntt.fiftyone.output_field import check_output_field
+        from fiftyone_ntt.fiftyone.runs import list_ntt_runs
+
+        check_output_field(
+            collection, label_field, self.bank.metadata.get("gt_field"), overwrite=overwrite
+        )
+        if label_field in list_ntt_runs(collection._root_dataset):
+            raise ValueError(
+                f"field {label_field!r} holds the predictions of a segmentation run; "
+                "apply_model would replace them without the run's record: use segment() "
+                "for that field, or choose another field"
+            )
+        collection.apply_model(self, label_field=label_field, **kwargs)

@@ -35,7 +35,6 @@ from fiftyone_ntt.fiftyone.run_record import run_fingerprint, run_state
 from fiftyone_ntt.fiftyone.runner import RUN_ATTRIBUTE, RunPlan, run_segmentation
 from fiftyone_ntt.fiftyone.shards import check_shard, queue_shards
 from fiftyone_ntt.fiftyone.video_runner import (
-    check_foreign_frames,
     check_video_request,
     is_video,
     run_video_segmentation,
@@ -123,14 +122,16 @@ def segment(
     (``batch_images`` and ``prefetch`` do not apply), ``batch_size`` counts frames, resume
     and failures are per frame, ``skip_references`` skips the frames holding the bank's
     references when it was built from frame labels, and the summary counts frames (plus
-    ``videos``). A frame field holding labels no run of this package wrote is refused
-    unless ``overwrite``; ``shard`` is refused (:mod:`~fiftyone_ntt.fiftyone.video_runner`).
+    ``videos``). ``shard`` is refused (:mod:`~fiftyone_ntt.fiftyone.video_runner`).
 
     Predictions have ``label``, ``confidence``, a relative box and a box-cropped mask. Writes
     happen every ``batch_size`` samples (and on interruption). A rerun with the same bank and
     settings skips the samples already done (resume) unless ``overwrite``. A sample whose
     image cannot be read is skipped and reported; the run continues. Only ``out_field`` is
-    written. A custom run keyed ``out_field`` records the provenance (see
+    written. A field (image or frame) that holds labels No Time to Train did not write (a
+    person's labels, another model's predictions, a copy of the ground truth) is refused
+    unless ``overwrite`` (:func:`~fiftyone_ntt.fiftyone.output_field.foreign_labels`); a
+    declared field without labels is not. A custom run keyed ``out_field`` records the provenance (see
     :mod:`fiftyone_ntt.fiftyone.runs`).
 
     Args:
@@ -143,7 +144,8 @@ def segment(
         max_detections: detections per image (default: the config's, 100).
         points_per_side: SAM 2 prompt grid (default: the config's, 32).
         skip_references: leave out the samples that hold one of the bank's references.
-        overwrite: recompute samples already done, and replace a run with other settings.
+        overwrite: recompute samples already done, replace a run with other settings, and
+            replace labels in ``out_field`` that No Time to Train did not write.
         batch_size: samples per database write.
         batch_images: images per model call (default: 1 on CPU, 4 on a CUDA GPU; see
             :func:`~fiftyone_ntt.segmenter.default_batch_images`). Results do not depend on
@@ -181,7 +183,8 @@ def segment(
 
     Raises:
         ValueError: refused output field, collection (whole grouped dataset, clips view)
-            or shard (on videos), bad bank, or a run with other settings without overwrite.
+            or shard (on videos), bad bank, or, without overwrite, a run with other settings
+            or labels No Time to Train did not write in ``out_field``.
         FieldLockedError: another live run is writing ``out_field`` (or this shard of it,
             or a conflicting one); the message names its pid and host.
     """
@@ -203,7 +206,7 @@ def segment(
     if isinstance(bank, str):
         bank_key, bank = bank, load_bank(collection, bank)
     gt_field = bank.metadata.get("gt_field")
-    check_output_field(collection, out_field, gt_field, frames=video)
+    check_output_field(collection, out_field, gt_field, frames=video, overwrite=overwrite)
     config = _resolve_config(bank, config, score_threshold, max_detections, points_per_side, device)
     if encoder is None or proposer is None:
         loaded = get_models(config.models)
@@ -226,8 +229,6 @@ def segment(
                 f"field {out_field!r} holds predictions of another run (other bank or "
                 "settings); choose another output field, or overwrite to replace them"
             )
-    if video:
-        check_foreign_frames(collection, out_field, overwrite)
     # one run at a time per field (or shard): claimed before anything is written
     lock = claim(dataset, out_field, shard)
     bar = None

@@ -118,7 +118,9 @@ def queue_shards(
         raise ValueError(
             f"{error.args[0]}; build it first (build_bank) or pass an existing key"
         ) from None
-    check_output_field(collection, out_field, info.get("gt_field"))
+    check_output_field(
+        collection, out_field, info.get("gt_field"), overwrite=bool(params.get("overwrite"))
+    )
     dataset = collection._root_dataset
     view = collection.view() if collection is dataset else collection
     service = DelegatedOperationService()

@@ -27,7 +27,6 @@ from fiftyone_ntt.fiftyone.runner import (
 
 __all__ = [
     "FRAMES",
-    "check_foreign_frames",
     "check_video_request",
     "frame_counts",
     "frame_field_name",
@@ -71,24 +70,6 @@ def check_video_request(collection: Any, out_field: Any, shard: Any) -> Any:
             "images: dataset.to_frames(sample_frames=True)"
         )
     return frame_field_name(out_field) if isinstance(out_field, str) else out_field
-
-
-def check_foreign_frames(collection: Any, field: str, overwrite: bool) -> None:
-    """Refuse, unless ``overwrite``, a frame field holding labels that no No Time to Train
-    run wrote (ground truth, another model's predictions): a run would replace them."""
-    if overwrite:
-        return
-    dataset = collection._root_dataset
-    if not dataset.has_frame_field(field):
-        return
-    labelled = collection.count(f"{FRAMES}{field}")
-    ours = collection.count(f"{FRAMES}{field}.{RUN_ATTRIBUTE}")
-    foreign = labelled - ours
-    if foreign:
-        raise ValueError(
-            f"frame field {FRAMES}{field!r} holds labels that No Time to Train did not write in "
-            f"{foreign} frame(s); choose another output field, or overwrite to replace them"
-        )
 
 
 def _register(plan: RunPlan) -> None:
