@@ -226,10 +226,72 @@ def test_field_without_labels_is_written_without_overwrite(dataset, case, make):
     assert summary["processed"] > 0 and dataset.count(f"{field}.detections") > 0
 
 
+def _frame_labels(dataset) -> tuple[str, int, int]:
+    """A person's boxes on frames 3 and 5 of the first video."""
+    import fiftyone as fo
+
+    sample = dataset.first()
+    for number in (3, 5):
+        sample.frames[number]["person"] = fo.Detections(detections=[fo.Detection(label="p")])
+    sample.save()
+    return "person", 2, 2
+
+
+def _frame_gt_clone(dataset) -> tuple[str, int, int]:
+    dataset.clone_frame_field(GT, "gt_copy")
+    counts = [len(d.detections) for d in dataset.values(f"frames.{GT}", unwind=True) if d]
+    return "gt_copy", sum(counts), sum(1 for c in counts if c)
+
+
+#: (case, make the frame field: returns (field, labels, frames)) on a video dataset
+FOREIGN_FRAMES = [
+    ("frame field with a person's labels", _frame_labels),
+    ("frame field cloned from the frame ground truth", _frame_gt_clone),
+]
+
+
+@pytest.fixture
+def video_dataset(make_dataset, tmp_path, monkeypatch):
+    from ntt_video import fill_video_dataset
+
+    import fiftyone_ntt.fiftyone as nf
+
+    monkeypatch.setenv("FIFTYONE_NTT_TEST_MODELS", "fake")
+    monkeypatch.setenv("FIFTYONE_NTT_BANKS_DIR", str(tmp_path / "banks"))
+    dataset = fill_video_dataset(make_dataset("ntt-video-user"), tmp_path)
+    nf.build_bank(dataset, f"frames.{GT}", "squares")
+    return dataset
+
+
+@pytest.mark.parametrize("case,make", FOREIGN_FRAMES, ids=[c[0] for c in FOREIGN_FRAMES])
+def test_foreign_frame_field_is_refused_then_replaced_with_overwrite(video_dataset, case, make):
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = video_dataset
+    field, labels, frames = make(dataset)
+
+    def snapshot():
+        return [
+            (f.get("_id"), f.get(field))
+            for f in dataset._frame_collection.find({}, {field: 1}).sort("_id", 1)
+        ]
+
+    before = snapshot()
+    with pytest.raises(ValueError) as info:
+        nf.segment(dataset, "squares", field, progress=False)
+    message = str(info.value)
+    for words in (f"frames.{field}", f"{labels} labels", f"on {frames} frames", "overwrite"):
+        assert words in message, (words, message)
+    assert snapshot() == before
+    nf.segment(dataset, "squares", field, overwrite=True, progress=False)
+    assert snapshot() != before
+
+
 def _count_cases() -> dict[str, int]:
     return {
         "foreign fields x entry points (refused, then overwritten)": len(FOREIGN)
         * len(ENTRY_POINTS),
         "foreign fields in the Segment form": len(FOREIGN),
         "fields without labels (written)": len(NOT_FOREIGN),
+        "foreign frame fields (refused, then overwritten)": len(FOREIGN_FRAMES),
     }
