@@ -78,17 +78,31 @@ def show_references(collection: Any, tag: str = REF_TAG, field: str | None = Non
     return Effect(message, variant="info", view=view, result=len(view))
 
 
-def _selected(selected_labels: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [dict(s) for s in selected_labels or [] if s.get("label_id") and s.get("field")]
+def _selected(
+    collection: Any,
+    selected_labels: Iterable[Mapping[str, Any]] | None,
+    selected: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The selected labels, and in a patches view the labels of the ticked patches
+    (:func:`fiftyone_ntt.fiftyone.selection.selected_labels`)."""
+    from fiftyone_ntt.fiftyone.selection import selected_labels as resolve
+
+    return resolve(collection, selected, selected_labels)
 
 
-def tag_selected(collection: Any, selected_labels: Iterable[Mapping[str, Any]], tag: str) -> Effect:
+def tag_selected(
+    collection: Any,
+    selected_labels: Iterable[Mapping[str, Any]],
+    tag: str,
+    selected: Iterable[str] | None = None,
+) -> Effect:
     """Tag the selected labels as references (``REF_TAG``) or negatives (``NEG_TAG``); the
     other tag is removed from them (a label is one or the other)."""
     from fiftyone_ntt.fiftyone.references import tag_references, untag_references
 
     what = "references" if tag == REF_TAG else "negatives"
-    labels = _selected(selected_labels)
+    labels = [s for s in _selected(collection, selected_labels, selected) if not s.get("patch")]
+    collection = collection._root_dataset
     if not labels:
         return Effect(
             f"Select labels first (click them in the grid or the sample view), then tag "
@@ -101,13 +115,35 @@ def tag_selected(collection: Any, selected_labels: Iterable[Mapping[str, Any]], 
     return Effect(f"Tagged {count} label(s) as {what}", result=count)
 
 
-def untag_selected(collection: Any, selected_labels: Iterable[Mapping[str, Any]]) -> Effect:
-    """Remove the reference and negative tags from the selected labels."""
+def selection_counts(
+    collection: Any,
+    selected_labels: Iterable[Mapping[str, Any]] | None,
+    selected: Iterable[str] | None = None,
+) -> dict[str, int]:
+    """``{"labels": n, "predictions": m}`` of what the panel's buttons would act on (the
+    labels of ticked patches included)."""
+    from fiftyone_ntt.fiftyone.panel_state import selection_summary
+
+    labels = _selected(collection, selected_labels, selected)
+    return selection_summary(labels, prediction_fields(collection))
+
+
+def untag_selected(
+    collection: Any,
+    selected_labels: Iterable[Mapping[str, Any]],
+    selected: Iterable[str] | None = None,
+) -> Effect:
+    """Remove the reference and negative tags from the selected labels (in a patches view:
+    from every label of the ticked patches)."""
     from fiftyone_ntt.fiftyone.references import untag_references
 
-    labels = _selected(selected_labels)
+    labels = _selected(collection, selected_labels, selected)
+    collection = collection._root_dataset
     if not labels:
-        return Effect("Select labels first, then untag them", variant="warning")
+        return Effect(
+            "Select labels (or, in a patches view, patches) first, then untag them",
+            variant="warning",
+        )
     removed = sum(untag_references(collection, labels, tag=t) for t in (REF_TAG, NEG_TAG))
     return Effect(f"Removed {removed} tag(s) from {len(labels)} label(s)", result=removed)
 
@@ -225,32 +261,44 @@ def run_preview(
 
 
 def _by_field(
-    collection: Any, selected_labels: Iterable[Mapping[str, Any]]
-) -> tuple[dict[str, list[str]], int]:
-    """Selected prediction label ids per prediction field, and how many selected labels are
-    in other fields (ground truth: accept/reject leaves them alone)."""
+    collection: Any, labels: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, list[str]], int, int]:
+    """Selected prediction label ids per prediction field, how many clicked labels are in
+    other fields (ground truth: accept/reject leaves them alone), and how many ground-truth
+    labels the ticked patches hold (evaluation patches: left alone without a word)."""
     preds = set(prediction_fields(collection))
     out: dict[str, list[str]] = {}
-    other = 0
-    for label in _selected(selected_labels):
+    other = in_patches = 0
+    for label in labels:
         if label["field"] in preds:
             out.setdefault(label["field"], []).append(label["label_id"])
+        elif label.get("patch"):
+            in_patches += 1
         else:
             other += 1
-    return out, other
+    return out, other, in_patches
 
 
-def _judge(collection: Any, selected_labels: Any, accept: bool) -> Effect:
+def _judge(
+    collection: Any, selected_labels: Any, accept: bool, selected: Iterable[str] | None
+) -> Effect:
     import fiftyone_ntt.fiftyone as nf
 
     verb = "Accepted" if accept else "Rejected"
     what = "references" if accept else "negatives (false positives)"
-    per_field, other = _by_field(collection, selected_labels)
+    per_field, other, in_patches = _by_field(
+        collection, _selected(collection, selected_labels, selected)
+    )
     if not per_field:
-        note = f" ({other} selected label(s) are not predictions)" if other else ""
+        notes = []
+        if other:
+            notes.append(f"{other} selected label(s) are not predictions")
+        if in_patches:
+            notes.append("the selected patches hold no prediction (missed ground truth)")
+        note = f" ({'; '.join(notes)})" if notes else ""
         return Effect(
-            "Select predictions first (in the sample view, or a patches view of a prediction "
-            f"field), then accept or reject them{note}",
+            "Select predictions first (in the sample view, or patches of a prediction "
+            f"field or of an evaluation), then accept or reject them{note}",
             variant="warning",
         )
     call = nf.accept_predictions if accept else nf.reject_predictions
@@ -262,14 +310,21 @@ def _judge(collection: Any, selected_labels: Any, accept: bool) -> Effect:
     return Effect(message, result=count)
 
 
-def accept_selected(collection: Any, selected_labels: Any) -> Effect:
-    """Tag the selected predictions ``ntt:ref`` (references for the next bank version)."""
-    return _judge(collection, selected_labels, accept=True)
+def accept_selected(
+    collection: Any, selected_labels: Any, selected: Iterable[str] | None = None
+) -> Effect:
+    """Tag the selected predictions ``ntt:ref`` (references for the next bank version);
+    ``collection`` is the App's view: in a patches view the predictions of the ticked
+    patches (``selected``) count too."""
+    return _judge(collection, selected_labels, True, selected)
 
 
-def reject_selected(collection: Any, selected_labels: Any) -> Effect:
-    """Tag the selected predictions ``ntt:neg`` (negatives for the next bank version)."""
-    return _judge(collection, selected_labels, accept=False)
+def reject_selected(
+    collection: Any, selected_labels: Any, selected: Iterable[str] | None = None
+) -> Effect:
+    """Tag the selected predictions ``ntt:neg`` (negatives for the next bank version); same
+    arguments as :func:`accept_selected`."""
+    return _judge(collection, selected_labels, False, selected)
 
 
 def segment_prompt(

@@ -94,19 +94,41 @@ class NTTPanel(foo.Panel):
             apply_effect(ctx, ps.Effect("Refreshed", variant="info"))
 
     def _selection(self, ctx) -> None:
-        ps = _ps()
-        preds = ps.prediction_fields(ctx.dataset)
-        ctx.panel.state.selection = ps.selection_summary(ctx.selected_labels, preds)
+        ctx.panel.state.selection = _pa().selection_counts(
+            ctx.view, ctx.selected_labels, ctx.selected
+        )
 
-    def _run(self, ctx, action, *args, **kwargs) -> None:
-        """Run an action; a bad input becomes an error message, never a crash of the panel."""
+    def _clear_selection(self, ctx) -> None:
+        """Unselect the labels and samples (patches) in the App."""
+        ctx.ops.clear_selected_labels()
+        ctx.ops.clear_selected_samples()
+        ctx.panel.state.selection = {"labels": 0, "predictions": 0}
+
+    def _run(self, ctx, action, *args, clear_selection: bool = False, **kwargs) -> None:
+        """Run an action; a bad input becomes an error message, never a crash of the panel.
+        ``clear_selection``: the action used the selection; once it succeeded, unselect (a
+        label selected for it must not be carried into the next action)."""
         ps = _ps()
         try:
             effect = action(*args, **kwargs)
         except (ValueError, KeyError, RuntimeError, OSError) as error:
             effect = ps.Effect(str(error).strip("'\""), variant="error")
         self.refresh(ctx)
+        if clear_selection and effect.variant == "success":
+            self._clear_selection(ctx)
         apply_effect(ctx, effect)
+
+    def _on_selection(self, ctx, action, *args) -> None:
+        """An action on the selected labels (or patches) of the App's view."""
+        self._run(
+            ctx,
+            action,
+            ctx.view,
+            ctx.selected_labels,
+            *args,
+            selected=ctx.selected,
+            clear_selection=True,
+        )
 
     # ---- events -----------------------------------------------------------------------
 
@@ -125,6 +147,12 @@ class NTTPanel(foo.Panel):
     def on_change_selected_labels(self, ctx):
         self._selection(ctx)
 
+    def on_change_selected(self, ctx):
+        self._selection(ctx)
+
+    def clear_selection(self, ctx):
+        self._clear_selection(ctx)
+
     def on_refresh(self, ctx):
         self.refresh(ctx, message=True)
 
@@ -139,15 +167,13 @@ class NTTPanel(foo.Panel):
         self._run(ctx, _pa().show_references, ctx.dataset, ps.NEG_TAG)
 
     def tag_refs(self, ctx):
-        ps = _ps()
-        self._run(ctx, _pa().tag_selected, ctx.dataset, ctx.selected_labels, ps.REF_TAG)
+        self._on_selection(ctx, _pa().tag_selected, _ps().REF_TAG)
 
     def tag_negs(self, ctx):
-        ps = _ps()
-        self._run(ctx, _pa().tag_selected, ctx.dataset, ctx.selected_labels, ps.NEG_TAG)
+        self._on_selection(ctx, _pa().tag_selected, _ps().NEG_TAG)
 
     def untag(self, ctx):
-        self._run(ctx, _pa().untag_selected, ctx.dataset, ctx.selected_labels)
+        self._on_selection(ctx, _pa().untag_selected)
 
     def sample_refs(self, ctx):
         self._run(ctx, _pa().sample_references_prompt, ctx.dataset, PLUGIN)
@@ -184,10 +210,10 @@ class NTTPanel(foo.Panel):
             ctx.panel.state.preview_n = int(value)
 
     def accept(self, ctx):
-        self._run(ctx, _pa().accept_selected, ctx.dataset, ctx.selected_labels)
+        self._on_selection(ctx, _pa().accept_selected)
 
     def reject(self, ctx):
-        self._run(ctx, _pa().reject_selected, ctx.dataset, ctx.selected_labels)
+        self._on_selection(ctx, _pa().reject_selected)
 
     # ---- runs -------------------------------------------------------------------------
 

@@ -46,6 +46,28 @@ def _first_use(panel, obj: types.Object, info: dict) -> None:
     _buttons(obj, "first_use_buttons", buttons)
 
 
+def selection_text(selection: dict | None) -> str:
+    """``"3 labels selected (2 predictions)"``, or that nothing is selected."""
+    labels = int((selection or {}).get("labels") or 0)
+    if not labels:
+        return "No label selected"
+    predictions = int((selection or {}).get("predictions") or 0)
+    return (
+        f"{labels} label{'s' if labels != 1 else ''} selected ({predictions} "
+        f"prediction{'s' if predictions != 1 else ''})"
+    )
+
+
+def _selection(panel, obj: types.Object, state) -> None:
+    """What the selection buttons act on, and a button that unselects it."""
+    obj.md(f"**{selection_text(state.get('selection'))}**", name="selection_line")
+    _buttons(
+        obj,
+        "selection_buttons",
+        [("clear_selection", "Clear", panel.clear_selection, False)],
+    )
+
+
 def _references(panel, obj: types.Object, state) -> None:
     _heading(obj, "refs_heading", "References")
     rows = state.get("refs") or []
@@ -73,9 +95,13 @@ def _references(panel, obj: types.Object, state) -> None:
             ("show_negs", "Show negatives", panel.show_negs, not has_neg),
         ],
     )
+    _selection(panel, obj, state)
     # the buttons read the selection when clicked: never disabled on a count that may be
     # stale (the App does not always tell a hidden panel about selection changes)
-    obj.md("Select labels in the grid or the sample view, then:", name="refs_selection")
+    obj.md(
+        "Select labels in the grid or the sample view (or patches in a patches view), then:",
+        name="refs_selection",
+    )
     _buttons(
         obj,
         "refs_tag",
@@ -151,7 +177,8 @@ def _preview(panel, obj: types.Object, state) -> None:
         ],
     )
     obj.md(
-        "Select predictions (in the sample view, or a patches view of a prediction field), then:",
+        "Select predictions (in the sample view, or patches of a prediction field or of an "
+        "evaluation), then:",
         name="judge_selection",
     )
     _buttons(

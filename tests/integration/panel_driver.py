@@ -3,7 +3,8 @@
 Each call goes through FiftyOne's operator machinery (``execute_operator`` on the panel's
 URI with ``__method__``, ``panel_id`` and ``panel_state``), then the App operations the
 callback triggered are applied to this driver's copy of the App state: panel-state patches,
-``set_view`` (the driver's view), ``show_panel_output`` (the rendered layout), the rest
+``set_view`` (the driver's view), ``show_panel_output`` (the rendered layout),
+``clear_selected_labels``/``clear_selected_samples`` (the driver's selection), the rest
 recorded.
 """
 
@@ -20,6 +21,8 @@ class PanelDriver:
         self.state: dict[str, Any] = {}
         self.view = None
         self.selected_labels: list[dict[str, Any]] = []
+        #: selected sample ids (in a patches view: patch ids), ``ctx.selected``
+        self.selected: list[str] = []
         self.current_sample: str | None = None
         self.output: dict[str, Any] | None = None
         self.requests: list[dict[str, Any]] = []
@@ -34,6 +37,7 @@ class PanelDriver:
             PANEL_URI,
             dataset=self.dataset,
             view=self.view,
+            selected=self.selected,
             selected_labels=self.selected_labels,
             current_sample=self.current_sample,
             params={
@@ -54,6 +58,10 @@ class PanelDriver:
             elif name == "show_panel_output":
                 self.output = args["output"]
             else:
+                if name == "clear_selected_labels":
+                    self.selected_labels = []
+                elif name == "clear_selected_samples":
+                    self.selected = []
                 if name == "set_view":
                     self.view = self._view(args.get("view") or [])
                 others.append(request)

@@ -308,6 +308,7 @@ def test_no_panel_action_modifies_ground_truth(panel, field_hash):
     panel.call("tag_refs")
     assert field_hash(dataset, GT) != before
     assert _core_hash(dataset, GT, drop_tags=True) == untagged
+    panel.selected_labels = _gt_ids(dataset, [(2, 0)])  # tagging cleared the selection
     panel.call("untag")
     assert field_hash(dataset, GT) == before  # back to exactly what it was
     core = _core_hash(dataset, GT, drop_prefixes=("eval_",))
