@@ -81,6 +81,7 @@ class NTTSegment(foo.Operator):
             )
         info = next((b for b in banks if b["key"] == bank_key), None)
         bank_models_line(inputs, info)
+        _resume_notice(inputs, ctx, out_field)
         try:
             check_output_field(
                 ctx.dataset,
@@ -220,6 +221,31 @@ class NTTSegment(foo.Operator):
             table(outputs, "failures", f"Skipped {unit}", columns)
         outputs.float("seconds", label="Seconds")
         return types.Property(outputs, view=types.View(label="Segmentation done"))
+
+
+def _resume_notice(inputs, ctx, out_field) -> None:
+    """Opened by the panel's *Resume*: the interrupted run's settings are filled in; say so
+    (changing one makes it another run, which the form then treats as such)."""
+    if not ctx.params.get("resume"):
+        return
+    inputs.bool("resume", default=True, view=types.HiddenView())
+    settings = ", ".join(
+        f"{label} {ctx.params[key]}"
+        for key, label in (
+            ("points_per_side", "points per side"),
+            ("score_threshold", "score threshold"),
+            ("max_detections", "max detections"),
+        )
+        if ctx.params.get(key) is not None
+    )
+    inputs.view(
+        "resume_notice",
+        types.Notice(
+            label=f"Resuming the interrupted run into {out_field!r} with its own settings "
+            f"(bank {ctx.params.get('bank')!r}{', ' + settings if settings else ''}): the "
+            "samples it finished are skipped. Changing a setting starts another run."
+        ),
+    )
 
 
 def _conflict_choice(inputs, ctx, bank_key: str, out_field: str, gt_field: str | None) -> None:

@@ -28,6 +28,7 @@ from fiftyone_ntt.fiftyone.panel_state import (
 __all__ = [
     "accept_selected",
     "build_bank",
+    "cancel_run",
     "default_bank_key",
     "demo_references",
     "evaluate_run",
@@ -36,10 +37,13 @@ __all__ = [
     "reference_field",
     "reference_view",
     "reject_selected",
+    "resume_params",
+    "resume_problem",
     "resume_prompt",
     "run_preview",
     "sample_references_prompt",
     "segment_prompt",
+    "selection_counts",
     "show_predictions",
     "show_references",
     "tag_selected",
@@ -361,32 +365,110 @@ def show_predictions(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     return Effect(f"Showing the {len(view)} sample(s) with {out!r}", view=view, reload=True)
 
 
-def resume_prompt(collection: Any, plugin: str, row: Mapping[str, Any] | None) -> Effect:
-    """Open the segment form with the run's bank and output field: scheduling it resumes
-    (samples already done are skipped)."""
-    row = _need_row(row)
+def resume_params(collection: Any, out_field: str) -> dict[str, Any]:
+    """The *Segment* form's params that resume the run into ``out_field`` with its own
+    settings, as its run record holds them: bank, output field, points per side, score
+    threshold, max detections, whether reference samples are skipped, and the number of
+    shards of a split run; ``resume`` marks the form as a resume."""
+    from fiftyone_ntt.fiftyone.segment import run_state
+
     dataset = collection._root_dataset
-    config = dataset.get_run_info(row["field"]).config
-    return Effect(
-        prompt={
-            "operator": f"{plugin}/ntt_segment",
-            "params": {"bank": getattr(config, "bank_key", None), "out_field": row["field"]},
-        }
+    config = dataset.get_run_info(out_field).config
+    settings = dict(getattr(config, "ntt_config", None) or {})
+    params = {
+        "bank": getattr(config, "bank_key", None),
+        "out_field": out_field,
+        "points_per_side": settings.get("points_per_side"),
+        "max_detections": settings.get("max_detections"),
+        "score_threshold": settings.get("score_threshold"),
+        "skip_references": bool(getattr(config, "skip_references", True)),
+        "num_shards": run_state(dataset, out_field).get("num_shards"),
+        "resume": True,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def resume_problem(collection: Any, params: Mapping[str, Any]) -> str | None:
+    """Why the run into ``params["out_field"]`` cannot be resumed with ``params`` (its bank
+    was deleted or rebuilt since, or a setting differs), or None."""
+    from fiftyone_ntt.fiftyone.banks import list_banks
+    from fiftyone_ntt.fiftyone.preflight import output_conflict
+
+    dataset = collection._root_dataset
+    out, bank = params.get("out_field"), params.get("bank")
+    if bank not in {b["key"] for b in list_banks(dataset)}:
+        return f"its memory bank {bank!r} no longer exists"
+    return output_conflict(
+        dataset,
+        out,
+        bank,
+        score_threshold=params.get("score_threshold"),
+        max_detections=params.get("max_detections"),
+        points_per_side=params.get("points_per_side"),
     )
 
 
+def resume_prompt(collection: Any, plugin: str, row: Mapping[str, Any] | None) -> Effect:
+    """Open the segment form with the interrupted run's own bank, output field and settings
+    (:func:`resume_params`): scheduling it resumes (samples already done are skipped). A
+    run whose bank was rebuilt or deleted since cannot be resumed: a warning says so."""
+    row = _need_row(row)
+    params = resume_params(collection, row["field"])
+    problem = resume_problem(collection, params)
+    if problem:
+        return Effect(
+            f"Run {row['field']!r} cannot be resumed: {problem}. Segment into a new field "
+            "instead ('Segment this view…'), or rebuild the bank it used",
+            variant="warning",
+        )
+    return Effect(prompt={"operator": f"{plugin}/ntt_segment", "params": params})
+
+
 def mark_run_failed(collection: Any, row: Mapping[str, Any] | None) -> Effect:
-    """Mark a delegated operation whose worker died as failed."""
+    """Mark a delegated operation whose worker died as failed (one that reads queued or
+    running may be alive: :func:`cancel_run` is for those)."""
     row = _need_row(row)
     op_id = row.get("op_id")
     if not op_id:
         return Effect(
             f"{row.get('id')!r} is not a delegated operation; nothing to mark", variant="warning"
         )
+    if row.get("state") in ("queued", "running"):
+        return Effect(
+            f"Operation {op_id} is {row['state']}: its worker may still be at work; use "
+            "Cancel (Mark failed is for an operation whose worker is gone)",
+            variant="warning",
+        )
     from fiftyone_ntt.fiftyone.activity import mark_failed
 
     mark_failed(op_id)
     return Effect(f"Marked operation {op_id} as failed", result=op_id)
+
+
+def cancel_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
+    """Cancel a queued or running row: a delegated operation is marked failed ("cancelled
+    by the user", no worker picks it up any more), and a live segmentation stops before
+    its next sample, keeping what it wrote (:func:`fiftyone_ntt.fiftyone.cancel.cancel`)."""
+    from fiftyone_ntt.fiftyone.cancel import cancel
+
+    row = _need_row(row)
+    if not row.get("can_cancel"):
+        return Effect(
+            f"{row.get('kind') or 'the run'} {row.get('field')!r} is {row.get('state')!r}, "
+            "not queued or running: nothing to cancel",
+            variant="warning",
+        )
+    field = row.get("field") if row.get("kind") == "segmentation" else None
+    done = cancel(collection, op_id=row.get("op_id"), out_field=field or None)
+    parts = []
+    if done["operation"]:
+        parts.append(f"operation {done['operation']} marked failed (cancelled)")
+    if done["runs"]:
+        parts.append(f"{done['runs']} live run(s) of {field!r} stop before their next sample")
+    message = "Cancelled: " + ("; ".join(parts) or "nothing was running any more")
+    if done["runs"]:
+        message += "; what they wrote is kept (Resume continues)"
+    return Effect(message, result=done)
 
 
 def evaluate_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:

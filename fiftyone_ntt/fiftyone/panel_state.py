@@ -209,8 +209,8 @@ def run_rows(collection: Any) -> list[dict[str, Any]]:
     evaluation key), ``state``, ``progress`` (``"done / total"`` samples), ``status`` (both:
     ``"running 3 / 7"``), ``bank`` (``"key v2"``), ``error``, ``updated`` (``YYYY-MM-DD
     HH:MM``), ``when`` (``MM-DD HH:MM``), ``evaluation`` (the evaluation of a run's field)
-    and which buttons apply: ``can_show``, ``can_resume``, ``can_mark_failed``,
-    ``can_evaluate``, ``can_open_eval``.
+    and which buttons apply: ``can_show``, ``can_resume``, ``can_cancel``,
+    ``can_mark_failed``, ``can_evaluate``, ``can_open_eval``.
     """
     from fiftyone_ntt.fiftyone.activity import list_activity
 
@@ -259,12 +259,23 @@ def run_rows(collection: Any) -> list[dict[str, Any]]:
                 "evaluation": evaluation,
                 "can_show": has_field,
                 "can_resume": source == "run" and state == "interrupted",
-                "can_mark_failed": source == "delegated" and state in (*_ACTIVE, "interrupted"),
+                **_stop_buttons(source, state),
                 "can_evaluate": source == "run" and state == "completed",
                 "can_open_eval": bool(evaluation) and evaluation in dataset.list_evaluations(),
             }
         )
     return rows
+
+
+def _stop_buttons(source: str, state: str) -> dict[str, bool]:
+    """``can_cancel``: a queued or running delegated operation, or a live run (it stops
+    before its next sample); ``can_mark_failed``: a delegated operation that reads running
+    but whose process is gone (state ``interrupted``)."""
+    return {
+        "can_cancel": (source == "delegated" and state in _ACTIVE)
+        or (source == "run" and state == "running"),
+        "can_mark_failed": source == "delegated" and state == "interrupted",
+    }
 
 
 def prediction_fields(collection: Any) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.fiftyone.cancel import cancel_requested
 from fiftyone_ntt.fiftyone.claims import HEARTBEAT_SECONDS, heartbeat, schema_turn
 from fiftyone_ntt.fiftyone.output_field import reload_schema
 from fiftyone_ntt.fiftyone.run_record import record_run
@@ -278,6 +279,8 @@ def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None)
     stream = prefetched(zip(sample_ids, filepaths), load, depth=depth)
     try:
         for batch in batched(stream, batch_images):
+            if cancel_requested(dataset, lock):
+                break  # cancelled by the user: keep what is written, record "interrupted"
             ready = []
             for (sample_id, path), (image, prepared, error) in batch:
                 if error is None:
@@ -302,7 +305,8 @@ def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None)
                 beat = time.monotonic()
             if progress is not None:
                 progress(min(done, len(sample_ids)), len(sample_ids))
-        status = "completed"
+        else:
+            status = "completed"
     finally:
         try:
             flush()

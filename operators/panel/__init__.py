@@ -243,6 +243,9 @@ class NTTPanel(foo.Panel):
     def run_mark_failed(self, ctx):
         self._run(ctx, _pa().mark_run_failed, ctx.dataset, self._row(ctx))
 
+    def run_cancel(self, ctx):
+        self._run(ctx, _pa().cancel_run, ctx.dataset, self._row(ctx))
+
     def run_evaluate(self, ctx):
         self._run(ctx, _pa().evaluate_run, ctx.dataset, self._row(ctx))
 

@@ -215,9 +215,16 @@ def _runs(panel, obj: types.Object, state) -> None:
             ("show", "Show", "Show the run's predictions", panel.run_show, "can_show"),
             ("resume", "Resume", "Segment what is left", panel.run_resume, "can_resume"),
             (
+                "cancel",
+                "Cancel",
+                "Stop it before its next sample (what it wrote is kept; Resume continues)",
+                panel.run_cancel,
+                "can_cancel",
+            ),
+            (
                 "mark_failed",
                 "Mark failed",
-                "The worker is gone: mark the operation failed",
+                "Its worker is gone: mark the operation failed",
                 panel.run_mark_failed,
                 "can_mark_failed",
             ),

@@ -219,7 +219,7 @@ def test_segment_run_evaluate_and_open_evaluation(panel):
     assert set(panel.view.distinct("type")) <= {"tp", "fp", "fn"}
 
 
-def test_delegated_segmentation_shows_queued_then_mark_failed(panel):
+def test_delegated_segmentation_shows_queued_then_cancel(panel):
     import fiftyone.operators as foo
 
     panel.call("build")
@@ -232,14 +232,17 @@ def test_delegated_segmentation_shows_queued_then_mark_failed(panel):
     panel.call("on_refresh")
     (row,) = panel.state["runs"]
     assert (row["kind"], row["state"], row["field"]) == ("segmentation", "queued", "ntt")
-    assert row["can_mark_failed"] and row["op_id"]
-
+    # queued: Cancel, not Mark failed (that one is for a worker that is gone)
+    assert row["can_cancel"] and not row["can_mark_failed"] and row["op_id"]
     panel.call("run_mark_failed", row=0)
+    assert panel.state["message_variant"] == "warning" and "use Cancel" in panel.notice()
+
+    panel.call("run_cancel", row=0)
     (row,) = panel.state["runs"]
-    assert row["state"] == "failed" and "marked failed" in row["error"]
-    assert not row["can_mark_failed"]
-    panel.call("run_mark_failed", row=0)  # already failed: a message, not a crash
-    assert panel.state["message_variant"] == "error" and "already failed" in panel.notice()
+    assert row["state"] == "failed" and "cancelled" in row["error"]
+    assert not row["can_cancel"] and not row["can_mark_failed"]
+    panel.call("run_cancel", row=0)  # already failed: a message, not a crash
+    assert panel.state["message_variant"] == "warning" and "nothing to cancel" in panel.notice()
 
 
 def test_interrupted_run_offers_resume_with_its_settings(panel):
@@ -261,7 +264,14 @@ def test_interrupted_run_offers_resume_with_its_settings(panel):
     assert row["status"] == "interrupted 2 / 6"
     panel.call("run_resume", row=0)
     prompt = panel.params_of("prompt_user_for_operation")
-    assert prompt["params"] == {"bank": "ground_truth-refs", "out_field": "ntt"}
+    assert prompt["params"] == {
+        "bank": "ground_truth-refs",
+        "out_field": "ntt",
+        "points_per_side": 16,
+        "max_detections": 100,
+        "skip_references": True,
+        "resume": True,
+    }
 
     panel.call("run_resume", row=7)  # a stale row index
     assert panel.state["message_variant"] == "error" and "Refresh" in panel.notice()
