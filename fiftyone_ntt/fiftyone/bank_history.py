@@ -16,11 +16,22 @@ makes version 2. Old versions stay until deleted (:func:`delete_bank` with ``ver
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from typing import Any
 
-__all__ = ["bank_versions", "describe_diff", "version_entries", "version_store_key"]
+__all__ = [
+    "INSTANCE_KEYS",
+    "bank_versions",
+    "describe_diff",
+    "instance_contents",
+    "version_entries",
+    "version_store_key",
+]
+
+#: Keys of a version entry that list its instances (left out of summaries).
+INSTANCE_KEYS = ("reference_ids", "negative_ids", "reference_labels", "reference_digests")
 
 VERSION_PREFIX = "bankv:"
 _VERSION_KEY = re.compile(r"^bankv:(?P<key>.+):(?P<version>\d+)$")
@@ -38,6 +49,54 @@ def version_entries(store: Any, key: str | None = None) -> dict[str, dict[int, s
         if match and (key is None or match["key"] == key):
             out.setdefault(match["key"], {})[int(match["version"])] = name
     return out
+
+
+def instance_contents(bank: Any) -> dict[str, dict[str, str]]:
+    """``reference_labels`` (``{id: class}``) and ``reference_digests`` (``{id: hash of its
+    feature}``, which changes with its mask, box or image) of a bank's references: what
+    :func:`describe_diff` compares between versions of the same reference ids."""
+    labels, digests = {}, {}
+    for ref_id, class_id, feature in zip(bank.reference_ids, bank.class_ids, bank.features):
+        labels[ref_id] = bank.class_names[int(class_id)]
+        digests[ref_id] = hashlib.sha256(feature.tobytes()).hexdigest()[:16]
+    return {"reference_labels": labels, "reference_digests": digests}
+
+
+def _changes(previous: dict[str, Any], current: dict[str, Any]) -> tuple[dict[str, Any], list]:
+    """Renamed classes, relabelled and changed references between two entries (for the
+    reference ids in both)."""
+    before, after = previous.get("reference_labels"), current.get("reference_labels")
+    if before is None or after is None:  # an entry of an older version of this code
+        return {"renamed": {}, "relabelled": {}, "changed": []}, []
+    common = [r for r in after if r in before]
+    moves: dict[str, set[str]] = {}
+    for r in common:
+        moves.setdefault(before[r], set()).add(after[r])
+    old_classes, new_classes = set(before.values()), set(after.values())
+    renamed = {
+        old: next(iter(new))
+        for old, new in moves.items()
+        if len(new) == 1
+        and old not in new
+        and old not in new_classes
+        and next(iter(new)) not in old_classes
+    }
+    relabelled = {
+        r: (before[r], after[r])
+        for r in common
+        if before[r] != after[r] and before[r] not in renamed
+    }
+    d1, d2 = previous.get("reference_digests") or {}, current.get("reference_digests") or {}
+    changed = [r for r in common if r in d1 and r in d2 and d1[r] != d2[r]]
+    parts = [f"class {old!r} renamed to {new!r}" for old, new in renamed.items()]
+    if relabelled:
+        pairs = sorted({f"{a!r} → {b!r}" for a, b in relabelled.values()})
+        n = len(relabelled)
+        parts.append(f"{n} {_plural(n, 'reference')} relabelled ({', '.join(pairs)})")
+    if changed:
+        n = len(changed)
+        parts.append(f"{n} {_plural(n, 'reference')} changed (mask, box or image)")
+    return {"renamed": renamed, "relabelled": relabelled, "changed": changed}, parts
 
 
 def _plural(n: int, word: str) -> str:
@@ -73,6 +132,11 @@ def describe_diff(previous: dict[str, Any] | None, current: dict[str, Any]) -> d
         if removed:
             tokens.append(f"−{removed}" if tokens else f"−{removed} {_plural(removed, word)}")
         parts += tokens
+    changes, more = _changes(previous, current)
+    out["classes_renamed"] = changes["renamed"]
+    out["references_relabelled"] = len(changes["relabelled"])
+    out["references_changed"] = len(changes["changed"])
+    parts += more
     out["text"] = ", ".join(parts) if parts else "same references and negatives"
     return out
 
@@ -139,7 +203,7 @@ def bank_versions(collection: Any, key: str) -> list[dict[str, Any]]:
     previous = None
     for version in sorted(entries):
         entry = entries[version]
-        row = {k: v for k, v in entry.items() if k not in ("reference_ids", "negative_ids")}
+        row = {k: v for k, v in entry.items() if k not in INSTANCE_KEYS}
         row["version"] = version
         row["shots_text"] = shots_text(entry.get("shots") or {})
         row.setdefault("num_negatives", 0)

@@ -5,7 +5,7 @@ checks of a build's inputs (:func:`validate_build`, re-exported by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from fiftyone_ntt.fiftyone.references import (
@@ -14,7 +14,13 @@ from fiftyone_ntt.fiftyone.references import (
     check_detections_field,
 )
 
-__all__ = ["collect_instances", "source_fields", "tagged_in_both", "validate_build"]
+__all__ = [
+    "collect_instances",
+    "duplicated_labels",
+    "source_fields",
+    "tagged_in_both",
+    "validate_build",
+]
 
 
 def source_fields(
@@ -48,6 +54,64 @@ def tagged_in_both(collection: Any, fields: Sequence[str], tag: str, neg_tag: st
     return out
 
 
+def duplicated_labels(
+    collection: Any, fields: Sequence[str], tags: Sequence[str]
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Labels tagged with one of ``tags`` that are in several of ``fields`` (a field cloned
+    with ``clone_sample_field`` keeps the label ids).
+
+    Returns:
+        ``(same, differ)``: ``{label id: [fields]}`` of the copies that agree (class, box,
+        mask: one reference, used once), and ``{label id: message}`` of those that do not
+        (which one is the reference is the user's call).
+    """
+    from fiftyone import ViewField as F
+
+    if len(fields) < 2:
+        return {}, {}
+    seen: dict[str, list[tuple[str, Any]]] = {}
+    tagged = F("tags").contains(list(tags), all=False)
+    samples = _samples(collection)
+    for field in fields:
+        view = samples.filter_labels(field, tagged, only_matches=True)
+        for detections in view.values(f"{field}.detections"):
+            for det in detections or []:
+                seen.setdefault(str(det.id), []).append((field, det))
+    same, differ = {}, {}
+    for label_id, copies in seen.items():
+        if len(copies) < 2:
+            continue
+        names = [f for f, _ in copies]
+        first = copies[0][1]
+        changed = [(field, what) for field, det in copies[1:] for what in _differences(first, det)]
+        if not changed:
+            same[label_id] = names
+            continue
+        details = ", ".join(f"{what} in {field!r}" for field, what in changed)
+        differ[label_id] = (
+            f"label {label_id} is tagged in {names} (a cloned field keeps label ids) and the "
+            f"copies differ ({details} differs from {names[0]!r}); untag it in all but one "
+            "of these fields, or build from one field (fields=[...])"
+        )
+    return same, differ
+
+
+def _differences(a: Any, b: Any) -> list[str]:
+    import numpy as np
+
+    out = []
+    if a.label != b.label:
+        out.append(f"class {b.label!r} (vs {a.label!r})")
+    if list(a.bounding_box or []) != list(b.bounding_box or []):
+        out.append("box")
+    ma, mb = getattr(a, "mask", None), getattr(b, "mask", None)
+    if (ma is None) != (mb is None) or (
+        ma is not None and not np.array_equal(np.asarray(ma), np.asarray(mb))
+    ):
+        out.append("mask")
+    return out
+
+
 def _samples(collection: Any) -> Any:
     """The collection as a view of samples (a patches view: the images of its patches)."""
     if getattr(collection, "_is_patches", False) or getattr(collection, "_is_frames", False):
@@ -61,8 +125,13 @@ def collect_instances(
     tag: str,
     neg_tag: str,
     classes: Sequence[str] | None = None,
+    skip_ids: Collection[str] = (),
 ) -> tuple[list[Any], list[Any], dict[str, str]]:
     """The tagged instances of ``fields`` in ``collection``, each image read once.
+
+    A label found in several fields (a cloned field: its labels keep their ids) is one
+    instance, read from the first of ``fields`` (:func:`duplicated_labels` checks that the
+    copies agree). Labels of ``skip_ids`` are left out.
 
     Returns:
         ``(positives, negatives, where)``: references (only of ``classes`` when given),
@@ -88,7 +157,7 @@ def collect_instances(
                 is_pos, is_neg = tag in tags, neg_tag in tags
                 if is_pos and wanted is not None and det.label not in wanted:
                     is_pos = False
-                if not (is_pos or is_neg):
+                if not (is_pos or is_neg) or str(det.id) in where or str(det.id) in skip_ids:
                     continue
                 if image is None:
                     image = load_image(sample.filepath)
@@ -112,8 +181,13 @@ def validate_build(
     fields: Sequence[str] | None = None,
     neg_tag: str = NEG_TAG,
     version: int | None = None,
+    skip_invalid_annotations: bool = False,
 ) -> tuple[dict[str, dict[str, int]], list[tuple[str, str]]]:
     """Check the inputs of :func:`build_bank` without loading a model.
+
+    Tagged labels that cannot be used (:func:`~fiftyone_ntt.fiftyone.references.
+    invalid_references`) are a problem unless ``skip_invalid_annotations``; a label tagged
+    in several fields whose copies differ (:func:`duplicated_labels`) always is.
 
     Returns:
         ``(summary, problems)``: ``{class: {"references": n, "box_only": m, "negatives":
@@ -124,7 +198,7 @@ def validate_build(
     from fiftyone_ntt.fiftyone.curation import reference_table
     from fiftyone_ntt.fiftyone.references import (
         check_image_collection,
-        check_reference_boxes,
+        invalid_references,
         tagged_in_other_fields,
     )
 
@@ -186,9 +260,21 @@ def validate_build(
                 "predictions",
             )
         )
-    elif summary:
-        for field in sources:
-            problems += [("gt_field", p) for p in check_reference_boxes(collection, field, tag)]
+    elif summary and not skip_invalid_annotations:
+        invalid = invalid_references(collection, sources, (tag, neg_tag))
+        if invalid:
+            listed = "; ".join(p["message"] for p in invalid[:10])
+            more = f"; ... ({len(invalid) - 10} more)" if len(invalid) > 10 else ""
+            problems.append(
+                (
+                    "gt_field",
+                    f"{len(invalid)} tagged label(s) cannot be used: {listed}{more}; fix them "
+                    "or untag them, or build with skip_invalid_annotations=True to leave them "
+                    "out",
+                )
+            )
+    _, differ = duplicated_labels(collection, sources, (tag, neg_tag))
+    problems += [("fields", message) for message in list(differ.values())[:10]]
     both = tagged_in_both(collection, sources, tag, neg_tag)
     if both:
         problems.append(

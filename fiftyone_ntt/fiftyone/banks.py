@@ -32,8 +32,10 @@ from typing import Any
 
 from fiftyone_ntt.config import NTTConfig, get_preset
 from fiftyone_ntt.fiftyone.bank_history import (
+    INSTANCE_KEYS,
     all_versions,
     bank_versions,
+    instance_contents,
     version_entries,
     version_store_key,
 )
@@ -152,9 +154,7 @@ def get_bank_info(collection: Any, key: str, version: int | None = None) -> dict
             f"memory bank {key!r} has no version {version} (deleted, or never built); "
             f"versions: {sorted(entries)}"
         )
-    entry = {
-        k: v for k, v in entries[int(version)].items() if k not in ("reference_ids", "negative_ids")
-    }
+    entry = _summary(entries[int(version)])
     entry["exists"] = os.path.isfile(entry.get("path", ""))
     return entry
 
@@ -179,6 +179,16 @@ def load_bank(collection: Any, key: str, version: int | None = None):
         bank = MemoryBank.load(path)
     except BankFormatError as error:
         raise BankFormatError(f"memory bank {key!r}: {error}") from error
+    expected = info.get("fingerprint")
+    if expected and bank.fingerprint != expected:
+        raise BankFormatError(
+            f"the file of memory bank {key!r} version {info.get('version', 1)} ({path}) is "
+            f"another bank: the dataset's index says fingerprint {expected[:12]}, the file "
+            f"holds {bank.fingerprint[:12]} ({bank.num_references} references of "
+            f"{list(bank.class_names)}); it was replaced on disk: restore the file (from a "
+            "backup, or the bank you copied over it), or rebuild the bank (build_bank or "
+            "'Build memory bank')"
+        )
     origin = {"bank_key": key, "bank_version": info.get("version", 1), "path": path}
     return dataclasses.replace(bank, origin=origin)
 
@@ -228,7 +238,7 @@ def delete_bank(
 
 
 def _summary(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in ("reference_ids", "negative_ids")}
+    return {k: v for k, v in entry.items() if k not in INSTANCE_KEYS}
 
 
 def _latest_version(store: Any, key: str) -> int:
@@ -255,6 +265,7 @@ def build_bank(
     neg_tag: str = NEG_TAG,
     version: int | None = None,
     background_labels: Sequence[str] | None = None,
+    skip_invalid_annotations: bool = False,
 ) -> dict[str, Any]:
     """Build a new version of memory bank ``bank_key`` from the tagged labels and index it.
 
@@ -284,21 +295,37 @@ def build_bank(
         version: the version number to write (default: the latest + 1).
         background_labels: labels whose negatives are global (default
             :data:`fiftyone_ntt.memory_bank.BACKGROUND_LABELS`).
+        skip_invalid_annotations: leave out the tagged labels that cannot be used (no
+            label, a NaN / zero-area / outside box, an empty mask: see
+            :func:`~fiftyone_ntt.fiftyone.references.invalid_references`) instead of
+            refusing the build; they are listed in ``skipped_references`` and warned about.
+
+    A label tagged in several fields (a cloned field keeps label ids) is one reference when
+    its copies agree (listed in ``duplicate_references``) and refused when they differ.
 
     Returns:
-        The version's summary (see :func:`list_banks`), with ``skipped_negatives`` and
-        ``diff`` (against the previous version).
+        The version's summary (see :func:`list_banks`), with ``skipped_negatives``,
+        ``skipped_references`` (``sample_id``, ``label_id``, ``field``, ``reason`` of each),
+        ``duplicate_references`` (``{label id: fields}``) and ``diff`` (against the previous
+        version).
 
     Raises:
         ValueError: invalid field, key, classes, version, or no references (the message
             says which).
     """
     from fiftyone_ntt.fiftyone.bank_history import describe_diff
-    from fiftyone_ntt.fiftyone.bank_inputs import collect_instances, source_fields
+    from fiftyone_ntt.fiftyone.bank_inputs import (
+        collect_instances,
+        duplicated_labels,
+        source_fields,
+    )
     from fiftyone_ntt.fiftyone.models import get_models, model_identity, test_models
+    from fiftyone_ntt.fiftyone.references import invalid_references
     from fiftyone_ntt.memory_bank import BACKGROUND_LABELS, build_memory_bank, split_negatives
 
     background = tuple(BACKGROUND_LABELS if background_labels is None else background_labels)
+    invalid: list[dict[str, Any]] = []
+    duplicates: dict[str, list[str]] = {}
     _, problems = validate_build(
         collection,
         gt_field,
@@ -309,6 +336,7 @@ def build_bank(
         fields=fields,
         neg_tag=neg_tag,
         version=version,
+        skip_invalid_annotations=skip_invalid_annotations,
     )
     if problems:
         raise ValueError("; ".join(message for _, message in problems))
@@ -326,9 +354,23 @@ def build_bank(
         )
     else:
         sources = source_fields(collection, gt_field, fields, (tag, neg_tag))
+        if skip_invalid_annotations:
+            invalid = invalid_references(collection, sources, (tag, neg_tag))
+        duplicates, _ = duplicated_labels(collection, sources, (tag, neg_tag))
         positives, negatives, where = collect_instances(
-            collection, sources, tag, neg_tag, classes=classes
+            collection,
+            sources,
+            tag,
+            neg_tag,
+            classes=classes,
+            skip_ids={p["label_id"] for p in invalid},
         )
+        if invalid:
+            warnings.warn(
+                f"bank {bank_key!r}: skipped {len(invalid)} tagged label(s) that cannot be "
+                f"used: {'; '.join(p['message'] for p in invalid[:10])}",
+                stacklevel=2,
+            )
     names = list(classes) if classes else list(dict.fromkeys(r.class_name for r in positives))
     negatives, skipped = split_negatives(negatives, names, background)
     if skipped:
@@ -389,6 +431,10 @@ def build_bank(
             "num_negatives": bank.num_negatives,
             "global_negatives": bank.num_global_negatives,
             "skipped_negatives": skipped,
+            "skipped_references": [
+                {k: p[k] for k in ("sample_id", "label_id", "field", "reason")} for p in invalid
+            ],
+            "duplicate_references": duplicates,
             "fields": _field_counts(bank, where),
             "models": model_identity(encoder, proposer),
             "preset": preset,
@@ -405,6 +451,7 @@ def build_bank(
             info,
             reference_ids={r: where[r] for r in bank.reference_ids},
             negative_ids={r: where[r] for r in bank.negative_ids},
+            **instance_contents(bank),
         )
         store.set(version_store_key(bank_key, number), entry)
     except BaseException:

@@ -275,7 +275,8 @@ def reference_table(
         One row per class, sorted by class name: ``class``, ``positives``, ``negatives``,
         ``box_only`` (positives without mask), ``fields`` (``{field: {"positives": n,
         "negatives": m}}``) and ``global`` (True for a background label, whose negatives
-        apply to every class: :data:`fiftyone_ntt.memory_bank.BACKGROUND_LABELS`).
+        apply to every class: :data:`fiftyone_ntt.memory_bank.BACKGROUND_LABELS`). A label
+        in several fields (a cloned field keeps label ids) counts once, in the first.
     """
     import fiftyone as fo
     from fiftyone import ViewField as F
@@ -286,20 +287,27 @@ def reference_table(
     if fields is None:
         fields = tagged_fields(collection, (tag, neg_tag))
     rows: dict[str, dict[str, Any]] = {}
+    # a label in several fields (a cloned field keeps label ids) is one instance, counted
+    # in the first field that holds it
+    counted: dict[str, set[str]] = {"positives": set(), "negatives": set()}
     for field in fields:
         _detections_field(collection, field, "field")
         patches = _label_type(collection, field) is fo.Detection
-        path = f"{field}.label" if patches else f"{field}.detections.label"
+        prefix = field if patches else f"{field}.detections"
         for key, which in (("positives", tag), ("negatives", neg_tag)):
             view = collection.filter_labels(field, F("tags").contains(which))
-            counts = view.count_values(path)
-            box_only = {}
+            ids, labels = view.values([f"{prefix}.id", f"{prefix}.label"], unwind=True)
+            bare: set[str] = set()
             if key == "positives":
-                bare = view.filter_labels(field, (F("mask") == None) & (F("mask_path") == None))  # noqa: E711
-                box_only = bare.count_values(path)
-            for label, n in counts.items():
-                if label is None or not n:
+                no_mask = (F("mask") == None) & (F("mask_path") == None)  # noqa: E711
+                bare = {
+                    str(i)
+                    for i in view.filter_labels(field, no_mask).values(f"{prefix}.id", unwind=True)
+                }
+            for label_id, label in zip(ids, labels):
+                if label is None or label_id is None or str(label_id) in counted[key]:
                     continue
+                counted[key].add(str(label_id))
                 row = rows.setdefault(
                     str(label),
                     {
@@ -311,10 +319,10 @@ def reference_table(
                         "global": str(label) in BACKGROUND_LABELS,
                     },
                 )
-                row[key] += int(n)
-                row["box_only"] += int(box_only.get(label, 0))
+                row[key] += 1
+                row["box_only"] += int(str(label_id) in bare)
                 per_field = row["fields"].setdefault(field, {"positives": 0, "negatives": 0})
-                per_field[key] += int(n)
+                per_field[key] += 1
     return [rows[name] for name in sorted(rows)]
 
 

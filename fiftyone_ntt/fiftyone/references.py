@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from fiftyone_ntt.sampling import Candidate, SampledReferences, count_candidates
 from fiftyone_ntt.sampling import sample_references as _sample_candidates
 
@@ -23,6 +25,7 @@ __all__ = [
     "check_reference_boxes",
     "count_reference_candidates",
     "detections_fields",
+    "invalid_references",
     "reference_candidates",
     "reference_sample_ids",
     "reference_summary",
@@ -100,41 +103,87 @@ def check_image_collection(collection: Any) -> None:
     )
 
 
-def check_reference_boxes(
-    collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG
-) -> list[str]:
-    """Problems of the tagged references' boxes (zero area, outside the image), one message
-    each naming the label, its class and its sample's file."""
+def invalid_references(
+    collection: Any,
+    fields: str | Sequence[str],
+    tags: str | Sequence[str] = (DEFAULT_REFERENCE_TAG,),
+) -> list[dict[str, Any]]:
+    """The labels tagged with one of ``tags`` in ``fields`` that cannot be references or
+    negatives: the one set of rules for FiftyOne references (COCO annotations have theirs,
+    :func:`fiftyone_ntt.coco.annotation_problem`).
+
+    Refused: no label (``None`` or empty: it would become a class named "None"); a box that
+    is not 4 finite numbers, has zero area (width or height <= 0) or lies outside the image;
+    an instance mask that covers no pixel (it used to be replaced by a SAM box mask without a
+    word).
+
+    Returns:
+        One dict per problem, in sample order: ``sample_id``, ``label_id``, ``field``,
+        ``label``, ``filepath``, ``reason`` and ``message`` (all of it in a sentence).
+    """
     import math
 
     from fiftyone import ViewField as F
 
-    view = collection.filter_labels(gt_field, F("tags").contains(tag), only_matches=True)
-    paths, ids, labels, boxes = view.values(
-        [
-            "filepath",
-            f"{gt_field}.detections.id",
-            f"{gt_field}.detections.label",
-            f"{gt_field}.detections.bounding_box",
+    from fiftyone_ntt.fiftyone.bank_inputs import _samples
+
+    fields = [fields] if isinstance(fields, str) else list(fields)
+    tags = [tags] if isinstance(tags, str) else list(tags)
+    samples = _samples(collection)
+    out = []
+    for field in fields:
+        view = samples.filter_labels(field, F("tags").contains(tags, all=False), only_matches=True)
+        path = f"{field}.detections"
+        paths = ["id", "filepath"] + [
+            f"{path}.{k}" for k in ("id", "label", "bounding_box", "mask")
         ]
-    )
-    problems = []
-    for path, lids, labs, bbs in zip(paths, ids, labels, boxes):
-        for lid, lab, bb in zip(lids or [], labs or [], bbs or []):
-            where = f"reference {lid} ({lab!r}) of {path!r}"
-            values = [float(v) for v in (bb or [])]
-            if len(values) != 4 or not all(math.isfinite(v) for v in values):
-                problems.append(f"{where} has no valid box ({bb}); fix the box or untag it")
-                continue
-            x, y, w, h = values
-            if w <= 0 or h <= 0:
-                problems.append(f"{where}: its box {values} has zero area; fix the box or untag it")
-            elif x >= 1 or y >= 1 or x + w <= 0 or y + h <= 0:
-                problems.append(
-                    f"{where}: its box {values} lies outside the image (relative coordinates "
-                    "must overlap [0, 1]); fix the box or untag it"
-                )
-    return problems
+        columns = view.values(paths)
+        for sid, filepath, lids, labels, boxes, masks in zip(*columns):
+            for lid, lab, bb, mask in zip(lids or [], labels or [], boxes or [], masks or []):
+                reason = None
+                values = [float(v) for v in (bb or []) if isinstance(v, (int, float))]
+                if lab is None or not str(lab).strip():
+                    reason = f"has no label ({lab!r}); give it a class"
+                elif len(values) != 4 or not all(math.isfinite(v) for v in values):
+                    reason = f"has no valid box ({bb})"
+                elif values[2] <= 0 or values[3] <= 0:
+                    reason = f"its box {values} has zero area (width or height <= 0)"
+                elif (
+                    values[0] >= 1
+                    or values[1] >= 1
+                    or sum(values[::2]) <= 0
+                    or sum(values[1::2]) <= 0
+                ):
+                    reason = (
+                        f"its box {values} lies outside the image (relative coordinates must "
+                        "overlap [0, 1])"
+                    )
+                elif mask is not None and not np.asarray(mask).any():
+                    reason = "its instance mask covers no pixel (an empty mask)"
+                if reason:
+                    out.append(
+                        {
+                            "sample_id": str(sid),
+                            "label_id": str(lid),
+                            "field": field,
+                            "label": lab,
+                            "filepath": filepath,
+                            "reason": reason,
+                            "message": f"reference {lid} ({lab!r}) of {field!r} in sample "
+                            f"{sid} ({filepath!r}): {reason}",
+                        }
+                    )
+    return out
+
+
+def check_reference_boxes(
+    collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG
+) -> list[str]:
+    """Problems of the tagged references of ``gt_field`` (see :func:`invalid_references`),
+    one message each naming the label, its class, its sample and its file."""
+    return [
+        f"{p['message']}; fix it or untag it" for p in invalid_references(collection, gt_field, tag)
+    ]
 
 
 def tagged_in_other_fields(
