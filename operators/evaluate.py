@@ -78,8 +78,9 @@ class NTTEvaluate(foo.Operator):
             "exclude_references",
             default=True,
             label=f"Exclude reference {'frames' if video else 'samples'}",
-            description=f"Leave out the {'frames' if video else 'images'} holding a reference "
-            "(tagged label)",
+            description=f"Leave out the {'frames' if video else 'images'} whose ground truth "
+            "holds a reference (a label tagged with the tag below); an accepted prediction "
+            "does not leave its image out. The result names those left out",
         )
         inputs.str("tag", default="ntt:ref", label="Reference tag")
         inputs.bool(
@@ -172,11 +173,13 @@ class NTTEvaluate(foo.Operator):
             return failed
         results = ctx.results or {}
         outputs = types.Object()
+        outputs.str("message", label="Summary")
         outputs.str("eval_key", label="Evaluation key")
         outputs.int("num_samples", label="Samples evaluated")
         if results.get("num_frames") is not None:
             outputs.int("num_frames", label="Frames evaluated")
-        outputs.float("mAP", label="mAP (FiftyOne COCO, masks)")
+        if results.get("mAP") is not None:  # None: no ground truth in the evaluated samples
+            outputs.float("mAP", label="mAP (FiftyOne COCO, masks)")
         outputs.int("tp", label="True positives (IoU 0.5)")
         outputs.int("fp", label="False positives")
         outputs.int("fn", label="False negatives")

@@ -109,8 +109,9 @@ class NTTSegment(foo.Operator):
             "skip_references",
             default=True,
             label=f"Skip reference {unit}",
-            description=f"Do not segment the {'frames' if video else 'images'} that hold the "
-            "bank's references",
+            description=f"Do not segment the {'frames' if video else 'images'} whose ground "
+            "truth holds the bank's references (an accepted prediction does not skip its "
+            "image); evaluation leaves the same ones out",
         )
         inputs.bool(
             "overwrite",

@@ -3,6 +3,7 @@ and TP/FP/FN patches work), optionally the exact pycocotools protocol (method §
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -10,7 +11,10 @@ import numpy as np
 
 from fiftyone_ntt.fiftyone.references import DEFAULT_REFERENCE_TAG
 
-__all__ = ["coco_protocol", "evaluate", "evaluation_view"]
+__all__ = ["coco_protocol", "evaluate", "evaluation_message", "evaluation_view"]
+
+#: How many left-out samples a message names (the summary's ``left_out`` lists them all).
+NAMED_LEFT_OUT = 10
 
 
 def evaluation_view(
@@ -20,17 +24,63 @@ def evaluation_view(
     exclude_references: bool = False,
     reference_tag: str = DEFAULT_REFERENCE_TAG,
 ) -> Any:
-    """``collection`` without the samples holding a reference (when asked): a label tagged
-    ``reference_tag`` in ``gt_field`` or in any other ``Detections`` field (an accepted
-    prediction becomes a reference where it is)."""
-    if not exclude_references:
-        return collection
-    from fiftyone_ntt.fiftyone.curation import tagged_fields
+    """``collection`` without its reference samples (when asked): those whose ground-truth
+    field ``gt_field`` holds a label tagged ``reference_tag``
+    (:func:`~fiftyone_ntt.fiftyone.references.reference_sample_ids`, the rule segment uses
+    too). A prediction accepted as a reference leaves its sample in: its ground truth is
+    still complete."""
+    return _left_out(collection, gt_field, exclude_references, reference_tag)[0]
+
+
+def _left_out(
+    collection: Any, gt_field: str, exclude: bool, reference_tag: str
+) -> tuple[Any, list[dict[str, str]]]:
+    """The view to evaluate and the reference samples left out of it (``id``, ``name``: the
+    file name, ``reason``)."""
     from fiftyone_ntt.fiftyone.references import reference_sample_ids
 
-    fields = list(dict.fromkeys([gt_field, *tagged_fields(collection, (reference_tag,))]))
-    ids = reference_sample_ids(collection, fields, reference_tag)
-    return collection.exclude(ids) if ids else collection
+    if not exclude:
+        return collection, []
+    ids = reference_sample_ids(collection, gt_field, reference_tag)
+    if not ids:
+        return collection, []
+    reason = f"its {gt_field!r} holds a reference (a label tagged {reference_tag!r})"
+    found = dict(zip(*collection.select(ids).values(["id", "filepath"])))
+    left_out = [
+        {"id": i, "name": os.path.basename(found.get(i) or ""), "reason": reason} for i in ids
+    ]
+    return collection.exclude(ids), left_out
+
+
+def _named(samples: Sequence[dict[str, str]]) -> str:
+    names = [f"{s['name']} ({s['id']})" for s in samples[:NAMED_LEFT_OUT]]
+    more = len(samples) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
+def evaluation_message(summary: dict[str, Any]) -> str:
+    """One line about an evaluation (:func:`evaluate`'s summary): where, the mAP ("no ground
+    truth in the evaluated samples" where there is none: FiftyOne's mAP is then -1), TP, FP,
+    FN, and the reference samples left out, named, with the reason."""
+    where = f"{summary['num_samples']} sample(s)"
+    if summary.get("num_frames") is not None:
+        where = f"{summary['num_frames']} frame(s) of {summary['num_samples']} video(s)"
+    if summary.get("mAP") is None:
+        score = "no ground truth in the evaluated samples (mAP undefined)"
+    else:
+        score = f"mAP {summary['mAP']:.3f}"
+    text = (
+        f"Evaluated {summary['pred_field']!r} on {where}: {score}, TP {summary['tp']}, "
+        f"FP {summary['fp']}, FN {summary['fn']}"
+    )
+    left_out = summary.get("left_out") or []
+    if left_out:
+        text += (
+            f"; left out {len(left_out)} reference sample(s) (their "
+            f"{summary['gt_field']!r} holds references, tagged {summary['reference_tag']!r}): "
+            f"{_named(left_out)}"
+        )
+    return text
 
 
 def _gt_field_of_run(collection: Any, pred_field: str) -> str | None:
@@ -171,8 +221,10 @@ def evaluate(
         pred_field: the predictions.
         eval_key: evaluation key (FiftyOne adds ``<eval_key>_tp/fp/fn`` fields).
         gt_field: ground truth; default the one the predictions' bank was built from.
-        exclude_references: leave out samples holding a reference (tagged
-            ``reference_tag`` in ``gt_field``).
+        exclude_references: leave out the reference samples: those whose ``gt_field``
+            holds a label tagged ``reference_tag`` (:func:`evaluation_view`; an accepted
+            prediction elsewhere leaves its sample in). They are listed in ``left_out``
+            and named in ``message``.
         reference_tag: the reference tag.
         classes: evaluate only these classes.
         use_masks: mask IoU (True) or box IoU.
@@ -181,8 +233,15 @@ def evaluate(
         progress: ``progress(done, total)`` after each sample FiftyOne matches.
 
     Returns:
-        ``eval_key``, ``gt_field``, ``num_samples``, ``mAP``, ``tp``/``fp``/``fn``,
-        ``per_class`` (precision, recall, f1-score, support), and ``coco`` when asked.
+        ``eval_key``, ``gt_field``, ``num_samples``, ``mAP`` (None where the evaluated
+        samples hold no ground truth), ``tp``/``fp``/``fn``, ``per_class`` (precision,
+        recall, f1-score, support), ``left_out`` (the reference samples left out: ``id``,
+        ``name``, ``reason``), ``message`` (one line saying all that), and ``coco`` when
+        asked.
+
+    Raises:
+        ValueError: the collection is empty, or holds only reference samples (the message
+            names them and the fix).
     """
     video = getattr(collection, "media_type", None) == "video"
     if video:
@@ -195,11 +254,22 @@ def evaluate(
         )
     if gt_field == pred_field:
         raise ValueError("the prediction and ground-truth fields must differ")
+    if not len(collection):
+        raise ValueError(
+            f"nothing to evaluate: the view is empty (0 samples); choose a view whose samples "
+            f"hold {pred_field!r} and {gt_field!r}, e.g. the whole dataset"
+        )
     if video:
         view = _frames_without_references(collection, gt_field, exclude_references, reference_tag)
+        left_out: list[dict[str, str]] = []
     else:
-        view = evaluation_view(
-            collection, gt_field, exclude_references=exclude_references, reference_tag=reference_tag
+        view, left_out = _left_out(collection, gt_field, exclude_references, reference_tag)
+    if not len(view):
+        raise ValueError(
+            f"nothing to evaluate: all {len(left_out)} sample(s) of the view are reference "
+            f"samples (their {gt_field!r} holds references tagged {reference_tag!r}): "
+            f"{_named(left_out)}; evaluate a view with other samples, or pass "
+            "exclude_references=False (untick 'Exclude reference samples')"
         )
     notes = []
     predicted = {str(v) for v in view.distinct(f"{pred_field}.detections.label")}
@@ -222,6 +292,7 @@ def evaluate(
         progress=_per_sample(progress),
     )
     report = results.report()
+    m_ap = float(results.mAP())
     summary: dict[str, Any] = {
         "eval_key": eval_key,
         "pred_field": pred_field,
@@ -229,7 +300,10 @@ def evaluate(
         "num_samples": len(view),
         "num_frames": view.count("frames") if video else None,
         "excluded_references": bool(exclude_references),
-        "mAP": float(results.mAP()),
+        "reference_tag": reference_tag,
+        "left_out": left_out,
+        # FiftyOne's mAP is -1 where no class has ground truth: undefined, not a score
+        "mAP": m_ap if m_ap >= 0 else None,
         "tp": int(view.sum(f"{eval_key}_tp")),
         "fp": int(view.sum(f"{eval_key}_fp")),
         "fn": int(view.sum(f"{eval_key}_fn")),
@@ -238,6 +312,7 @@ def evaluate(
         },
         "notes": notes,
     }
+    summary["message"] = evaluation_message(summary)
     if exact_coco:
         coco = coco_protocol(view, pred_field, gt_field, classes)
         summary["coco"] = coco

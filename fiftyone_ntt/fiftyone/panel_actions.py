@@ -480,11 +480,7 @@ def evaluate_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     dataset = collection._root_dataset
     out = row["field"]
     summary = evaluate(dataset.exists(out), out, f"eval_{out}", exclude_references=True)
-    return Effect(
-        f"Evaluated {out!r} on {summary['num_samples']} sample(s): mAP {summary['mAP']:.3f}, "
-        f"TP {summary['tp']}, FP {summary['fp']}, FN {summary['fn']}",
-        result=summary,
-    )
+    return Effect(summary["message"], result=summary)
 
 
 def open_evaluation(collection: Any, row: Mapping[str, Any] | None) -> Effect:

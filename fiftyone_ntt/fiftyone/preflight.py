@@ -126,12 +126,13 @@ def propose_output_field(collection: Any, base: str, bank_key: str | None = None
 def segment_counts(
     collection: Any, bank_key: str | None, skip_references: bool = True
 ) -> dict[str, int]:
-    """``total`` target samples, ``references`` (those holding one of the bank's
-    references, skipped when ``skip_references``) and ``to_segment``, as ``segment`` counts
+    """``total`` target samples, ``references`` (those whose ground-truth field holds one of
+    the bank's references: :func:`~fiftyone_ntt.fiftyone.references.reference_sample_ids`,
+    skipped when ``skip_references``) and ``to_segment``, as ``segment`` counts
     them; on a video collection counted in frames, plus ``videos`` and ``unit``
     (``"frames"``)."""
     from fiftyone_ntt.fiftyone.banks import get_bank_info, load_bank
-    from fiftyone_ntt.fiftyone.references import bank_reference_fields, reference_sample_ids
+    from fiftyone_ntt.fiftyone.references import reference_sample_ids
 
     if getattr(collection, "media_type", None) == "video":
         from fiftyone_ntt.fiftyone.video_runner import frame_counts
@@ -148,8 +149,7 @@ def segment_counts(
             if getattr(collection, "_is_patches", False):
                 target = dataset.select(collection.distinct("sample_id"))
                 total = len(target)
-            fields = bank_reference_fields(dataset, bank)
-            ids = set(reference_sample_ids(dataset, fields, label_ids=bank.reference_ids))
+            ids = set(reference_sample_ids(dataset, gt_field, label_ids=bank.reference_ids))
             skipped = len(ids & set(target.values("id"))) if ids else 0
     return {"total": total, "references": skipped, "to_segment": total - skipped}
 

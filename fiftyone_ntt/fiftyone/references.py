@@ -19,7 +19,6 @@ from fiftyone_ntt.sampling import sample_references as _sample_candidates
 __all__ = [
     "DEFAULT_REFERENCE_TAG",
     "NEG_TAG",
-    "bank_reference_fields",
     "check_detections_field",
     "check_image_collection",
     "check_reference_boxes",
@@ -301,35 +300,34 @@ def reference_summary(
 
 def reference_sample_ids(
     collection: Any,
-    fields: str | Sequence[str],
+    gt_field: str | None,
     tag: str = DEFAULT_REFERENCE_TAG,
-    label_ids=None,
+    label_ids: Iterable[str] | None = None,
 ) -> list[str]:
-    """Ids of the samples of ``collection`` that hold a reference (by tag, or by label id)
-    in any of ``fields`` (a field name or several: ground truth and the prediction fields
-    whose accepted labels became references)."""
+    """Ids of the *reference samples* of ``collection``: the one rule that segment (its skip
+    and the form's count), evaluate (the samples it leaves out) and the Results view share.
+
+    A sample is a reference sample if and only if its ground-truth field ``gt_field`` holds
+    a reference: a label tagged ``tag``, or, given ``label_ids`` (a bank's references), one
+    of those labels. A reference in any other field, such as a prediction accepted as a
+    reference (in ``ntt_curated`` or a prediction field), does not make its sample a
+    reference sample: the image's ground truth is still complete, so it is segmented and
+    evaluated like any other target (the accepted instance is in the bank, which may make
+    that one instance easy; its ground truth and every other instance count as usual).
+    Frame-level fields (``frames.``) and fields ``collection`` lacks hold none.
+    """
     from fiftyone import ViewField as F
 
-    fields = [fields] if isinstance(fields, str) else list(fields)
-    if not fields:
+    if not gt_field or gt_field.startswith("frames.") or not collection.has_sample_field(gt_field):
         return []
     if label_ids is not None:
-        view = collection.select_labels(ids=list(label_ids), fields=fields, omit_empty=True)
+        ids = list(label_ids)
+        if not ids:
+            return []
+        view = collection.select_labels(ids=ids, fields=gt_field, omit_empty=True)
     else:
-        view = collection.match_labels(filter=F("tags").contains(tag), fields=fields)
+        view = collection.match_labels(filter=F("tags").contains(tag), fields=gt_field)
     return view.values("id")
-
-
-def bank_reference_fields(dataset: Any, bank: Any) -> list[str]:
-    """The sample-level fields ``bank``'s references were read from (ground truth first, then
-    the fields of accepted predictions), those ``dataset`` still has."""
-    meta = bank.metadata
-    fields = [meta.get("gt_field"), *sorted(set(meta.get("reference_fields", {}).values()))]
-    return [
-        field
-        for field in dict.fromkeys(fields)
-        if field and not field.startswith("frames.") and dataset.has_sample_field(field)
-    ]
 
 
 def reference_candidates(

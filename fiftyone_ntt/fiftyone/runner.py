@@ -146,21 +146,21 @@ def _register(plan: RunPlan) -> None:
 
 def _targets(plan: RunPlan) -> tuple[Any, int]:
     """The samples of this run (its shard, references left out) and how many."""
-    from fiftyone_ntt.fiftyone.references import bank_reference_fields, reference_sample_ids
+    from fiftyone_ntt.fiftyone.references import reference_sample_ids
     from fiftyone_ntt.fiftyone.shards import shard_view
 
     dataset, target = plan.dataset, plan.collection
     if plan.shard is not None:
         target = shard_view(target, plan.shard)
-    fields = bank_reference_fields(dataset, plan.bank) if plan.skip_references else []
-    if fields:
+    gt_field = plan.bank.metadata.get("gt_field") if plan.skip_references else None
+    if gt_field:
         # the whole dataset (every slice of a grouped one): a view may hide reference labels
         everything = (
             dataset.select_group_slices(_allow_mixed=True)
             if dataset.media_type == "group"
             else dataset
         )
-        ref_ids = reference_sample_ids(everything, fields, label_ids=plan.bank.reference_ids)
+        ref_ids = reference_sample_ids(everything, gt_field, label_ids=plan.bank.reference_ids)
         if ref_ids:
             target = target.exclude(ref_ids)
     return target, len(target)

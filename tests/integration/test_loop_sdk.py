@@ -289,10 +289,11 @@ def test_segment_refuses_the_curation_fields(predicted, field_hash, field):
     assert {f: field_hash(predicted, f) for f in before} == before
 
 
-def test_references_from_predictions_are_skipped_and_excluded_like_ground_truth_ones(predicted):
-    """A prediction accepted as a reference makes its sample a reference sample: the next
-    run skips it, the counts say so, and evaluation leaves it out (these used to look at
-    the ground-truth field only)."""
+def test_references_from_predictions_leave_their_sample_segmented_and_evaluated(predicted):
+    """A prediction accepted as a reference goes into the bank, but its sample is not a
+    reference sample (issue 20.2): its ground truth is still complete, so the next run
+    segments it, the counts say so, and evaluation keeps it. Only references in the
+    ground-truth field make reference samples."""
     import fiftyone_ntt.fiftyone as nf
     from fiftyone_ntt.fiftyone.evaluate import evaluation_view
     from fiftyone_ntt.fiftyone.preflight import segment_counts
@@ -304,15 +305,15 @@ def test_references_from_predictions_are_skipped_and_excluded_like_ground_truth_
     assert accepted and sample_ids[2] not in gt_refs
     nf.accept_predictions(dataset, PRED, accepted)
     nf.build_bank(dataset, GT, "both", config=_fast())
-    references = gt_refs | {sample_ids[2]}
+    assert set(accepted) <= set(nf.load_bank(dataset, "both").reference_ids)
 
     counts = segment_counts(dataset, "both")
-    assert counts["references"] == len(references)
-    assert counts["to_segment"] == len(dataset) - len(references)
+    assert counts["references"] == len(gt_refs)
+    assert counts["to_segment"] == len(dataset) - len(gt_refs)
 
     nf.segment(dataset, "both", "next_run")
     segmented = set(dataset.exists("next_run").values("id"))
-    assert segmented == set(sample_ids) - references
+    assert segmented == set(sample_ids) - gt_refs
 
     kept = set(evaluation_view(dataset, GT, exclude_references=True).values("id"))
-    assert kept == set(sample_ids) - references
+    assert kept == set(sample_ids) - gt_refs
