@@ -485,7 +485,10 @@ def evaluate_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
 
 def open_evaluation(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     """Open FiftyOne's Model Evaluation panel on the run's evaluation, and show its TP/FP/FN
-    patches."""
+    patches: those of the samples it evaluated (its stored view: reference samples left
+    out), nothing else."""
+    from fiftyone import ViewField as F
+
     row = _need_row(row)
     key = row.get("evaluation")
     dataset = collection._root_dataset
@@ -497,7 +500,9 @@ def open_evaluation(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     return Effect(
         f"Opened evaluation {key!r} (patches: true positives, false positives, missed)",
         variant="info",
-        view=dataset.to_evaluation_patches(key),
+        view=dataset.load_evaluation_view(key)
+        .to_evaluation_patches(key)
+        .match(F("type").is_in(["tp", "fp", "fn"])),
         open_panel={
             "name": EVAL_PANEL,
             "state": {"view": {"page": "evaluation", "key": key, "id": eval_id, "init": True}},
