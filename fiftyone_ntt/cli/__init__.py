@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from fiftyone_ntt.cli._common import PROG, UserError
 from fiftyone_ntt.cli.parser import build_parser
+from fiftyone_ntt.files import OutputPathError
 
 __all__ = ["UserError", "build_parser", "main"]
 
@@ -43,6 +44,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [
         UserError,
+        OutputPathError,
         CocoFormatError,
         ImageLoadError,
         SamplingError,
@@ -91,6 +93,8 @@ def _show_model_recognition(*, quiet: bool) -> None:
 
 
 def _message(error: BaseException) -> str:
+    if isinstance(error, OutputPathError):  # its message names the path and the fix
+        return str(error.strerror)
     if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)) and (
         error.filename is not None
     ):

@@ -16,6 +16,7 @@ from fiftyone_ntt.cli._common import (
 )
 from fiftyone_ntt.cli._models import load_encoder, load_proposer
 from fiftyone_ntt.cli._options import add_class_options, add_model_options
+from fiftyone_ntt.cli._outputs import Output, add_overwrite_option, check_outputs
 
 __all__ = ["cmd_build_bank", "register"]
 
@@ -72,6 +73,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "they are left out and listed in a warning",
     )
     add_model_options(p)
+    add_overwrite_option(p)
     p.set_defaults(func=cmd_build_bank)
 
 
@@ -129,11 +131,20 @@ def _references(args, source, coco, image_dir, category_ids=None) -> list:
 
 def cmd_build_bank(args: argparse.Namespace) -> int:
     """``build-bank``: embed the references of a COCO file into a bank file."""
-    from fiftyone_ntt.coco import load_coco
+    from fiftyone_ntt.coco import image_path, load_coco
     from fiftyone_ntt.memory_bank import build_memory_bank
 
     image_dir = existing_dir(args.images, "--images")
     coco = load_coco(args.references, image_dir=image_dir)
+    check_outputs(
+        args,
+        [Output("--out", args.out, "bank")],
+        [
+            ("REF_JSON", args.references),
+            ("--negatives", args.negatives),
+            *(("image", image_path(r, image_dir)) for r in coco["images"]),
+        ],
+    )
     selected = select_categories(coco, args, args.references)
     names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
     usable = {int(a["category_id"]) for a in coco["annotations"] if not a.get("iscrowd", 0)}

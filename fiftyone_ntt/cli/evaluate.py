@@ -6,6 +6,7 @@ import argparse
 
 from fiftyone_ntt.cli._common import existing_dir, info, select_categories
 from fiftyone_ntt.cli._options import add_class_options
+from fiftyone_ntt.cli._outputs import Output, add_overwrite_option, check_outputs
 
 __all__ = ["cmd_evaluate", "register"]
 
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
     p.add_argument("--verbose", action="store_true", help="show pycocotools' own output")
+    add_overwrite_option(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -35,6 +37,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """``evaluate``: print (and optionally save) the COCO AP table."""
     from fiftyone_ntt.coco import evaluate, format_table, load_coco, load_results, write_json
 
+    if args.json:
+        check_outputs(
+            args,
+            [Output("--json", args.json, "metrics")],
+            [("RESULTS_JSON", args.results), ("--gt", args.gt)],
+        )
     image_dir = existing_dir(args.images, "--images") if args.images else None
     gt = load_coco(args.gt, image_dir=image_dir)
     results = load_results(args.results)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fiftyone_ntt.cli._common import (
+    IMAGE_EXTENSIONS,
     UserError,
     config_from_args,
     existing_dir,
@@ -17,6 +18,7 @@ from fiftyone_ntt.cli._common import (
 )
 from fiftyone_ntt.cli._models import check_bank_encoder_first, load_encoder, load_proposer
 from fiftyone_ntt.cli._options import add_model_options, fraction, positive_int
+from fiftyone_ntt.cli._outputs import Output, add_overwrite_option, check_outputs
 
 __all__ = ["cmd_predict", "register"]
 
@@ -98,19 +100,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="store_true",
         help="exit with 0 even when some images could not be read",
     )
+    add_overwrite_option(p)
     p.set_defaults(func=cmd_predict)
 
 
 def _folder_images(folder: Path) -> list[Path]:
-    """The images of ``folder``; files of other formats PIL reads are named, not dropped."""
-    from fiftyone_ntt.images import folder_images
-
-    images, left_out = folder_images(folder)
-    if left_out:
-        warn(f"{len(left_out)} file(s) of {folder} left out:")
-        for path, why in left_out:
-            print(f"  {path}: {why}", file=sys.stderr)
-    return images
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
 
 
 def _bare_targets(args: argparse.Namespace) -> list[Path]:
@@ -164,17 +161,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictions_to_coco,
         write_json,
     )
-    from fiftyone_ntt.images import ImageLoadError, load_image, max_image_pixels
+    from fiftyone_ntt.images import ImageLoadError, load_image
     from fiftyone_ntt.loader import batched, prefetched
     from fiftyone_ntt.memory_bank import MemoryBank
     from fiftyone_ntt.segmenter import Segmenter, default_batch_images
 
     if args.targets and args.paths:
         raise UserError("give either --targets or image paths, not both")
-    try:
-        max_image_pixels()  # a bad setting stops here, not at every image
-    except ValueError as error:
-        raise UserError(str(error)) from None
     bank = MemoryBank.load(args.bank)
     targets_coco = None
     jobs: list[tuple[Any, Path | None, dict[str, Any] | None, str]] = []
@@ -189,6 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         mapping = []
         for i, path in enumerate(_bare_targets(args), start=1):
             jobs.append((i, None, None, str(path)))
+    _check_outputs(args, jobs, mapping is not None)
     category_ids = _category_ids_for(bank, targets_coco)
     if targets_coco is not None and "categories" in targets_coco:
         known = {int(c["id"]) for c in targets_coco["categories"]}
@@ -284,7 +278,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         categories = [
             {"id": c, "name": n} for c, n in zip(category_ids, bank.class_names, strict=True)
         ]
-        write_json(mapping_path, {"images": mapping, "categories": categories}, indent=1)
+        marker = {"fiftyone_ntt": {"image_mapping_for": Path(args.out).name}}
+        write_json(
+            mapping_path,
+            {"info": marker, "images": mapping, "categories": categories},
+            indent=1,
+        )
         info(args, f"wrote the image id mapping to {mapping_path}")
     done = len(jobs) - len(failures)
     info(args, f"wrote {len(results)} detections on {done} images to {args.out}")
@@ -295,6 +294,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"  image {image_id} ({name}): {reason}", file=sys.stderr)
         return 0 if args.ignore_errors else 1
     return 0
+
+
+def _check_outputs(args: argparse.Namespace, jobs: list[Any], with_mapping: bool) -> None:
+    """The results file (and the image id mapping of bare images) may be written, and are
+    none of the inputs: the bank, the targets file, the images."""
+    outputs = [Output("--out", args.out, "results")]
+    if with_mapping:
+        outputs.append(Output("the image id mapping", _mapping_path(args.out), "mapping"))
+    images = [
+        ("image", Path(image_dir) / name if image_dir is not None else name)
+        for _, image_dir, _, name in jobs
+        if name
+    ]
+    check_outputs(args, outputs, [("BANK", args.bank), ("--targets", args.targets), *images])
 
 
 def _mapping_path(out: str) -> Path:

@@ -120,7 +120,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def cmd_protocol(args: argparse.Namespace) -> int:
     """``protocol``: import FiftyOne now, then run (:func:`run_from_args`)."""
     from fiftyone_ntt.cli._common import UserError
+    from fiftyone_ntt.files import OutputPathError, check_writable
 
+    try:  # before FiftyOne and the models load
+        check_writable(args.output_dir, what="--output-dir", folder=True)
+    except OutputPathError as error:
+        raise UserError(error.strerror) from None
     try:
         from fiftyone_ntt.fiftyone.protocols.cli import run_from_args
     except ImportError as error:

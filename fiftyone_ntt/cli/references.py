@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fiftyone_ntt.cli._common import UserError, existing_dir, info, select_categories
 from fiftyone_ntt.cli._options import add_class_options, positive_int
+from fiftyone_ntt.cli._outputs import Output, add_overwrite_option, check_outputs
 
 __all__ = ["cmd_sample_references", "register"]
 
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="image folder, used only to read the size of records with width/height 0",
     )
     p.add_argument("--out", required=True, metavar="REF_JSON", help="output COCO file")
+    add_overwrite_option(p)
     p.set_defaults(func=cmd_sample_references)
 
 
@@ -58,6 +60,7 @@ def cmd_sample_references(args: argparse.Namespace) -> int:
         sample_references,
     )
 
+    check_outputs(args, [Output("--out", args.out, "references")], [("ANN_JSON", args.annotations)])
     image_dir = existing_dir(args.images, "--images") if args.images else None
     coco = load_coco(args.annotations, image_dir=image_dir)
     category_ids = select_categories(coco, args, args.annotations)
