@@ -11,12 +11,14 @@ DATASET ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help app test setup setup-browser lint format clean distclean \
+.PHONY: help app worker test setup setup-browser lint format clean distclean \
         test-unit test-integration test-e2e bench
 
 help:
 	@echo "make app               set up, then launch the FiftyOne App with the plugin on the demo"
 	@echo "                       dataset (DATASET=<name> for another dataset, PORT=<n> to pick a port)"
+	@echo "make worker            a worker for the App's scheduled runs (same plugins folder and"
+	@echo "                       settings as make app; run it in a second terminal)"
 	@echo "make test              set up (browser included), then ruff and every test tier"
 	@echo "make test-unit         unit tests only (no database, no browser)"
 	@echo "make test-integration  integration tests (real FiftyOne + MongoDB)"
@@ -34,6 +36,10 @@ setup-browser:
 
 app: setup
 	@$(PY) scripts/launch_app.py --port $(PORT) $(if $(DATASET),--dataset "$(DATASET)")
+
+# `fiftyone delegated launch` with make app's environment (plugins folder, scheduling on).
+worker: setup
+	@$(PY) scripts/launch_app.py --worker
 
 # Lint and all tiers run even if one of them fails; the exit status reports any failure.
 test: setup-browser

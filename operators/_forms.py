@@ -9,8 +9,49 @@ from typing import Any
 
 import fiftyone.operators.types as types
 
-#: Targets above this many samples are always delegated by the heavy operators.
+#: Targets above this many samples are always delegated by the heavy operators (where this
+#: FiftyOne offers scheduling: :func:`delegation`).
 DELEGATE_ABOVE_SAMPLES = 50
+
+
+def delegation(size: int, limit: int = DELEGATE_ABOVE_SAMPLES) -> bool | None:
+    """The heavy operators' ``resolve_delegation``: a target of more than ``limit`` units
+    (samples, frames, references) goes to a worker (only "Schedule" is offered), where this
+    FiftyOne offers scheduling; otherwise None: the operator's own options, in which
+    "Execute" is always there (a FiftyOne without scheduling would otherwise show no
+    button at all). :func:`schedule_notice` says which applies."""
+    from fiftyone_ntt.fiftyone.scheduling import scheduling_available
+
+    return True if size > limit and scheduling_available() else None
+
+
+def schedule_notice(
+    inputs: types.Object, size: int, limit: int = DELEGATE_ABOVE_SAMPLES, unit: str = "samples"
+) -> None:
+    """The form's line about scheduling (the counterpart of :func:`delegation`): how to
+    follow a scheduled run, or, where this FiftyOne does not offer scheduling, a warning
+    that a large target runs inside the App server, and the setting that enables it."""
+    from fiftyone_ntt.fiftyone.scheduling import enable_scheduling_help, scheduling_available
+
+    if scheduling_available():
+        inputs.view("schedule_hint", types.Notice(label=runs_hint()))
+        return
+    if size > limit:
+        import fiftyone as fo
+
+        timeout = getattr(fo.config, "operator_timeout", None)
+        stop = f" (FiftyOne stops it after {timeout} s)" if timeout else ""
+        inputs.view(
+            "schedule_unavailable",
+            types.Warning(
+                label=f"{size} {unit}: this runs inside the App server",
+                description=(
+                    f"This FiftyOne does not offer scheduling, so these {size} {unit} are "
+                    f"processed now, in the App server, while the App waits{stop}. "
+                    + enable_scheduling_help()
+                ),
+            ),
+        )
 
 
 def invalid(
@@ -250,9 +291,11 @@ def test_models_notice(inputs: types.Object) -> None:
 
 def runs_hint() -> str:
     """How to follow a scheduled run (the open-source App has no runs list of its own)."""
+    from fiftyone_ntt.fiftyone.scheduling import worker_command
+
     return (
-        "Scheduled: a delegated worker runs it. Start one with `fiftyone delegated launch` "
-        "(in the same environment as the App); follow it with 'NTT 7 · Runs' or "
+        "Scheduled: a delegated worker runs it. Start one (same plugins folder and database "
+        f"as the App) with: `{worker_command()}`; follow it with 'NTT 7 · Runs' or "
         "`fiftyone delegated list`."
     )
 

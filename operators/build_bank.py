@@ -6,11 +6,11 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ._forms import (
-    DELEGATE_ABOVE_SAMPLES,
     class_picker,
     class_table,
     config_from_form,
     default_gt_field,
+    delegation,
     detections_fields,
     device_field,
     error_output,
@@ -20,7 +20,7 @@ from ._forms import (
     model_choice,
     progress_reporter,
     reported,
-    runs_hint,
+    schedule_notice,
     table,
     test_models_notice,
 )
@@ -46,8 +46,9 @@ class NTTBuildBank(foo.Operator):
         )
 
     def resolve_delegation(self, ctx):
-        # many references mean many images to read and embed: always delegate then
-        return True if _num_reference_samples(ctx) > DELEGATE_ABOVE_SAMPLES else None
+        # many references mean many images to read and embed: a worker, where FiftyOne offers
+        # scheduling
+        return delegation(_num_reference_samples(ctx))
 
     def resolve_input(self, ctx):
         from fiftyone_ntt.fiftyone.banks import validate_build
@@ -112,7 +113,7 @@ class NTTBuildBank(foo.Operator):
                         "will make their masks"
                     ),
                 )
-        inputs.view("schedule_hint", types.Notice(label=runs_hint()))
+        schedule_notice(inputs, _num_reference_samples(ctx), unit="samples with references")
         return types.Property(inputs, view=types.View(label="Build memory bank"))
 
     @reported

@@ -10,16 +10,20 @@ from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
     class_picker,
     default_gt_field,
+    delegation,
     detections_fields,
     error_output,
     field_choice,
     invalid,
     progress_reporter,
     reported,
-    runs_hint,
+    schedule_notice,
     table,
     target_size,
 )
+
+#: Evaluation is cheap per sample: only targets above this go to a worker.
+EVALUATE_DELEGATE_ABOVE = 20 * DELEGATE_ABOVE_SAMPLES
 
 
 class NTTEvaluate(foo.Operator):
@@ -40,7 +44,8 @@ class NTTEvaluate(foo.Operator):
         )
 
     def resolve_delegation(self, ctx):
-        return True if target_size(ctx) > 20 * DELEGATE_ABOVE_SAMPLES else None
+        # evaluation is cheap per sample: a worker only for very large targets
+        return delegation(target_size(ctx), EVALUATE_DELEGATE_ABOVE)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
@@ -124,7 +129,7 @@ class NTTEvaluate(foo.Operator):
                     f"an evaluation {eval_key!r} exists already: tick 'Replace evaluation "
                     f"{eval_key!r}', or choose another evaluation key",
                 )
-        inputs.view("schedule_hint", types.Notice(label=runs_hint()))
+        schedule_notice(inputs, target_size(ctx), EVALUATE_DELEGATE_ABOVE)
         return types.Property(inputs, view=types.View(label="Evaluate predictions"))
 
     @reported

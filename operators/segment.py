@@ -10,12 +10,13 @@ from ._forms import (
     bank_choice,
     bank_models_line,
     default_bank,
+    delegation,
     device_field,
     error_output,
     invalid,
     progress_reporter,
     reported,
-    runs_hint,
+    schedule_notice,
     table,
     target_size,
     test_models_notice,
@@ -42,14 +43,12 @@ class NTTSegment(foo.Operator):
         )
 
     def resolve_delegation(self, ctx):
-        if _is_video(ctx):
-            # many frames always go to a delegated worker (immediate runs time out)
-            return True if _frame_total(ctx) > DELEGATE_ABOVE_SAMPLES else None
         # splitting only queues the shards: instant, so never delegated itself
-        if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
+        if not _is_video(ctx) and _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
             return False
-        # large targets always go to a delegated worker (immediate runs time out)
-        return True if target_size(ctx) > DELEGATE_ABOVE_SAMPLES else None
+        # large targets go to a delegated worker where FiftyOne offers scheduling
+        size, limit, _unit = _delegation_size(ctx)
+        return delegation(size, limit)
 
     def resolve_input(self, ctx):
         from fiftyone_ntt.fiftyone.segment import check_output_field
@@ -149,7 +148,7 @@ class NTTSegment(foo.Operator):
             )
         if info is not None and info["exists"]:
             _target_counts(inputs, ctx, bank_key)
-        inputs.view("schedule_hint", types.Notice(label=runs_hint()))
+        schedule_notice(inputs, *_delegation_size(ctx))
         return types.Property(inputs, view=types.View(label="Segment with a memory bank"))
 
     @reported
@@ -388,6 +387,14 @@ def _field_name(name, video: bool):
     if video and isinstance(name, str) and name.startswith("frames."):
         return name[len("frames.") :]
     return name
+
+
+def _delegation_size(ctx) -> tuple[int, int, str]:
+    """(size, limit, unit) of the target for :func:`delegation`: frames of a video target,
+    samples otherwise."""
+    if _is_video(ctx):
+        return _frame_total(ctx), DELEGATE_ABOVE_SAMPLES, "frames"
+    return target_size(ctx), DELEGATE_ABOVE_SAMPLES, "samples"
 
 
 def _frame_total(ctx) -> int:

@@ -2,16 +2,25 @@
 
     python scripts/launch_app.py [--dataset NAME] [--port 5151] [--address 127.0.0.1]
                                  [--url-file PATH] [--rebuild-demo]
+    python scripts/launch_app.py --worker      # ``make worker``: a worker for scheduled runs
 
 Without ``--dataset`` (or with the demo's name) the demo dataset is built first if it is
-missing (:func:`fiftyone_ntt.fiftyone.demo.build_demo_dataset`). If the port is taken, the
-next free one is used and the script says so. Once the App answers over HTTP the URL is
-printed (and written to ``--url-file``); the App then runs until Ctrl+C, SIGTERM or SIGHUP,
-and on the way out the App's server process is stopped too.
+missing (:func:`fiftyone_ntt.fiftyone.demo.build_demo_dataset`). The port asked for is used
+whenever it is free (a port an App just released is free: the probe binds like the App's
+server does, with ``SO_REUSEADDR``); if it is still taken after a few seconds, the next free
+one is used and the script says so. Once the App answers over HTTP the URL is printed (and
+written to ``--url-file``), with the command that starts a worker for its scheduled runs; the
+App then runs until Ctrl+C, SIGTERM or SIGHUP, and on the way out the App's server process is
+stopped too.
 
-Plugins: if ``FIFTYONE_PLUGINS_DIR`` is unset, or set to a folder that does not contain this
-checkout, it is pointed at ``.app-data/plugins/``, which holds one symlink to this checkout
-(so FiftyOne finds exactly this plugin and does not scan the checkout's neighbours).
+Environment (:func:`app_environment`, the same for the App and the worker):
+
+- plugins: if ``FIFTYONE_PLUGINS_DIR`` is unset, or set to a folder that does not contain this
+  checkout, it is pointed at ``.app-data/plugins/``, which holds one symlink to this checkout
+  (so FiftyOne finds exactly this plugin and does not scan the checkout's neighbours);
+- scheduling: ``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true`` unless set already, so that the
+  open-source App offers "Schedule" (FiftyOne 1.22 hides it otherwise) and runs of large
+  views can go to a worker (``fiftyone delegated launch`` with the same settings).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -30,7 +40,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN_LINK_NAME = "no-time-to-train"
 DEFAULT_PORT = 5151
 PORT_SEARCH = 50
+#: How long the port asked for may stay taken (an App that is still closing) before another
+#: one is used.
+PORT_WAIT_S = 5.0
 HTTP_TIMEOUT_S = 180
+SCHEDULING_ENV = "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS"
 
 
 def plugins_dir_containing_checkout(plugins_dir: str | None) -> bool:
@@ -60,7 +74,11 @@ def link_plugins_dir(base: str) -> str:
 
 
 def port_is_free(address: str, port: int) -> bool:
+    """Whether a server can listen on ``port`` now. The probe binds with ``SO_REUSEADDR``,
+    as the App's server does, so a port whose last connections linger in TIME_WAIT (an App
+    that was just stopped) counts as free; one that something listens on does not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:
@@ -68,16 +86,68 @@ def port_is_free(address: str, port: int) -> bool:
     return True
 
 
-def choose_port(address: str, wanted: int) -> int:
-    for port in range(wanted, wanted + PORT_SEARCH):
+def choose_port(address: str, wanted: int, wait_s: float = PORT_WAIT_S) -> int:
+    """``wanted`` if it is free within ``wait_s`` seconds, else the next free port (said)."""
+    deadline = time.monotonic() + wait_s
+    while not port_is_free(address, wanted):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    else:
+        return wanted
+    for port in range(wanted + 1, wanted + PORT_SEARCH):
         if port_is_free(address, port):
-            if port != wanted:
-                print(f"Port {wanted} is in use; using port {port} instead.", flush=True)
+            print(
+                f"Port {wanted} on {address} is in use (another App or program listens on "
+                f"it); using port {port} instead. To get {wanted}, stop what listens on it "
+                f"(e.g. `lsof -i :{wanted}`), or pass another port (make app PORT=<n>).",
+                flush=True,
+            )
             return port
     raise SystemExit(
         f"Ports {wanted}-{wanted + PORT_SEARCH - 1} on {address} are all in use; "
         f"free one or pass another start port (make app PORT=<n>)."
     )
+
+
+def app_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default: this process's) with what the App and its worker need: the
+    plugins folder that holds this checkout and scheduling on (a value set already is kept,
+    so ``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=false`` turns scheduling off)."""
+    env = dict(os.environ if environ is None else environ)
+    if not plugins_dir_containing_checkout(env.get("FIFTYONE_PLUGINS_DIR")):
+        before = env.get("FIFTYONE_PLUGINS_DIR")
+        env["FIFTYONE_PLUGINS_DIR"] = link_plugins_dir(os.path.join(ROOT, ".app-data", "plugins"))
+        if before:
+            print(
+                f"FIFTYONE_PLUGINS_DIR={before} does not contain this checkout; using "
+                f"{env['FIFTYONE_PLUGINS_DIR']} for this App.",
+                flush=True,
+            )
+    env.setdefault(SCHEDULING_ENV, "true")
+    env.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    return env
+
+
+def worker_command(environ: dict[str, str]) -> str:
+    """The command that starts a worker for the runs scheduled from an App started with
+    ``environ`` (:func:`fiftyone_ntt.fiftyone.scheduling.worker_command`)."""
+    from fiftyone_ntt.fiftyone.scheduling import worker_command as command
+
+    return command(environ)
+
+
+def run_worker() -> int:
+    """``make worker``: ``fiftyone delegated launch`` with the App's environment."""
+    env = app_environment()
+    print(f"Starting a worker for scheduled runs:\n  {worker_command(env)}\n", flush=True)
+    fiftyone = os.path.join(os.path.dirname(sys.executable), "fiftyone")
+    if not os.access(fiftyone, os.X_OK):
+        fiftyone = "fiftyone"
+    try:
+        return subprocess.call([fiftyone, "delegated", "launch"], env=env)
+    except KeyboardInterrupt:
+        return 0
 
 
 def wait_for_http(url: str, timeout_s: float, alive) -> None:
@@ -110,23 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--url-file", default=None, help="write the App's URL here when ready")
     parser.add_argument("--rebuild-demo", action="store_true", help="rebuild the demo dataset")
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="start a worker for scheduled runs (fiftyone delegated launch) instead of the App",
+    )
     args = parser.parse_args(argv)
+    if args.worker:
+        return run_worker()
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _raise_stop)
 
-    if not plugins_dir_containing_checkout(os.environ.get("FIFTYONE_PLUGINS_DIR")):
-        before = os.environ.get("FIFTYONE_PLUGINS_DIR")
-        os.environ["FIFTYONE_PLUGINS_DIR"] = link_plugins_dir(
-            os.path.join(ROOT, ".app-data", "plugins")
-        )
-        if before:
-            print(
-                f"FIFTYONE_PLUGINS_DIR={before} does not contain this checkout; using "
-                f"{os.environ['FIFTYONE_PLUGINS_DIR']} for this App.",
-                flush=True,
-            )
-    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    os.environ.update(app_environment())
 
     session = None
     try:
@@ -173,10 +239,23 @@ def main(argv: list[str] | None = None) -> int:
             with open(args.url_file + ".tmp", "w") as f:
                 f.write(url)
             os.replace(args.url_file + ".tmp", args.url_file)
+        if fo.config.allow_legacy_orchestrators:
+            scheduling = (
+                'Scheduled runs ("Schedule" in the operators\' forms; views of more than 50\n'
+                "samples always) wait for a worker. Start one in another terminal with\n"
+                "`make worker`, or:\n"
+                f"  {worker_command(dict(os.environ))}\n"
+            )
+        else:
+            scheduling = (
+                f"Scheduling is off ({SCHEDULING_ENV}={os.environ.get(SCHEDULING_ENV)}): "
+                "operators run inside the App server.\n"
+            )
         print(
             f"\nFiftyOne App: {url}\n"
             f"  dataset: {dataset.name} ({len(dataset)} samples)\n"
             f"  plugin:  {', '.join(plugins) or 'not found'} from {ROOT}\n"
+            f"{scheduling}"
             f"Stop it with Ctrl+C (or: kill {os.getpid()}).\n",
             flush=True,
         )

@@ -57,6 +57,13 @@ def apply_effect(ctx, effect) -> None:
         ctx.panel.state.message_variant = effect.variant
 
 
+def _worker_notice(dataset) -> str | None:
+    """A run queued a while ago that no worker has picked up: how to start one."""
+    from fiftyone_ntt.fiftyone.scheduling import unclaimed_notice
+
+    return unclaimed_notice(dataset)
+
+
 class NTTPanel(foo.Panel):
     @property
     def config(self):
@@ -82,6 +89,7 @@ class NTTPanel(foo.Panel):
         banks = ps.bank_rows(dataset)
         state.banks = banks
         state.runs = ps.run_rows(dataset)
+        state.worker_notice = _worker_notice(dataset)
         state.first_use = ps.first_use(dataset)
         keys = [b["key"] for b in banks]
         if state.get("bank") not in keys:

@@ -193,6 +193,8 @@ def _preview(panel, obj: types.Object, state) -> None:
 
 def _runs(panel, obj: types.Object, state) -> None:
     _heading(obj, "runs_heading", "Runs")
+    if state.get("worker_notice"):
+        obj.view("worker_notice", types.Warning(label=state.get("worker_notice")))
     rows = state.get("runs") or []
     if rows:
         # Few, short columns: the panel usually shares the width with the grid, and the row

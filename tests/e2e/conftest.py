@@ -25,13 +25,16 @@ import psutil
 import pytest
 
 APP_START_TIMEOUT_S = 240
-#: Extra environment of the App process: the plugin's operators run with the deterministic fake
-#: models (no weights can be downloaded here), and "Schedule" (delegated execution) is offered
-#: so that the workflow test can queue operations and run them in the test process.
+#: Extra environment of the App process: only the plugin's test-model switch (its operators
+#: run with the deterministic fake models; no weights can be downloaded here). No FiftyOne
+#: setting: the App is started exactly as ``make app`` starts it, and whatever FiftyOne
+#: setting it needs (scheduling, the plugins folder) comes from the launcher.
 APP_TEST_ENV = {
     "FIFTYONE_NTT_TEST_MODELS": os.environ.get("FIFTYONE_NTT_TEST_MODELS", "fake"),
-    "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS": "true",
 }
+#: The launcher prints the command that starts a worker for the App's scheduled runs on a
+#: line of its own, after this one.
+WORKER_COMMAND_INTRO = "`make worker`, or:"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -166,6 +169,43 @@ def app_url(demo_dataset, session_dir, repo_root, artifacts_dir):
         left = tree.stop()
         if left:
             pytest.fail(f"processes left after stopping the App: {[p.pid for p in left]}")
+
+
+@pytest.fixture(scope="session")
+def worker_command(app_url, artifacts_dir) -> str:
+    """The worker command ``make app``'s launcher printed for this App (read from its log)."""
+    lines = (artifacts_dir / "e2e-app.log").read_text().splitlines()
+    for index, line in enumerate(lines[:-1]):
+        if line.rstrip().endswith(WORKER_COMMAND_INTRO):
+            command = lines[index + 1].strip()
+            assert command.endswith("delegated launch"), command
+            return command
+    pytest.fail("the launcher printed no worker command:\n" + "\n".join(lines[-30:]))
+
+
+@pytest.fixture
+def app_worker(worker_command, artifacts_dir):
+    """A worker started by the printed command, in a shell whose environment has no FiftyOne
+    setting (the command must carry them all, as for a user's second terminal); stopped,
+    with every process it started, after the test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIFTYONE_")}
+    log_path = artifacts_dir / "e2e-worker.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            ["bash", "-c", worker_command],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    tree = ProcessTree(proc.pid)
+    try:
+        yield log_path
+    finally:
+        left = tree.stop(grace_s=10)
+        if left:
+            pytest.fail(f"processes left after stopping the worker: {[p.pid for p in left]}")
 
 
 @pytest.fixture(scope="session")

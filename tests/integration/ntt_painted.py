@@ -70,3 +70,25 @@ def fill_painted_dataset(dataset, directory, tag_references: bool = True):
             "ntt:ref", label_fields=["ground_truth"]
         )
     return dataset
+
+
+def grow_painted_dataset(dataset, size: int):
+    """Add copies of the painted samples (same images, ground truth without tags, so the
+    references stay on the first ones) until ``dataset`` holds ``size`` samples."""
+    import fiftyone as fo
+
+    originals = list(dataset)
+    copies = []
+    while len(dataset) + len(copies) < size:
+        source = originals[(len(dataset) + len(copies)) % len(originals)]
+        sample = fo.Sample(filepath=source.filepath, metadata=source.metadata)
+        if source.ground_truth is not None:
+            sample["ground_truth"] = fo.Detections(
+                detections=[
+                    fo.Detection(label=d.label, bounding_box=d.bounding_box, mask=d.mask)
+                    for d in source.ground_truth.detections
+                ]
+            )
+        copies.append(sample)
+    dataset.add_samples(copies)
+    return dataset

@@ -171,7 +171,12 @@ def test_long_operators_report_per_sample_progress(painted_dataset):
 # --- 5. scheduled runs can be followed ----------------------------------------------------
 
 
-def test_schedulable_forms_say_how_to_follow_a_run(painted_dataset):
+def test_schedulable_forms_say_how_to_follow_a_run(painted_dataset, monkeypatch):
+    import fiftyone as fo
+
+    # where FiftyOne offers "Schedule" (`make app` sets it; tests/integration/test_scheduling.py
+    # covers FiftyOne's default, which does not)
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
     dataset = painted_dataset
     _run("ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "colours"})
     _run("ntt_segment", dataset, {"bank": "colours", "points_per_side": 16})
