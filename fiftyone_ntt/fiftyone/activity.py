@@ -107,6 +107,7 @@ def _segmentation_rows(dataset: Any) -> list[dict[str, Any]]:
 
 
 def _done(state: dict[str, Any]) -> int | None:
+    """Samples done: what :func:`~.run_record.run_state` counts in the database."""
     processed = state.get("processed")
     if processed is None:
         return None
@@ -156,7 +157,13 @@ def operation_rows(dataset: Any, include_finished: bool = True) -> list[dict[str
         done, total = _progress(op)
         out_field = params.get("out_field") or params.get("eval_key")
         if state == "running" and name == "ntt_segment" and out_field:
-            state = _running_or_interrupted(dataset, out_field)
+            run = _run_of_operation(dataset, out_field)
+            if run.get("status") == "interrupted":
+                # its worker is gone: no progress label is coming; for a whole-field run,
+                # the count is what its run row shows, the samples written (issue 20 §6)
+                state = "interrupted"
+                if not params.get("shard"):
+                    done, total = _done(run), run.get("total")
         if not include_finished and state in ("completed", "failed"):
             continue
         result = getattr(op, "result", None)
@@ -207,16 +214,16 @@ def _progress(op: Any) -> tuple[int | None, int | None]:
     return None, None
 
 
-def _running_or_interrupted(dataset: Any, out_field: str) -> str:
-    """A delegated segmentation that reads "running" but whose process no longer holds the
-    field (killed worker) is interrupted; before it has claimed the field it is running."""
+def _run_of_operation(dataset: Any, out_field: str) -> dict[str, Any]:
+    """The state of the run of a delegated segmentation that reads "running": ``status``
+    ``"interrupted"`` when its process no longer holds the field (killed worker); before it
+    has claimed the field, or when the state cannot be read, ``{}``."""
     from fiftyone_ntt.fiftyone.segment import run_state
 
     try:
-        state = run_state(dataset, out_field)
+        return run_state(dataset, out_field)
     except Exception:
-        return "running"
-    return "interrupted" if state.get("status") == "interrupted" else "running"
+        return {}
 
 
 def list_activity(dataset: Any) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 from fiftyone_ntt.config import NTTConfig
 from fiftyone_ntt.fiftyone.claims import describe, field_lock, lock_store
 
-__all__ = ["forget_shards", "record_run", "run_fingerprint", "run_state"]
+__all__ = ["forget_shards", "record_run", "run_fingerprint", "run_state", "written_count"]
 
 
 def run_fingerprint(bank: Any, config: NTTConfig, models: dict[str, Any]) -> str:
@@ -88,11 +88,12 @@ def run_state(collection: Any, out_field: str) -> dict[str, Any]:
         ``status``: ``"completed"``, ``"running"`` (a live process holds the field or one of
         its shards), ``"interrupted"`` (stopped by an error, or its process died),
         ``"partial"`` (a split run: some shards completed, the others not started yet) or
-        ``"none"`` (no run); ``finished`` (completed); ``total``/``processed`` samples as
-        last recorded; ``lock``: a live claim or None. A split run adds ``num_shards`` and
+        ``"none"`` (no run); ``finished`` (completed); ``total``: samples of the run as
+        last recorded; ``processed``: samples holding the run's predictions, counted in the
+        database (:func:`written_count`); ``lock``: a live claim or None. A split run adds ``num_shards`` and
         ``shards``: one dict per shard (``shard`` ``"i/n"`` 1-based, ``index``, ``status``
-        as above or ``"none"`` when never started, ``total``, ``processed``, ``failed``,
-        ``pid``, ``host``, ``lock``).
+        as above or ``"none"`` when never started, ``total``, ``processed`` (as its worker
+        last recorded), ``failed``, ``pid``, ``host``, ``lock``).
     """
     from fiftyone_ntt.fiftyone.output_field import reload_schema
 
@@ -113,9 +114,40 @@ def run_state(collection: Any, out_field: str) -> dict[str, Any]:
         "status": status,
         "finished": status == "completed",
         "total": getattr(results, "total", None),
-        "processed": getattr(results, "processed", None),
+        "processed": written_count(dataset, out_field),
         "lock": lock,
     }
+
+
+def written_count(dataset: Any, out_field: str) -> int | None:
+    """How many samples (frames, for a run over video frames) hold the predictions of the
+    run into ``out_field``: those marked with its fingerprint, counted in the database.
+
+    This is the count every view of a run shows (:func:`run_state`, the activity list, the
+    panel's Runs table): a process killed with ``kill -9`` never saves its own counter, and
+    a resumed run's counter holds only what the last process did. None when the run
+    records no fingerprint.
+    """
+    from fiftyone import ViewField as F
+
+    from fiftyone_ntt.fiftyone.runner import RUN_ATTRIBUTE
+
+    config = dataset.get_run_info(out_field).config
+    fingerprint = getattr(config, "run_fingerprint", None)
+    field = getattr(config, "out_field", None) or out_field
+    if not fingerprint:
+        return None
+    if dataset.media_type == "group":  # every slice
+        dataset = dataset.select_group_slices(_allow_mixed=True)
+    if field.startswith("frames."):
+        name = field[len("frames.") :]
+        if not dataset.has_frame_field(name):
+            return 0
+        matched = dataset.match_frames(F(f"{name}.{RUN_ATTRIBUTE}") == fingerprint)
+        return int(matched.count("frames"))
+    if not dataset.has_sample_field(field):
+        return 0
+    return int(dataset.match(F(f"{field}.{RUN_ATTRIBUTE}") == fingerprint).count())
 
 
 def _sharded_state(dataset: Any, out_field: str, split: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +182,7 @@ def _sharded_state(dataset: Any, out_field: str, split: dict[str, Any]) -> dict[
         "status": status,
         "finished": status == "completed",
         "total": sum(int(s["total"] or 0) for s in shards),
-        "processed": sum(int(s["processed"] or 0) for s in shards),
+        "processed": written_count(dataset, out_field),
         "lock": lock or field_lock(dataset, out_field),
         "num_shards": count,
         "shards": shards,

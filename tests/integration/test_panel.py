@@ -253,9 +253,11 @@ def test_interrupted_run_offers_resume_with_its_settings(panel):
     dataset = panel.dataset
     panel.call("build")
     nf.segment(dataset, "ground_truth-refs", "ntt", points_per_side=16)
-    # what a killed run leaves: results saying "running", no live claim on the field
+    # what a killed run leaves: 2 samples written, results saying "running" with the count it
+    # never saved, no live claim on the field (the row counts the samples written)
+    dataset.select(dataset.exists("ntt").values("id")[2:]).set_values("ntt", [None] * 4)
     info = dataset.get_run_info("ntt")
-    results = fors.RunResults(dataset, info.config, "ntt", status="running", total=6, processed=2)
+    results = fors.RunResults(dataset, info.config, "ntt", status="running", total=6, processed=0)
     dataset.save_run_results("ntt", results, overwrite=True)
 
     panel.call("on_refresh")
