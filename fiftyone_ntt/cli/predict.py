@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from fiftyone_ntt.cli._common import (
-    IMAGE_EXTENSIONS,
     UserError,
     config_from_args,
     existing_dir,
@@ -105,9 +104,15 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
 
 def _folder_images(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    """The images of ``folder``; files of other formats PIL reads are named, not dropped."""
+    from fiftyone_ntt.images import folder_images
+
+    images, left_out = folder_images(folder)
+    if left_out:
+        warn(f"{len(left_out)} file(s) of {folder} left out:")
+        for path, why in left_out:
+            print(f"  {path}: {why}", file=sys.stderr)
+    return images
 
 
 def _bare_targets(args: argparse.Namespace) -> list[Path]:
@@ -161,13 +166,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictions_to_coco,
         write_json,
     )
-    from fiftyone_ntt.images import ImageLoadError, load_image
+    from fiftyone_ntt.images import ImageLoadError, load_image, max_image_pixels
     from fiftyone_ntt.loader import batched, prefetched
     from fiftyone_ntt.memory_bank import MemoryBank
     from fiftyone_ntt.segmenter import Segmenter, default_batch_images
 
     if args.targets and args.paths:
         raise UserError("give either --targets or image paths, not both")
+    try:
+        max_image_pixels()  # a bad setting stops here, not at every image
+    except ValueError as error:
+        raise UserError(str(error)) from None
     bank = MemoryBank.load(args.bank)
     targets_coco = None
     jobs: list[tuple[Any, Path | None, dict[str, Any] | None, str]] = []
