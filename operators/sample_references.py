@@ -16,6 +16,7 @@ from ._forms import (
     reported,
     table,
 )
+from ._numbers import bound_error, number_field
 
 TAG_DEFAULT = "ntt:ref"
 #: A saved view of this name is where references are sampled from by default (the demo
@@ -151,15 +152,16 @@ class NTTSampleReferences(foo.Operator):
         return types.Property(outputs, view=types.View(label="Sampled references"))
 
 
+#: The K field: its label and bounds (the form checks them, and execute again).
+_SHOTS = {"label": "Shots per class (K)", "min": 1}
+
+
 def _shots(value) -> int:
-    """K, refused below 1 with a message that says so (FiftyOne's own reads "greater than")."""
-    try:
-        k = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"K={value!r} is not a whole number; use 1 or more") from None
-    if k < 1:
-        raise ValueError(f"K={k} is too small: sample at least 1 reference per class")
-    return k
+    """K, refused below 1 with the form's message ("must be at least 1")."""
+    error = bound_error(value, **_SHOTS)
+    if error:
+        raise ValueError(error)
+    return int(value)
 
 
 def _source(ctx):
@@ -205,11 +207,7 @@ def _source_choice(inputs: types.Object, ctx):
 
 def _options(inputs: types.Object, ctx, target, gt_field) -> None:
     """The sampling options (below the candidate counts in the form)."""
-    shots = inputs.int("shots", default=5, label="Shots per class (K)")
-    try:
-        _shots(ctx.params.get("shots", 5))
-    except ValueError as error:
-        invalid(inputs, shots, "shots", str(error))
+    number_field(inputs, "shots", ctx.params.get("shots", 5), default=5, **_SHOTS)
     inputs.int("seed", default=0, label="Random seed")
     inputs.bool(
         "paper_rules",

@@ -21,6 +21,7 @@ from ._forms import (
     target_size,
     test_models_notice,
 )
+from ._numbers import number_field
 
 OUT_DEFAULT = "ntt_predictions"
 
@@ -94,15 +95,25 @@ class NTTSegment(foo.Operator):
         else:
             if info is not None and info["exists"]:
                 _conflict_choice(inputs, ctx, bank_key, out_field, info["gt_field"])
-        inputs.float(
+        number_field(
+            inputs,
             "score_threshold",
+            ctx.params.get("score_threshold"),
+            integer=False,
             min=0.0,
             max=1.0,
             default=None,
             label="Score threshold",
             description="Drop detections scoring below this; empty keeps all (the paper)",
         )
-        inputs.int("max_detections", default=100, min=1, label="Max detections per image")
+        number_field(
+            inputs,
+            "max_detections",
+            ctx.params.get("max_detections"),
+            default=100,
+            min=1,
+            label="Max detections per image",
+        )
         unit = "frames" if video else "samples"
         inputs.bool(
             "skip_references",
@@ -119,12 +130,21 @@ class NTTSegment(foo.Operator):
             description=f"Recompute {unit} already done (otherwise a rerun resumes), and "
             "replace labels in the output field that No Time to Train did not write",
         )
-        inputs.int("batch_size", default=16, min=1, label=f"{unit.title()} per database write")
+        number_field(
+            inputs,
+            "batch_size",
+            ctx.params.get("batch_size"),
+            default=16,
+            min=1,
+            label=f"{unit.title()} per database write",
+        )
         if not video:
-            _image_batching(inputs)
+            _image_batching(inputs, ctx)
         device_field(inputs, ctx)
-        inputs.int(
+        number_field(
+            inputs,
             "points_per_side",
+            ctx.params.get("points_per_side"),
             default=None,
             min=1,
             label="Points per side (advanced)",
@@ -354,19 +374,25 @@ def _target_counts(inputs, ctx, bank_key: str) -> None:
         inputs.view("target_notice", types.Notice(label=text))
 
 
-def _image_batching(inputs) -> None:
+def _image_batching(inputs, ctx) -> None:
     """The inputs that only images have (frames are decoded and segmented one by one, in
     one run)."""
-    inputs.int("prefetch", default=2, min=0, label="Images read ahead")
-    inputs.int(
+    number_field(
+        inputs, "prefetch", ctx.params.get("prefetch"), default=2, min=0, label="Images read ahead"
+    )
+    number_field(
+        inputs,
         "batch_images",
+        ctx.params.get("batch_images"),
         default=None,
         min=1,
         label="Images per model call",
         description="Empty: 1 on CPU, 4 on a GPU; more uses more GPU memory",
     )
-    inputs.int(
+    number_field(
+        inputs,
         "num_shards",
+        ctx.params.get("num_shards"),
         default=1,
         min=1,
         label="Split into N delegated tasks",

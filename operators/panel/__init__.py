@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import fiftyone.operators as foo
 
-from .layout import render_panel
+from .._numbers import bound_error
+from .layout import PREVIEW_N, render_panel
 
 PLUGIN = "@fiftyone-ntt/no-time-to-train"
 PANEL_NAME = "ntt_panel"
@@ -214,7 +215,8 @@ class NTTPanel(foo.Panel):
 
     def set_preview_n(self, ctx):
         value = ctx.params.get("value")
-        if isinstance(value, (int, float)) and value >= 1:
+        ctx.panel.state.preview_n_entered = value  # the layout says why a bad one is refused
+        if value is not None and bound_error(value, **PREVIEW_N) is None:
             ctx.panel.state.preview_n = int(value)
 
     def accept(self, ctx):

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import fiftyone.operators.types as types
 
+from .._numbers import number_field
+
+#: The preview's N: its label and bound (``NTTPanel.set_preview_n`` checks a new value).
+PREVIEW_N = {"label": "N (samples of the view to preview)", "min": 1}
+
 _NOTICE = {"error": types.Error, "warning": types.Warning, "success": types.Success}
 
 
@@ -155,13 +160,14 @@ def _banks(panel, obj: types.Object, state) -> None:
 def _preview(panel, obj: types.Object, state) -> None:
     _heading(obj, "preview_heading", "Preview")
     bank = state.get("bank")
-    obj.int(
+    number_field(
+        obj,
         "preview_n",
+        state.get("preview_n_entered"),  # a refused value says why under the field
         default=state.get("preview_n") or 8,
-        min=1,
-        label="N (samples of the view to preview)",
         on_change=panel.set_preview_n,
         view=types.FieldView(space=4),
+        **PREVIEW_N,
     )
     _buttons(
         obj,

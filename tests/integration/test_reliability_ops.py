@@ -52,7 +52,7 @@ FORM_CASES = [
         "ntt_sample_references",
         {"gt_field": GT, "shots": -2},
         {},
-        ["Path: shots", "K=-2", "at least 1"],
+        ["Path: shots", "K) must be at least 1 (got -2)"],
     ),
     (
         "evaluation key not an identifier",
