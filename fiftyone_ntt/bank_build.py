@@ -1,4 +1,4 @@
-"""Building memory banks: the pooled DINOv2 feature under each instance mask (method §3,
+"""Building memory banks: the pooled DINOv2 feature under each instance mask (docs/method.md §3,
 §4.1), for references and negatives alike.
 
 Positives and negatives of a memory bank are embedded by exactly the same code, so that their
@@ -54,7 +54,7 @@ def masks_from_boxes(
     The image is squashed to the proposer's input size (as for targets); boxes are scaled
     into that space; the low-res logits are upsampled bilinearly to the image size and
     thresholded at 0. A box whose mask comes out empty falls back to the box rectangle, as
-    the reference's SAM box-to-mask script does (method §2.3).
+    the reference's SAM box-to-mask script does (docs/method.md §2.3).
 
     Args:
         image: RGB ``uint8`` ``(H, W, 3)``.
@@ -95,7 +95,7 @@ def embed_references(
     progress: ProgressFn | None = None,
     batch_size: int = 8,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``ins = sum(m * f) / sum(m)`` of each reference (method §3, §4.1).
+    """``ins = sum(m * f) / sum(m)`` of each reference (docs/method.md §3, §4.1).
 
     For each reference: a square crop ``(1 + context_ratio)`` times the box's long side around
     its centre, torch-bicubic to ``reference_size``; the mask cropped the same way and
@@ -220,7 +220,7 @@ def build_memory_bank(
     negatives: Iterable[Reference] = (),
     background_labels: Collection[str] = BACKGROUND_LABELS,
 ) -> MemoryBank:
-    """Embed reference instances (and negatives) into a memory bank (method §3, §4).
+    """Embed reference instances (and negatives) into a memory bank (docs/method.md §3, §4).
 
     See :func:`fiftyone_ntt.bank_embed.embed_references` for what is computed per instance;
     negatives are embedded identically.

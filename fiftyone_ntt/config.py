@@ -1,6 +1,6 @@
 """Every setting of the pipeline, as frozen dataclasses with the paper's defaults.
 
-Section numbers (§) refer to ``shared/docs/method.md``, the specification of what the
+Section numbers (§) refer to ``docs/method.md``, the specification of what the
 reference implementation computes.
 """
 
@@ -100,7 +100,7 @@ class NTTConfig:
         score_threshold: drop final detections scoring below this; ``None`` keeps all, as
             the paper does (§5: "no score threshold").
         box_convention: ``"paper"`` writes COCO boxes 1 px short, as the reference does
-            (§11 Behavioural 7); ``"exact"`` writes the true pixel extent.
+            (§11.2 item 7); ``"exact"`` writes the true pixel extent.
         negative_margin: how much closer than its class a proposal must be to a negative
             to be dropped (not in the paper; used only by banks holding negatives). Right
             after class assignment (§5), before NMS, a proposal of class ``c`` with class

@@ -1,6 +1,6 @@
 """Side-by-side pictures of ground truth and predictions, for reports and papers.
 
-The layout follows the research code's visualisation (method §8): the original image twice,
+The layout follows the research code's visualisation (docs/method.md §8): the original image twice,
 ground truth on the left, predictions on the right, separated by a 10-px white band. Each
 instance gets its mask contour (thickness ``max(2, 0.003 W)``), its box (thickness
 ``max(2, 0.004 W)``) and a filled tag above the box with the class name, plus ``=<score·100>``
@@ -175,7 +175,7 @@ def side_by_side(
     threshold: float = 0.5,
 ) -> np.ndarray:
     """``(H, 2 W + 10, 3)``: ground truth on the left, predictions above ``threshold`` on the
-    right, a white 10-px separator between them (method §8).
+    right, a white 10-px separator between them (docs/method.md §8).
 
     Args:
         image: RGB ``uint8`` ``(H, W, 3)``.

@@ -3,7 +3,7 @@
 What happens to unusual inputs (documented for users, tested in ``tests/unit/test_images.py``):
 
 * 8-bit modes (RGB, L, 1, P, CMYK, YCbCr, LAB, RGBA, LA, PA) go through PIL's
-  ``convert("RGB")``, exactly as the reference loader does (method §1.3). Alpha is dropped,
+  ``convert("RGB")``, exactly as the reference loader does (docs/method.md §1.3). Alpha is dropped,
   not composited, which is what the reference does too.
 * 16-bit and 32-bit integer images are scaled to 8 bits (``value / 257`` for 16-bit; 32-bit
   images by their maximum), float images are clipped to ``[0, 255]``.

@@ -19,7 +19,7 @@ __all__ = [
 
 
 def masks_to_boxes_inclusive(masks: torch.Tensor) -> torch.Tensor:
-    """Tight boxes of boolean masks with **inclusive** max indices (method §5, §11.7).
+    """Tight boxes of masks with **inclusive** max indices (docs/method.md §5.4, §11.2 item 7).
 
     A mask occupying columns 3..7 gets ``x1 = 3, x2 = 7``. Empty masks get ``(0, 0, 0, 0)``.
 

@@ -1,4 +1,4 @@
-"""Matching proposals to class prototypes, and semantic-aware soft merging (method §5).
+"""Matching proposals to class prototypes, and semantic-aware soft merging (docs/method.md §5).
 
 Everything here is deterministic tensor math with no model calls, tested with hand-made
 features.
@@ -34,7 +34,7 @@ def _linear_upsample_weights(src: int, dst: int) -> torch.Tensor:
 
 
 def pool_mask_features(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Mean of bilinearly upsampled patch features under each low-res mask (method §5).
+    """Mean of bilinearly upsampled patch features under each low-res mask (docs/method.md §5).
 
     The reference upsamples the ``(g, g, D)`` feature grid to the mask size ``(m, m)``
     (bilinear, align_corners=False) and averages the ``m*m x D`` map under each mask. This
@@ -80,7 +80,7 @@ _POOL_CHUNK = 128
 def assign_classes(
     pooled: torch.Tensor, prototypes: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cosine to each class prototype clamped at 0; arg-max class (method §5).
+    """Cosine to each class prototype clamped at 0; arg-max class (docs/method.md §5).
 
     Args:
         pooled: ``(K, D)`` L2-normalised proposal features.
@@ -144,7 +144,7 @@ def soft_merge_decay(
     class_ids: torch.Tensor,
     exponent: float = 0.5,
 ) -> torch.Tensor:
-    """Semantic-aware soft merging factors (method §5, "de-duplication").
+    """Semantic-aware soft merging factors (docs/method.md §5, "de-duplication").
 
     Masks are given in rank order (the NMS order: descending SAM IoU). For each mask ``i``,
     over the higher-ranked masks ``j < i`` of the same class:
@@ -167,7 +167,7 @@ def soft_merge_decay(
         if len(members) < 2:
             continue
         # float32 like the reference: for nested masks ios is ~0.99999994 and the factor
-        # ~2.4e-4, a value that only float32 arithmetic reproduces closely (method §11.1).
+        # ~2.4e-4, a value that only float32 arithmetic reproduces closely (docs/method.md §11.1).
         inter = pairwise_intersections(masks[members]).float()  # (n_c, n_c), exact counts
         areas = inter.diagonal().clone()
         cos = (pooled[members] @ pooled[members].T).clamp(min=0)

@@ -1,8 +1,8 @@
-"""The memory bank: one pooled DINOv2 feature per reference instance (method §3, §4).
+"""The memory bank: one pooled DINOv2 feature per reference instance (docs/method.md §3, §4).
 
 The reference stores every patch token of every reference (3.4 GB for 20 classes x 30 shots)
 and post-processes them into quantities of which inference uses exactly one: the per-instance
-soft-mask-weighted mean ``ins_avg[c, k]`` (method §4 step 1). We store only that, plus what is
+soft-mask-weighted mean ``ins_avg[c, k]`` (docs/method.md §4.1). We store only that, plus what is
 needed to use the bank safely: class names, reference ids, which masks were generated from
 boxes, the encoder identity, the settings, a format version and a content fingerprint.
 20 classes x 30 shots x 1024 float32 = 2.4 MB.
@@ -220,7 +220,7 @@ class MemoryBank:
         return {name: int(c) for name, c in zip(self.class_names, counts)}
 
     def prototypes(self) -> torch.Tensor:
-        """Class prototypes ``P_c = normalize(mean_k ins_avg[c, k])`` (method §4).
+        """Class prototypes ``P_c = normalize(mean_k ins_avg[c, k])`` (docs/method.md §4).
 
         Each reference counts equally within its class, and classes may have different
         numbers of references (the reference code produced NaNs then, §11.1).

@@ -1,4 +1,4 @@
-"""The exact resizing chains of the reference implementation (method §1.3, §3, §11).
+"""The exact resizing chains of the reference implementation (docs/method.md §1.3, §3, §11.2).
 
 Every interpolation mode here is part of parity: PIL bicubic for the target squash, torch
 bicubic without antialias for DINOv2 inputs, torch bilinear for the reference mask and nearest
@@ -31,7 +31,7 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 def squash_image(image: np.ndarray, size: int) -> torch.Tensor:
-    """The target image squashed to ``size x size`` with PIL bicubic (method §1.3, §11.3).
+    """The target image squashed to ``size²`` with PIL bicubic (docs/method.md §1.3, §11.2 item 3).
 
     The aspect ratio is not kept and there is no padding, as in the reference.
 
@@ -69,7 +69,7 @@ def context_crop_window(
     image_size: tuple[int, int],
     context_ratio: float,
 ) -> tuple[int, int, int, int]:
-    """The square context window around a reference box (method §3, step 2).
+    """The square context window around a reference box (docs/method.md §3, step 2).
 
     The box corners are truncated with ``int()`` first, as the reference does with COCO
     ``(x, y, x + w, y + h)``. The window is then a square of side
@@ -108,7 +108,7 @@ def reference_crop(
     context_ratio: float,
     size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop a reference instance and its mask the way ``fill_memory`` does (method §3).
+    """Crop a reference instance and its mask the way ``fill_memory`` does (docs/method.md §3).
 
     The image is not masked: other objects stay visible in the crop.
 
@@ -132,7 +132,7 @@ def reference_crop(
 
 
 def mask_to_patch_weights(soft_mask: torch.Tensor, grid: int) -> torch.Tensor:
-    """Soft weights of each patch: nearest sampling of the soft mask (method §3, §11.4).
+    """Soft patch weights: nearest sampling of the soft mask (docs/method.md §3, §11.2 item 4).
 
     For 518 -> 37 nearest picks pixel ``(14 i, 14 j)``, the top-left pixel of each patch.
 

@@ -1,4 +1,4 @@
-"""The inference pipeline: image + memory bank -> instance predictions (method §5).
+"""The inference pipeline: image + memory bank -> instance predictions (docs/method.md §5).
 
 No file or database I/O happens here; callers pass decoded images.
 """
@@ -40,7 +40,7 @@ __all__ = [
 
 
 def point_grid(points_per_side: int, size: int) -> torch.Tensor:
-    """The reference's edge-to-edge prompt grid (method §5, §11 Behavioural 2).
+    """The reference's edge-to-edge prompt grid (docs/method.md §5, §11.2 item 2).
 
     ``g = linspace(0, size - 1, n) + 0.5``; points are ``(x = g_i, y = g_j)`` ordered
     x-major (``meshgrid(indexing="ij")``). The prompt encoder adds its own +0.5 later. This is
@@ -63,7 +63,7 @@ def default_batch_images(device: torch.device | str) -> int:
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """The model inputs of one image (method §1.3), made before the models run.
+    """The model inputs of one image (docs/method.md §1.3), made before the models run.
 
     Attributes:
         squashed: ``(3, S, S)`` float32 in ``[0, 1]``, the SAM 2 input (``S`` = 1024).
@@ -167,7 +167,7 @@ class Segmenter:
         return self.bank.class_names
 
     def prepare(self, image: np.ndarray, *, pin_memory: bool = False) -> PreparedImage:
-        """The model inputs of one image (method §1.3); thread-safe, no model is called.
+        """The model inputs of one image (docs/method.md §1.3); thread-safe, no model is called.
 
         Args:
             image: RGB ``uint8`` ``(H, W, 3)``, any size.
@@ -296,7 +296,7 @@ class Segmenter:
         with stage("matching"):
             # An empty low-res mask pools 0/0 = NaN, exactly as in the reference: its label
             # comes from the same top-k, its zero-area box never suppresses anything in NMS,
-            # it still takes an NMS slot, and the score filter drops it (method §11.1).
+            # it still takes an NMS slot, and the score filter drops it (docs/method.md §11.1).
             pooled = pool_mask_features(features, low_res)
             class_ids, scores = assign_classes(pooled, self.prototypes)
             if self.negatives is not None:
@@ -322,7 +322,7 @@ class Segmenter:
         with stage("upsample"):
             masks = upsample_masks(logits, (height, width))
             # A tiny low-res mask can vanish at a small original size; the reference then
-            # emits NaN-scored empty detections (method §11.1). Drop them.
+            # emits NaN-scored empty detections (docs/method.md §11.1). Drop them.
             visible = masks.flatten(1).any(dim=1)
             masks, pooled = masks[visible], pooled[visible]
             class_ids, scores = class_ids[visible], scores[visible]

@@ -93,7 +93,7 @@ class NTTEvaluate(foo.Operator):
             view=types.HiddenView() if video else None,
             default=False,
             label="Also the exact COCO protocol",
-            description="pycocotools bbox and segm AP, as the paper reports (method §6)",
+            description="pycocotools bbox and segm AP, as the paper reports (docs/method.md §6)",
         )
         try:
             known = sorted(str(c) for c in ctx.dataset.distinct(f"{gt_field}.detections.label"))
@@ -206,7 +206,7 @@ class NTTEvaluate(foo.Operator):
             table(
                 outputs,
                 "coco_rows",
-                "pycocotools, percent (method §6)",
+                "pycocotools, percent (docs/method.md §6)",
                 {"iou": "IoU type", **{name: name for name in STAT_NAMES}},
             )
         if results.get("notes_text"):

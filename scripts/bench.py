@@ -12,7 +12,7 @@ download. ``--reference-style`` also times a re-enactment of the research code's
 on the same modules and image (stock 4-mask decoder on every prompt, DINOv2 with attention
 maps and the unused attention rollout, the 65536 x 1024 feature upsample and dense pooling
 product, full-image float intersections for merging): the ratio of the two is what the
-engine's performance target is about (method §10). It is not the research code itself.
+engine's performance target is about (docs/method.md §10). It is not the research code itself.
 
 Results go to stdout as a Markdown table (paste into docs/benchmarks.md) and, with
 ``--json``, to a file; the ours/reference-style ratio is the last line. The machine line

@@ -1,7 +1,7 @@
 """The ``fiftyone-ntt`` command: the whole method on COCO-format files, without FiftyOne.
 
 Four subcommands replace the research code's three Lightning stages and their dotted flags
-(method §9, users.md)::
+(docs/method.md §9.4)::
 
     fiftyone-ntt sample-references train.json --shots 10 --seed 33 --out refs.json
     fiftyone-ntt build-bank refs.json --images train/ --out bank.safetensors

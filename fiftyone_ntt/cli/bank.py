@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         name="build-bank",
         help="embed reference instances into a memory bank file",
         description="Embed the annotated instances of a COCO file into a memory bank "
-        "(method §3-§4). Instances with polygons or RLE use their mask; box-only instances "
-        "are segmented by SAM2 box prompting. Class order = sorted category id (method §2.1); "
+        "(docs/method.md §3-§4). Instances with polygons or RLE use their mask; box-only ones "
+        "are segmented by SAM2 box prompting. Classes in category id order (docs/method.md §2.1); "
         "the category ids are stored in the bank.",
     )
     p.add_argument("references", metavar="REF_JSON", help="COCO file of the reference instances")
@@ -164,7 +164,7 @@ def cmd_build_bank(args: argparse.Namespace) -> int:
         selected = [c for c in selected if c in usable]
         if not selected:
             raise UserError(f"{args.references} has no usable (non-crowd) reference at all")
-    # Internal label = rank of the sorted category id (method §2.1).
+    # Internal label = rank of the sorted category id (docs/method.md §2.1).
     category_ids = sorted(selected)
     empty = [c for c in category_ids if c not in usable]
     if empty:

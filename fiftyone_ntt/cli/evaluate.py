@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         parents=[common],
         name="evaluate",
         help="COCO bbox/segm AP of a results file",
-        description="pycocotools COCOeval on every ground-truth image (method §6). With "
+        description="pycocotools COCOeval on every ground-truth image (docs/method.md §6). With "
         "--classes/--category-ids the ground truth keeps only those classes' annotations "
-        "(method §2.4). Box-only ground truth is evaluated for bbox only.",
+        "(docs/method.md §2.4). Box-only ground truth is evaluated for bbox only.",
     )
     p.add_argument("results", metavar="RESULTS_JSON", help="COCO results file")
     p.add_argument("--gt", required=True, metavar="GT_JSON", help="COCO ground-truth file")

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         parents=[common],
         name="predict",
         help="segment the bank's classes in target images; write COCO results",
-        description="Run the segmenter on target images and write COCO results (method §6): "
+        description="Run the segmenter on target images, write COCO results (docs/method.md §6): "
         "image_id, category_id, bbox [x, y, w, h], score and an RLE segmentation per "
         "detection, each image's detections in descending score. Targets are the images of "
         "--targets (their ids are used), or image files/folders (sequential ids from 1; the "

@@ -15,7 +15,7 @@ __all__ = ["PROTOCOLS", "add_protocol_parsers", "cmd_protocol", "register"]
 
 #: The protocols, with their one-line help.
 PROTOCOLS = {
-    "coco-fsod": "COCO-FSOD, 20 novel classes (method §2)",
+    "coco-fsod": "COCO-FSOD, 20 novel classes (docs/method.md §2)",
     "voc": "PASCAL VOC few-shot split (nAP50)",
     "cd-fsod": "a CD-FSOD dataset ({K}_shot.json / test.json)",
     "custom": "custom COCO references + targets",

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         name="sample-references",
         help="pick K reference instances per class from a COCO file (seeded)",
         description="Pick K reference instances per class, as the paper's sampler does "
-        "(method §2.2): one seeded shuffle per class, skipping crowd regions, boxes under "
+        "(docs/method.md §2.2): one seeded shuffle per class, skipping crowd regions, boxes under "
         "32 px or within 10 px of a border (--paper-rules, on by default) and images already "
         "used for the class. Writes a COCO file with the chosen images, annotations and "
         "categories, in sampled order.",

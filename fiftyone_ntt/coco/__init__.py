@@ -4,15 +4,15 @@ Nothing here imports FiftyOne. pycocotools is imported inside the functions that
 
 * :mod:`~fiftyone_ntt.coco.files`: :func:`load_coco` reads an annotation file with errors
   that name the file and the key, and repairs image records whose width/height are missing
-  or 0 from the image files (a crash users of the research code reported, method §11);
+  or 0 from the image files (a crash users of the research code reported, docs/method.md §11.3);
   results files, JSON writing, the image files records name.
 * :mod:`~fiftyone_ntt.coco.references`: :func:`iter_references` / :func:`load_references`
   turn annotations into :class:`~fiftyone_ntt.types.Reference` objects (mask from polygons
   or RLE, or box-only).
 * :mod:`~fiftyone_ntt.coco.evaluation`: :func:`predictions_to_coco` writes standard COCO
-  results (method §6), with the paper's 1-px-short boxes or exact ones; :func:`evaluate`
-  runs pycocotools' ``COCOeval`` as the research code does (method §2.4, §6), also on
-  box-only ground truth (§11 user issue #29), and :func:`format_table` prints it.
+  results (docs/method.md §6), with the paper's 1-px-short boxes or exact ones; :func:`evaluate`
+  runs pycocotools' ``COCOeval`` as the research code does (docs/method.md §2.4, §6), also on
+  box-only ground truth (§11.3, user issue #29), and :func:`format_table` prints it.
 """
 
 from fiftyone_ntt.coco.evaluation import (

@@ -1,7 +1,7 @@
 """COCO results and evaluation: :func:`predictions_to_coco` writes standard COCO results
-(method §6), with the paper's 1-px-short boxes or exact ones; :func:`evaluate` runs
-pycocotools' ``COCOeval`` as the research code does (method §2.4, §6), also on box-only
-ground truth (§11 user issue #29); :func:`format_table` prints it. pycocotools is imported
+(docs/method.md §6), with the paper's 1-px-short boxes or exact ones; :func:`evaluate` runs
+pycocotools' ``COCOeval`` as the research code does (docs/method.md §2.4, §6), also on box-only
+ground truth (§11.3, user issue #29); :func:`format_table` prints it. pycocotools is imported
 inside the functions that need it; nothing here imports FiftyOne.
 """
 
@@ -51,7 +51,7 @@ def predictions_to_coco(
     category_ids: Sequence[int],
     box_convention: Literal["paper", "exact"] = "exact",
 ) -> list[dict[str, Any]]:
-    """Standard COCO results for one image (method §6).
+    """Standard COCO results for one image (docs/method.md §6).
 
     Args:
         predictions: the detections, in descending score order (kept as is).
@@ -60,8 +60,8 @@ def predictions_to_coco(
         category_ids: COCO category id of each class index (``category_ids[class_id]``).
         box_convention: ``"exact"`` writes ``[x1, y1, x2 - x1, y2 - y1]``, the true pixel
             extent; ``"paper"`` writes ``[x1, y1, (x2 - 1) - x1, (y2 - 1) - y1]``, 1 px short
-            in width and height as the research code does (inclusive max index, method §6,
-            §11 Behavioural 7).
+            in width and height as the research code does (inclusive max index, docs/method.md §6,
+            §11.2 item 7).
 
     Returns:
         One dict per detection: ``image_id``, ``category_id``, ``bbox`` (xywh floats),
@@ -112,7 +112,7 @@ def predictions_to_coco(
 
 
 def restrict_to_categories(coco: Mapping[str, Any], category_ids: Sequence[int]) -> dict[str, Any]:
-    """A copy whose annotations are only those of ``category_ids`` (method §2.4).
+    """A copy whose annotations are only those of ``category_ids`` (docs/method.md §2.4).
 
     Crowd annotations of those categories are kept (COCOeval ignores them); the image list
     and the category list are unchanged, so every image is still evaluated and detections of
@@ -177,20 +177,20 @@ def evaluate(
     image_dir: str | os.PathLike | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
-    """COCO AP of results against ground truth, as the research code evaluates (method §6).
+    """COCO AP of results against ground truth, as the research code evaluates (docs/method.md §6).
 
     ``COCOeval`` runs with default parameters and ``params.imgIds`` = every ground-truth
     image (or ``image_ids``), so images without any object of the evaluated classes still
-    count their detections as false positives (method §2.4, §11 Behavioural 8).
+    count their detections as false positives (docs/method.md §2.4, §11.2 item 8).
 
     Args:
         gt: a COCO annotation dict or file. Not modified.
         results: a COCO results list or file. Not modified. May be empty (AP 0).
         category_ids: evaluate only these classes: the ground truth keeps only their
-            annotations (crowd included), all images and the category list stay (method §2.4).
+            annotations (crowd included), all images and categories stay (docs/method.md §2.4).
         image_ids: evaluate on these images only; default all.
         iou_types: ``("bbox", "segm")`` by default; when the ground truth has no segmentation
-            (box-only data) only ``bbox`` is evaluated and a note says so (method §11, issue
+            (box-only data) only ``bbox`` is evaluated, with a note (docs/method.md §11.3, issue
             #29).
         image_dir: image folder used to repair records with width/height 0 (needed for
             segm evaluation of polygon ground truth).

@@ -3,7 +3,7 @@ image files their records name.
 
 Errors name the file and the key (:class:`CocoFormatError`); image records whose
 width/height are missing or 0 are repaired from the image files (a crash users of the
-research code reported, method §11). Nothing here imports FiftyOne.
+research code reported, docs/method.md §11.3). Nothing here imports FiftyOne.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def repair_image_sizes(coco: dict[str, Any], image_dir: str | os.PathLike) -> li
 
     Files are opened with PIL and only their header is read (no full decode). The stored
     pixel size is used, without EXIF rotation, because COCO annotations refer to stored pixels
-    (as the research code's PIL loader sees them, method §1.3). Modifies ``coco`` in place.
+    (as the research code's PIL loader sees them, docs/method.md §1.3). Modifies ``coco`` in place.
 
     Returns:
         The ids of the repaired image records.
@@ -282,7 +282,7 @@ def load_record_image(record: Mapping[str, Any], image_dir: str | os.PathLike) -
     """Load the image of a COCO record in the pixel frame its annotations use.
 
     COCO annotations refer to stored pixels, so the file is read without EXIF rotation
-    (method §1.3, as the research code's PIL loader). If the record's width/height only match
+    (docs/method.md §1.3, as the research code's loader). If the record's width/height only match
     the EXIF-rotated image (the annotation tool applied the rotation), the rotated image is
     returned instead.
 

@@ -1,5 +1,5 @@
 """COCO annotations → :class:`~fiftyone_ntt.types.Reference` objects: masks from polygons or
-RLE, or box-only references (method §2.3, §3). Nothing here imports FiftyOne.
+RLE, or box-only references (docs/method.md §2.3, §3). Nothing here imports FiftyOne.
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def iter_references(
     * ``mask`` = the decoded segmentation, or ``None`` for box-only annotations (the bank
       builder then segments the box with SAM2).
     * ``box`` = COCO ``[x, y, w, h]`` -> ``(x, y, x + w, y + h)`` as floats. The core
-      truncates it with ``int()`` for the context crop, as the research code does (method §3
+      truncates it with ``int()`` for the context crop as the research code does (docs/method.md §3
       step 1); nothing is rounded here.
 
     Every annotation is checked before the first is yielded (:func:`invalid_annotations`):

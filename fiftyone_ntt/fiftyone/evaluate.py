@@ -1,5 +1,5 @@
 """Evaluating prediction fields: FiftyOne's COCO evaluator (so the Model Evaluation panel
-and TP/FP/FN patches work), optionally the exact pycocotools protocol (method §6)."""
+and TP/FP/FN patches work), optionally the exact pycocotools protocol (docs/method.md §6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Side-by-side PNGs (ground truth left, predictions right) of a FiftyOne view; the drawing is
-:func:`fiftyone_ntt.export.side_by_side` (method §8)."""
+:func:`fiftyone_ntt.export.side_by_side` (docs/method.md §8)."""
 
 from __future__ import annotations
 

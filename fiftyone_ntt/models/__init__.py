@@ -12,7 +12,7 @@ architecture of an original file is read from its tensors, never from its name
 (:mod:`fiftyone_ntt.models.conversion`).
 
 Heavy imports (``transformers``) happen inside the functions, so importing this package is
-cheap. Section numbers (§) refer to ``shared/docs/method.md``.
+cheap. Section numbers (§) refer to ``docs/method.md``.
 """
 
 from __future__ import annotations

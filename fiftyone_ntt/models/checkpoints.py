@@ -11,7 +11,7 @@ Three kinds of ``source`` are accepted for both models (``ModelConfig.sam2`` /
 * a local folder written by ``save_pretrained`` (``config.json`` + weights).
 * one of Meta's original files: SAM 2 ``sam2_hiera_*.pt`` / ``sam2.1_hiera_*.pt`` (a dict
   with key ``"model"``) or DINOv2 ``dinov2_vit*14*_pretrain.pth`` (a plain state dict),
-  converted on the fly by :mod:`fiftyone_ntt.models.conversion` (method §1.1, §1.2).
+  converted on the fly by :mod:`fiftyone_ntt.models.conversion` (docs/method.md §1.1, §1.2).
   EdgeTAM's ``edgetam.pt`` is loaded by :mod:`fiftyone_ntt.models.edgetam` (a SAM 2 file
   with a RepViT trunk; :func:`load_sam2` points there).
 

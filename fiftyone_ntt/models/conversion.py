@@ -1,7 +1,7 @@
 """Meta's original SAM 2 and DINOv2 checkpoints → Hugging Face ``transformers`` modules.
 
 The reference implementation loads Meta's own files (``sam2_hiera_large.pt``,
-``dinov2_vitl14_pretrain.pth``; method §1.1, §1.2); we run the ``transformers`` modules, so
+``dinov2_vitl14_pretrain.pth``; docs/method.md §1.1, §1.2); we run ``transformers`` modules, so
 those files are renamed (and a few tensors split or joined) at load time. The architecture is
 read from the tensors themselves (users rename files):
 

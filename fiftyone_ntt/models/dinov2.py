@@ -1,4 +1,4 @@
-"""DINOv2 patch features (method §1.2) over ``transformers`` ``Dinov2Model`` /
+"""DINOv2 patch features (docs/method.md §1.2) over ``transformers`` ``Dinov2Model`` /
 ``Dinov2WithRegistersModel``: ImageNet normalisation, last layer after the final LayerNorm,
 CLS and register tokens dropped, not L2-normalised.
 """

@@ -86,7 +86,7 @@ class MaskProposer(Protocol):
         Each point is its own prompt. Of the three multimask outputs (tokens 1..3) the one
         with the highest predicted IoU is kept; proposals with predicted IoU ``<=
         iou_threshold`` are dropped. For SAM2 the image embedding is used **without** the
-        no-memory embedding (§1.1, §11 Behavioural 1).
+        no-memory embedding (§1.1, §11.2 item 1).
 
         Args:
             embedding: from :meth:`embed`.

@@ -1,11 +1,11 @@
-"""SAM 2 mask proposals (method §1.1, §5) over ``transformers.Sam2Model``.
+"""SAM 2 mask proposals (docs/method.md §1.1, §5) over ``transformers.Sam2Model``.
 
 What the reference computes, and how this module gets the same numbers faster:
 
 * :meth:`Sam2Proposer.embed` runs the Hiera image encoder and FPN neck, pre-projects the two
   high-resolution levels with the decoder's ``conv_s0``/``conv_s1`` (as
   ``Sam2Model.get_image_features`` does) and keeps the 64×64 embedding **without**
-  ``no_memory_embedding`` (§1.1, §11 Behavioural 1). ``transformers``' own
+  ``no_memory_embedding`` (§1.1, §11.2 item 1). ``transformers``' own
   ``get_image_embeddings``/``forward`` add it, so they are not used for proposals.
 * :meth:`Sam2Proposer.propose` prompts each point on its own (label 1; the prompt encoder
   adds +0.5 and a padding point, like Meta's), decodes all four mask tokens' IoU, keeps the
@@ -239,7 +239,7 @@ class Sam2Proposer:
         threshold = float(iou_threshold)
         if threshold != threshold:
             raise ValueError(f"iou_threshold={iou_threshold!r} must be a number")
-        # §1.1 / §11 Behavioural 1: proposals use the embedding WITHOUT no_memory_embedding.
+        # §1.1 / §11.2 item 1: proposals use the embedding WITHOUT no_memory_embedding.
         return self._run(emb, emb.image, pts, None, threshold)
 
     def segment_boxes(

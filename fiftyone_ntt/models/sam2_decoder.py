@@ -9,7 +9,7 @@ Large decoder the worst relative logit difference measured is ~1e-6). Notation:
 heads of size ``d = 16``.
 
 * The IoU head runs before any upscaling, and only prompts that pass the IoU threshold and
-  only their chosen token are upscaled (method §5: the reference discards the rest); the
+  only their chosen token are upscaled (docs/method.md §5: the reference discards the rest); the
   final token→image attention runs for the IoU token (all prompts) and the chosen mask
   token (kept prompts) only.
 * Attention against the image never projects the image per prompt: the projections are

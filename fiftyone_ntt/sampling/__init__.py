@@ -1,4 +1,4 @@
-"""Seeded few-shot reference sampling, including the paper's exact sampler (method §2.2).
+"""Seeded few-shot reference sampling, including the paper's exact sampler (docs/method.md §2.2).
 
 Two entry points:
 

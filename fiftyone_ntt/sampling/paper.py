@@ -1,4 +1,4 @@
-"""The research code's COCO/VOC few-shot sampler, bit for bit (method §2.2), and COCO
+"""The research code's COCO/VOC few-shot sampler, bit for bit (docs/method.md §2.2), and COCO
 annotations as :class:`~fiftyone_ntt.sampling.sampler.Candidate` records. Nothing here reads
 files or imports FiftyOne.
 """
@@ -104,7 +104,7 @@ def candidates_from_coco(
 def sample_references_paper(
     coco: Mapping[str, Any], category_ids: Sequence[int], shots: int, seed: int
 ) -> dict[int, list[dict[str, Any]]]:
-    """The research code's few-shot sampler, exactly (method §2.2).
+    """The research code's few-shot sampler, exactly (docs/method.md §2.2).
 
     1. Build ``category -> [(image_id, ann_id), ...]`` by iterating the annotations in JSON
        order, keeping only ``category_ids``; the dict's order is the order in which each

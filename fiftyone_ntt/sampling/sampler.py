@@ -1,4 +1,4 @@
-"""The general seeded few-shot sampler (method §2.2) over :class:`Candidate` records: the
+"""The general seeded few-shot sampler (docs/method.md §2.2) over :class:`Candidate` records: the
 paper's size/border rules or none, a shot count per class, and a reported shortfall (or, with
 ``strict=True``, an error) when a class has fewer than K usable instances. Nothing here reads
 files or imports FiftyOne.
@@ -107,7 +107,7 @@ def _passes_paper_rules(candidate: Candidate) -> bool:
     x, y, w, h = candidate.box_xywh
     width, height = candidate.image_width, candidate.image_height
     if not width or not height:
-        # A 0 or missing size is a known defect of user COCO files (§11 user issues); the
+        # A 0 or missing size is a known defect of user COCO files (§11.3); the
         # research code would silently reject every annotation of such an image.
         raise ValueError(
             f"candidate {candidate.ref_id!r} (image {candidate.image_id!r}): the image "

@@ -1,7 +1,7 @@
-"""A literal, unoptimised transcription of method §5 (the reference's ``forward_test``).
+"""A literal, unoptimised transcription of docs/method.md §5 (the reference's ``forward_test``).
 
 Tests compare :class:`fiftyone_ntt.segmenter.Segmenter` against this oracle. It follows the
-pseudo-code of ``shared/docs/method.md`` §5 step by step, with the reference's own tensor
+pseudo-code of ``docs/method.md`` §5.7 step by step, with the reference's own tensor
 layout: the DINOv2 grid is upsampled to 256 x 256 and pooled with one big matrix product,
 NMS is greedy over a full IoU matrix, intersections are full-image products. It is slow on
 purpose and shares no code with the library except the model protocol calls.
@@ -94,8 +94,8 @@ def _all_tokens(decoder):
 def oracle_predict(
     image: np.ndarray, encoder, proposer, bank, decode=None, points_per_side: int = 32
 ) -> dict:
-    """Run method §5 literally. ``decode(embedding, points) -> (logits[N,4,m,m], iou[N,4])``
-    may be given to bypass the proposer's own (optimised) selection; otherwise
+    """Run docs/method.md §5.7 literally. ``decode(embedding, points) -> (logits[N,4,m,m],
+    iou[N,4])`` may be given to bypass the proposer's own (optimised) selection; otherwise
     ``proposer.propose`` is used with threshold -inf and filtered here."""
     height, width = image.shape[:2]
     pil = Image.fromarray(image).resize((1024, 1024), Image.Resampling.BICUBIC)
@@ -183,7 +183,7 @@ def _oracle(image, encoder, proposer, bank, decode, points_per_side, height, wid
         inter = torch.tril(inter)
         ios[sel] = (inter / fm.sum(-1)[:, None] * obj_sim[sel][:, sel]).max(dim=-1)[0]
     scores = scores * torch.pow(1 - ios, 0.5)
-    visible = full.reshape(len(full), -1).any(dim=1)  # method §11.1: drop vanished masks
+    visible = full.reshape(len(full), -1).any(dim=1)  # docs/method.md §11.1: drop vanished masks
     order = torch.argsort(scores, descending=True)
     order = order[visible[order]][:100]
     return {

@@ -27,7 +27,7 @@ pytestmark = [
 TINY = ["--dinov2", "tiny", "--sam2", "tiny"]
 # An 8 x 8 prompt grid keeps the tiny SAM2 fast on CPU (the paper's 32 x 32 costs ~10 s/image).
 FAST = [*TINY, "--points-per-side", "8"]
-# File order of categories is not id order: the bank must sort by id (method §2.1).
+# File order of categories is not id order: the bank must sort by id (docs/method.md §2.1).
 CATEGORIES = [{"id": 3, "name": "square"}, {"id": 1, "name": "disc"}, {"id": 7, "name": "bar"}]
 
 
@@ -200,7 +200,7 @@ def test_predict_options(pipeline, tmp_path):
     options = ["--max-detections", "2", "--score-threshold", str(threshold)]
     options += ["--box-convention", "paper"]
     assert main([*pipeline["predict"], "--out", str(out), *options]) == 0
-    # Expected: each image's top 2, then the threshold, then boxes 1 px short (method §6).
+    # Expected: each image's top 2, then the threshold, then boxes 1 px short (docs/method.md §6).
     expected = []
     for image_id in dict.fromkeys(d["image_id"] for d in baseline):
         top = [d for d in baseline if d["image_id"] == image_id][:2]

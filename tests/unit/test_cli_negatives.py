@@ -49,7 +49,7 @@ def test_negatives_file_adds_class_and_global_negatives(files, capsys):
     err = capsys.readouterr().err
     assert code == 0, err
     bank = MemoryBank.load(out)
-    assert bank.class_names == ("disc", "square", "bar")  # sorted category id (method §2.1)
+    assert bank.class_names == ("disc", "square", "bar")  # category id order (docs/method.md §2.1)
     # one square (class negative), one "background" disc (global); the "kite" is skipped
     assert bank.negatives_per_class() == {"square": 1} and bank.num_global_negatives == 1
     assert all(i.startswith("neg:") for i in bank.negative_ids)

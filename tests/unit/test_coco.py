@@ -1,4 +1,4 @@
-"""COCO input/output and evaluation (method §6, §2.4, §11 user issues)."""
+"""COCO input/output and evaluation (docs/method.md §6, §2.4, §11.3)."""
 
 from __future__ import annotations
 

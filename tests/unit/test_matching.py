@@ -1,4 +1,4 @@
-"""Matching math against direct, hand-checkable computations (method §4, §5)."""
+"""Matching math against direct, hand-checkable computations (docs/method.md §4, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Memory bank: reference pooling (method §3), prototypes (§4), files, edits, errors."""
+"""Memory bank: reference pooling (docs/method.md §3), prototypes (§4), files, edits, errors."""
 
 from __future__ import annotations
 

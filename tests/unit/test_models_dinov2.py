@@ -1,4 +1,4 @@
-"""DINOv2 patch encoder (method §1.2) on tiny random weights."""
+"""DINOv2 patch encoder (docs/method.md §1.2) on tiny random weights."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_positional_embedding_not_interpolated_at_518(registers):
     enc = tiny_encoder(seed=1, registers=registers)
     embeddings = enc.model.embeddings
     tokens = torch.zeros(1, 1 + 37 * 37, 32)
-    # method §1.2: the 37×37 embedding is used as is at 518² (no bicubic resampling) ...
+    # docs/method.md §1.2: the 37×37 embedding is used as is at 518² (no bicubic resampling) ...
     assert embeddings.interpolate_pos_encoding(tokens, 518, 518) is embeddings.position_embeddings
     # ... while another size does get resampled.
     small = torch.zeros(1, 1 + 16 * 16, 32)

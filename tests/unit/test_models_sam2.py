@@ -1,4 +1,4 @@
-"""SAM 2 mask proposer (method §1.1, §5, §11) on tiny random weights.
+"""SAM 2 mask proposer (docs/method.md §1.1, §5, §11) on tiny random weights.
 
 The fast decoder is checked against ``transformers``' own ``Sam2MaskDecoder.forward`` and
 ``Sam2Model.forward`` on the same weights and inputs.
@@ -39,7 +39,7 @@ def embedding(proposer, image):
 
 @pytest.fixture(scope="module")
 def points():
-    # 5×5 edge-to-edge grid (§11 Behavioural 2) = 25 prompts: 3 full batches of 8 + 1.
+    # 5×5 edge-to-edge grid (§11.2 item 2) = 25 prompts: 3 full batches of 8 + 1.
     g = torch.linspace(0, 1023, 5) + 0.5
     return torch.stack(torch.meshgrid(g, g, indexing="ij"), dim=-1).reshape(-1, 2)
 
@@ -98,7 +98,7 @@ def test_embed_matches_hf_image_features_without_no_memory(proposer, image, embe
     torch.testing.assert_close(
         embedding.image_with_no_memory(), with_no_memory, rtol=1e-5, atol=1e-5
     )
-    # method §1.1 quirk: the stored embedding does NOT include no_memory_embedding.
+    # docs/method.md §1.1 quirk: the stored embedding does NOT include no_memory_embedding.
     assert embedding.no_memory.abs().max() > 0.1
     assert (embedding.image - with_no_memory).abs().max() > 0.1
 
@@ -142,7 +142,7 @@ def test_propose_does_not_add_no_memory_embedding(proposer, embedding, points):
     masks, iou = _hf_decoder(proposer, embedding, embedding.image_with_no_memory(), points)
     _, with_no_memory, _, _ = _expected_proposals(masks, iou, -1.0)
     assert index.numel() == points.shape[0]
-    # Visibly different from the decoder fed the no-memory embedding (§1.1, §11.1).
+    # Visibly different from the decoder fed the no-memory embedding (§1.1, §11.2 item 1).
     assert (logits - with_no_memory).abs().max() > 1e-3
 
 

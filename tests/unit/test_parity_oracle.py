@@ -1,4 +1,4 @@
-"""Segmenter == a literal transcription of method §5 (tests/reference_oracle.py)."""
+"""Segmenter == a literal transcription of docs/method.md §5 (tests/reference_oracle.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference sampling: the paper's exact sampler (method §2.2) and the general one."""
+"""Reference sampling: the paper's exact sampler (docs/method.md §2.2) and the general one."""
 
 from __future__ import annotations
 

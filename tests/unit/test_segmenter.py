@@ -1,4 +1,4 @@
-"""The inference pipeline with deterministic fake models (method §5)."""
+"""The inference pipeline with deterministic fake models (docs/method.md §5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The paper's benchmarks and custom COCO datasets as one-line, resumable runs through FiftyOne.
 
-Each protocol (method §2, §6, §9.5):
+Each protocol (docs/method.md §2, §6, §9.5):
 
 1. imports the reference images (only those holding a reference) and the target images into
    two persistent FiftyOne datasets, ``<prefix>-refs`` and ``<prefix>-targets`` (every
@@ -15,11 +15,11 @@ Each protocol (method §2, §6, §9.5):
 4. segments the targets with :func:`fiftyone_ntt.fiftyone.segment` (resumable) into the field
    ``ntt_<run>``;
 5. exports the predictions as COCO results with the paper's box convention (1 px short,
-   method §6) and evaluates them with :func:`fiftyone_ntt.coco.evaluate` against the
+   docs/method.md §6) and evaluates them with :func:`fiftyone_ntt.coco.evaluate` against the
    original annotation file: COCO-FSOD on the 20 novel classes over all val2017 images, VOC
    as COCO-style AP50 on the split's 5 novel classes (``difficult`` -> crowd), CD-FSOD and
    custom data on the references' classes; box-only ground truth gives bbox AP only;
-6. prints ours next to the published numbers (method §7) and stores the report in the
+6. prints ours next to the published numbers (docs/method.md §7) and stores the report in the
    target dataset's ``info["ntt_protocols"]``.
 
 Command line: ``python -m fiftyone_ntt.fiftyone.protocols {coco-fsod,voc,cd-fsod,custom} ...``

@@ -144,7 +144,7 @@ def results_from_field(
 ) -> list[dict[str, Any]]:
     """COCO results of the predictions in ``pred_field`` (image id = the sample's
     ``coco_id``), with the paper's box convention (``[x1, y1, x2 - 1 - x1, y2 - 1 - y1]``,
-    method §6) or the exact extent; masks as compressed RLE at full resolution."""
+    docs/method.md §6) or the exact extent; masks as compressed RLE at full resolution."""
     from pycocotools import mask as mask_utils
 
     from fiftyone_ntt.fiftyone.labels import detection_box_xyxy, detection_full_mask

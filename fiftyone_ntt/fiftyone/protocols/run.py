@@ -264,7 +264,7 @@ def format_report(
         f"{report['description']}: {report['num_target_images']} target image(s), "
         f"{len(report['classes'])} class(es), {len(report['reference_ids'])} reference(s)"
         + (" [smoke run: --max-samples]" if report.get("smoke") else ""),
-        f"{'metric':<14}{'ours':>8}   published (method §7)",
+        f"{'metric':<14}{'ours':>8}   published (docs/method.md §7)",
     ]
     for iou_type in ("bbox", "segm"):
         for stat, _ in _STATS:

@@ -12,17 +12,18 @@ from typing import Any
 
 GT_FIELD = "ground_truth"
 
-#: The 20 novel classes of COCO-FSOD (the PASCAL VOC classes), COCO ids (method §2.1).
+#: The 20 novel classes of COCO-FSOD (the PASCAL VOC classes), COCO ids (docs/method.md §2.1).
 COCO_NOVEL_IDS = (1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 18, 19, 20, 21, 44, 62, 63, 64, 67, 72)
 
-#: PASCAL VOC few-shot novel classes per split (method §2.1).
+#: PASCAL VOC few-shot novel classes per split (docs/method.md §2.1).
 VOC_NOVEL_CLASSES = {
     1: ("bird", "bus", "cow", "motorbike", "sofa"),
     2: ("aeroplane", "bottle", "cow", "horse", "sofa"),
     3: ("boat", "cat", "motorbike", "sheep", "sofa"),
 }
 
-#: COCO-FSOD per shot: (seed-33 bbox, seed-33 segm, 10-seed mean±std bbox, segm) (method §7).
+#: COCO-FSOD per shot: (seed-33 bbox, seed-33 segm, 10-seed mean±std bbox, segm), docs/method.md
+#: §7.
 COCO_PUBLISHED = {
     1: (25.6, 24.1, "24.5±1.5", "22.9±1.6"),
     2: (30.7, 28.5, "29.5±2.0", "27.5±1.9"),
@@ -34,7 +35,7 @@ COCO_PUBLISHED = {
 #: README headline, 30-shot seed 33: bbox / segm nAP.
 COCO_README_30 = (36.8, 34.2)
 
-#: PASCAL VOC nAP50 per split and shot (project page, method §7); the abstract's average
+#: PASCAL VOC nAP50 per split and shot (project page, docs/method.md §7); the abstract's average
 #: over splits is 71.2.
 VOC_PUBLISHED = {
     1: {1: 70.8, 2: 72.3, 3: 73.3, 5: 77.2, 10: 79.1},
@@ -42,7 +43,7 @@ VOC_PUBLISHED = {
     3: {1: 61.1, 2: 67.9, 3: 71.3, 5: 70.8, 10: 72.6},
 }
 
-#: CD-FSOD bbox nAP: mean over the 6 datasets per shot, and 5-shot per dataset (method §7).
+#: CD-FSOD bbox nAP: mean over the 6 datasets per shot, and 5-shot per dataset (docs/method.md §7).
 CDFSOD_PUBLISHED = {
     "mean": {1: 18.0, 5: 22.4, 10: 21.4},
     "5shot": {
@@ -104,7 +105,7 @@ def _load(path: str | os.PathLike, image_dir: str | os.PathLike, *, difficult_as
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {str(path)!r} does not exist")
     coco = load_coco(path, image_dir=image_dir)
-    if difficult_as_crowd:  # VOC "difficult" objects are ignored as crowd (method §6)
+    if difficult_as_crowd:  # VOC "difficult" objects are ignored as crowd (docs/method.md §6)
         for ann in coco["annotations"]:
             if ann.get("difficult") and not ann.get("iscrowd"):
                 ann["iscrowd"] = 1
@@ -142,7 +143,8 @@ def coco_fsod_spec(
     val_json: str | os.PathLike | None = None,
 ) -> ProtocolSpec:
     """COCO-FSOD: references sampled from train2017 with the paper's rules and ``seed`` for the
-    20 novel classes; targets = all of val2017 with novel-class ground truth (method §2)."""
+    20 novel classes; targets = all val2017 images with novel-class ground truth (docs/method.md
+    §2)."""
     from fiftyone_ntt.sampling import sample_references_paper
 
     root = Path(coco_root)
@@ -189,7 +191,7 @@ def voc_spec(
 ) -> ProtocolSpec:
     """PASCAL VOC few-shot split 1-3: references sampled (paper rules, ``seed``) from VOC07+12
     trainval for the split's 5 novel classes, targets = VOC07 test, COCO-style AP50 with
-    ``difficult`` as crowd (method §2.1, §6).
+    ``difficult`` as crowd (docs/method.md §2.1, §6).
 
     Default layout under ``voc_root``: ``annotations/voc0712_trainval_with_segm.json`` (the
     research code's file), ``annotations/voc07_test_with_segm.json`` and one image folder
@@ -272,7 +274,7 @@ def _all_annotation_spec(
 
 
 def cd_fsod_spec(root: str | os.PathLike, shots: int, *, name: str | None = None) -> ProtocolSpec:
-    """A CD-FSOD dataset in the research code's layout (method §9.5): ``<root>/train``,
+    """A CD-FSOD dataset in the research code's layout (docs/method.md §9.5): ``<root>/train``,
     ``<root>/test``, ``annotations/{K}_shot.json`` (every annotation is a reference) and
     ``annotations/test.json``; the SAM-H ``*_with_segm.json`` versions are used when present,
     otherwise box-only references get SAM 2 masks and the evaluation is bbox only."""
