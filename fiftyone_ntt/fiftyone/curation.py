@@ -174,12 +174,27 @@ def _resolve(collection: Any, field: str, label_ids: Iterable[Any] | None, actio
     return dataset, ids
 
 
+def _set_decisions(view: Any, field: str, ids: list[str], decision: str | None) -> None:
+    """Curated labels carry their decision (what their tags say) for the App's colours:
+    kept in step when a curated label is accepted, rejected or untagged again."""
+    from fiftyone_ntt.fiftyone.labels import DECISION_ATTRIBUTE
+    from fiftyone_ntt.fiftyone.preview import CURATED_FIELD
+
+    if field != CURATED_FIELD or not ids:
+        return
+    path = f"{field}.detections.{DECISION_ATTRIBUTE}"
+    view.set_label_values(path, dict.fromkeys(ids, decision), dynamic=True)
+
+
 def _retag(dataset: Any, field: str, ids: list[str], add: str, remove: str) -> int:
+    from fiftyone_ntt.fiftyone.labels import decision_of
+
     if not ids:
         return 0
     view = dataset.select_labels(ids=ids, fields=field, omit_empty=True)
     view.untag_labels(remove, label_fields=[field])
     view.tag_labels(add, label_fields=[field])
+    _set_decisions(view, field, ids, decision_of([add]))
     return len(ids)
 
 
@@ -253,6 +268,7 @@ def untag_labels(
         total += tagged.count(f"{field}.detections")
         for tag in tags:
             view.untag_labels(tag, label_fields=[field])
+        _set_decisions(view, field, ids, None)
     return total
 
 

@@ -1,24 +1,117 @@
-"""Conversions between FiftyOne labels and the library's types.
+"""Conversions between FiftyOne labels and the library's types, and how No Time to Train's
+labels look in the App.
 
 FiftyOne's convention: relative ``[x, y, w, h]`` boxes in ``[0, 1]`` and instance masks
 cropped to the box. The library's: absolute-pixel ``XYXY`` boxes (exclusive ``x2``/``y2``)
 and full-image boolean masks. Only this module converts between the two.
+
+The look (:func:`apply_field_look`): every field No Time to Train writes gets a fixed colour
+in the dataset's colour scheme (``app_config.color_scheme``), so colours do not reshuffle when
+the App reloads; curated labels (:data:`~fiftyone_ntt.fiftyone.preview.CURATED_FIELD`) carry
+their decision in :data:`DECISION_ATTRIBUTE` and are coloured by it (accepted green, rejected
+red) when the App colours by value; the curated field is hidden by default (a curator looks
+at the current preview; ticking the field in the sidebar shows the decisions already made).
+Entries a user set (a field's colours, the active fields) are never replaced.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from fiftyone_ntt.fiftyone.preview import CURATED_FIELD, PREVIEW_FIELD
+from fiftyone_ntt.fiftyone.references import DEFAULT_REFERENCE_TAG, NEG_TAG
 from fiftyone_ntt.types import Predictions, Reference
 
 __all__ = [
+    "ACCEPTED",
+    "ACCEPTED_COLOR",
+    "DECISION_ATTRIBUTE",
+    "REJECTED",
+    "REJECTED_COLOR",
+    "apply_field_look",
+    "decision_of",
     "detection_box_xyxy",
     "detection_full_mask",
     "detection_to_reference",
+    "field_color",
     "predictions_to_detections",
 ]
+
+#: Attribute of a curated label: :data:`ACCEPTED` (a reference) or :data:`REJECTED` (a
+#: negative), as its tags say.
+DECISION_ATTRIBUTE = "ntt_decision"
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+ACCEPTED_COLOR = "#22c55e"
+REJECTED_COLOR = "#b91c1c"
+#: Fixed colours of the fields No Time to Train writes; other fields of its runs get one of
+#: :data:`_POOL`, chosen by their name (the same on every reload).
+_FIELD_COLORS = {PREVIEW_FIELD: "#f59e0b", CURATED_FIELD: "#a78bfa"}
+_POOL = ("#06b6d4", "#ec4899", "#84cc16", "#f97316", "#3b82f6", "#eab308", "#14b8a6")
+
+
+def decision_of(tags: Iterable[str] | None) -> str | None:
+    """The decision that label tags say: :data:`ACCEPTED` for a reference tag,
+    :data:`REJECTED` for a negative tag, None for neither."""
+    tags = set(tags or ())
+    if DEFAULT_REFERENCE_TAG in tags:
+        return ACCEPTED
+    if NEG_TAG in tags:
+        return REJECTED
+    return None
+
+
+def field_color(field: str) -> str:
+    """The fixed App colour of a field No Time to Train writes."""
+    return _FIELD_COLORS.get(field) or _POOL[zlib.crc32(field.encode()) % len(_POOL)]
+
+
+def _look(field: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": field, "fieldColor": field_color(field)}
+    if field == CURATED_FIELD:
+        entry["colorByAttribute"] = DECISION_ATTRIBUTE
+        entry["valueColors"] = [
+            {"value": ACCEPTED, "color": ACCEPTED_COLOR},
+            {"value": REJECTED, "color": REJECTED_COLOR},
+        ]
+    return entry
+
+
+def apply_field_look(collection: Any, fields: Iterable[str]) -> list[str]:
+    """Give No Time to Train's ``fields`` their look in the dataset's App settings: a colour
+    scheme entry (fixed colour; for the curated field, colours by decision) for each field
+    that has none yet, and the curated field left out of the default active fields when its
+    entry is added (unless the user's active fields already decide: a list of fields to show
+    leaves it out anyway). Nothing a user set is replaced.
+
+    Returns:
+        The fields whose entry was added.
+    """
+    import fiftyone as fo
+
+    dataset = collection._root_dataset
+    dataset.reload()  # the App's process may have saved settings since
+    config = dataset.app_config
+    scheme = config.color_scheme or fo.ColorScheme()
+    entries = list(scheme.fields or [])
+    have = {entry.get("path") for entry in entries}
+    added = [f for f in dict.fromkeys(fields) if f not in have]
+    if not added:
+        return []
+    scheme.fields = entries + [_look(f) for f in added]
+    config.color_scheme = scheme
+    if CURATED_FIELD in added:
+        active = config.active_fields
+        if active is None:
+            config.active_fields = fo.ActiveFields(exclude=True, paths=[CURATED_FIELD])
+        elif active.exclude and CURATED_FIELD not in (active.paths or []):
+            active.paths = [*(active.paths or []), CURATED_FIELD]
+    dataset.save()
+    return added
 
 
 def detection_box_xyxy(detection: Any, width: int, height: int) -> tuple[float, ...]:

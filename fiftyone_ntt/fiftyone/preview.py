@@ -72,10 +72,12 @@ def _check_field(dataset: Any, field: str, gt_fields: Sequence[str]) -> None:
 
 def _keep_curated(dataset: Any, field: str, sample_ids: list[str]) -> int:
     """Move labels tagged as references or negatives out of the preview field (of the
-    samples about to be overwritten or cleared) into :data:`CURATED_FIELD`."""
+    samples about to be overwritten or cleared) into :data:`CURATED_FIELD`; each carries its
+    decision (:data:`~fiftyone_ntt.fiftyone.labels.DECISION_ATTRIBUTE`)."""
     import fiftyone as fo
     from fiftyone import ViewField as F
 
+    from fiftyone_ntt.fiftyone.labels import DECISION_ATTRIBUTE, decision_of
     from fiftyone_ntt.fiftyone.references import DEFAULT_REFERENCE_TAG, NEG_TAG
 
     tagged = F("tags").contains([DEFAULT_REFERENCE_TAG, NEG_TAG], all=False)
@@ -91,10 +93,11 @@ def _keep_curated(dataset: Any, field: str, sample_ids: list[str]) -> int:
         merged = list(kept.detections) if kept is not None else []
         for det in detections or []:
             if det.id not in have:
+                det[DECISION_ATTRIBUTE] = decision_of(det.tags)
                 merged.append(det)
                 moved += 1
         values[sample_id] = fo.Detections(detections=merged)
-    dataset.set_values(CURATED_FIELD, values, key_field="id")
+    dataset.set_values(CURATED_FIELD, values, key_field="id", dynamic=True)
     return moved
 
 
@@ -139,7 +142,7 @@ def preview(
     """
     from fiftyone_ntt.fiftyone.banks import load_bank
     from fiftyone_ntt.fiftyone.curation import ground_truth_fields
-    from fiftyone_ntt.fiftyone.labels import predictions_to_detections
+    from fiftyone_ntt.fiftyone.labels import apply_field_look, predictions_to_detections
     from fiftyone_ntt.fiftyone.models import get_models, load_count
     from fiftyone_ntt.fiftyone.references import check_image_collection
     from fiftyone_ntt.fiftyone.segment import _resolve_config
@@ -216,6 +219,7 @@ def preview(
         dataset.set_values(field, values, key_field="id")
     if stale:
         dataset.set_values(field, dict.fromkeys(stale), key_field="id")
+    apply_field_look(dataset, [field, CURATED_FIELD] if curated else [field])
     return {
         "field": field,
         "sample_ids": [i for i in ids if i in values],
