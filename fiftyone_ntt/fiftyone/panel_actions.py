@@ -28,9 +28,11 @@ from fiftyone_ntt.fiftyone.panel_state import (
 __all__ = [
     "accept_selected",
     "build_bank",
+    "build_problems",
     "cancel_run",
     "default_bank_key",
     "demo_references",
+    "dismiss_run",
     "evaluate_run",
     "mark_run_failed",
     "open_evaluation",
@@ -171,6 +173,51 @@ def reference_field(collection: Any) -> str | None:
     preds = set(prediction_fields(collection))
     candidates = [f for f in tagged if f not in preds] or list(tagged)
     return max(sorted(candidates), key=lambda f: tagged[f][REF_TAG])
+
+
+def build_problems(
+    collection: Any, bank_key: str | None, preset: str | None
+) -> list[tuple[str, str]]:
+    """What is wrong with building bank ``bank_key`` with ``preset`` from the dataset's
+    references, as ``(parameter, message)``: ``bank_key``, ``preset`` or the references
+    (``gt_field``, ``fields``, ``classes``). The checks of the *Build memory bank* operator
+    (:func:`~fiftyone_ntt.fiftyone.banks.validate_build`, the preset's name), plus: a
+    new version of an existing bank keeps its preset (its versions are compared and a run
+    is resumed with the next one), so another preset needs another key."""
+    from fiftyone_ntt.config import get_preset
+    from fiftyone_ntt.fiftyone.banks import list_banks, validate_build
+
+    dataset = collection._root_dataset
+    problems: list[tuple[str, str]] = []
+    if bank_key is not None and not str(bank_key).strip():
+        problems.append(
+            (
+                "bank_key",
+                "the bank key is empty: enter a name of 1-100 letters, digits, '_', '-' or "
+                "'.' (an existing key adds a version to that bank)",
+            )
+        )
+        bank_key = None
+    try:
+        get_preset(preset)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as error:
+        problems.append(("preset", str(error)))
+    gt_field = reference_field(dataset)
+    if gt_field is not None:
+        problems += validate_build(dataset, gt_field, bank_key=bank_key)[1]
+    existing = {b["key"]: b for b in list_banks(dataset)}.get(bank_key) if bank_key else None
+    old = (existing or {}).get("preset") or "default"
+    if existing and not any(p == "preset" for p, _ in problems) and preset != old:
+        problems.append(
+            (
+                "bank_key",
+                f"bank {bank_key!r} (v{existing.get('version', 1)}) was built with preset "
+                f"{old!r}; its next version must use the same models, so that its versions "
+                f"compare: choose preset {old!r} to rebuild it, or enter a new bank key for "
+                f"a {preset!r} bank",
+            )
+        )
+    return problems
 
 
 def build_bank(
@@ -422,6 +469,27 @@ def resume_prompt(collection: Any, plugin: str, row: Mapping[str, Any] | None) -
             variant="warning",
         )
     return Effect(prompt={"operator": f"{plugin}/ntt_segment", "params": params})
+
+
+def dismiss_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
+    """Hide a failed or interrupted row from the Runs table (until its field gets a new
+    attempt); the run record, the operation, the predictions and the labels are kept."""
+    from fiftyone_ntt.fiftyone.panel_state import dismiss_row
+
+    row = _need_row(row)
+    if not row.get("can_dismiss"):
+        return Effect(
+            f"{row.get('kind') or 'the run'} {row.get('field')!r} is {row.get('state')!r}: "
+            "only a failed or interrupted row can be dismissed (Cancel a queued or running "
+            "one first)",
+            variant="warning",
+        )
+    dismiss_row(collection, row)
+    return Effect(
+        f"Dismissed the {row['state']} row of {row.get('field') or row.get('id')!r}: its run "
+        "record, predictions and labels are kept; a new run of it shows again",
+        result=row.get("id"),
+    )
 
 
 def mark_run_failed(collection: Any, row: Mapping[str, Any] | None) -> Effect:

@@ -32,15 +32,21 @@ __all__ = [
     "REF_TAG",
     "Effect",
     "bank_rows",
+    "change_stamp",
     "demo_split",
+    "dismiss_row",
+    "dismissed_rows",
     "first_use",
     "format_size",
     "format_time",
+    "has_active_runs",
     "label_fields_with_tags",
     "prediction_fields",
     "reference_rows",
+    "row_key",
     "run_rows",
     "selection_summary",
+    "short_text",
 ]
 
 REF_TAG = DEFAULT_REFERENCE_TAG
@@ -184,6 +190,7 @@ def bank_rows(collection: Any) -> list[dict[str, Any]]:
                     "when": format_time(entry.get("created"))[5:],
                     "change": (entry.get("diff") or {}).get("text", ""),
                     "exists": bool(entry.get("exists", True)),
+                    "preset": entry.get("preset") or info.get("preset") or "",
                 }
             )
     return rows
@@ -262,9 +269,151 @@ def run_rows(collection: Any) -> list[dict[str, Any]]:
                 **_stop_buttons(source, state),
                 "can_evaluate": source == "run" and state == "completed",
                 "can_open_eval": bool(evaluation) and evaluation in dataset.list_evaluations(),
+                "updated_iso": str(r.get("updated") or ""),
             }
         )
-    return rows
+    return _without_dismissed(dataset, _fold_attempts(rows))
+
+
+#: Characters of an error shown in a Runs table cell (the full text is its tooltip).
+ERROR_CELL_CHARS = 30
+_DISMISSIBLE = ("failed", "interrupted")
+
+
+def short_text(text: Any, limit: int = ERROR_CELL_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters with ``…``."""
+    line = " ".join(str(text or "").split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def row_key(row: Mapping[str, Any]) -> str:
+    """What a Runs row is about: ``"<kind>:<field>"`` (an operation without a field: its
+    id). Attempts with the same key are one row."""
+    if row.get("field"):
+        return f"{row.get('kind')}:{row['field']}"
+    return f"id:{row.get('id')}"
+
+
+def _primary(attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The attempt a folded row shows: a delegated operation that is not over (queued,
+    running, or interrupted: its worker is gone), else the latest."""
+    live = [a for a in attempts if a.get("op_id") and a["state"] in (*_ACTIVE, "interrupted")]
+    return max(live or attempts, key=lambda a: a.get("updated_iso") or "")
+
+
+def _fold_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per output field (evaluation key, ...): its latest attempt, the others
+    folded in (``attempts``, ``history``). The field's run lends its buttons (Show, Resume,
+    Evaluate, Results) unless an operation is still at work on it. Adds ``error_short``
+    and ``can_dismiss`` (a failed or interrupted row that nothing is running)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row_key(row), []).append(row)
+    out = []
+    for attempts in groups.values():
+        primary = _primary(attempts)
+        row = dict(primary)
+        run = next((a for a in attempts if a.get("op_id") is None), None)
+        at_work = primary.get("op_id") and primary["state"] in (*_ACTIVE, "interrupted")
+        if run is not None and run is not primary and not at_work:
+            for flag in ("can_show", "can_resume", "can_evaluate", "can_open_eval"):
+                row[flag] = bool(row.get(flag) or run.get(flag))
+            row["evaluation"] = row.get("evaluation") or run.get("evaluation")
+        older = sorted(
+            (a for a in attempts if a is not primary),
+            key=lambda a: a.get("updated_iso") or "",
+            reverse=True,
+        )
+        row["attempts"] = len(attempts)
+        row["history"] = (
+            f"{len(older)} earlier attempt{'s' if len(older) != 1 else ''}: "
+            + "; ".join(
+                " ".join(
+                    t for t in (a["state"], a.get("when"), short_text(a.get("error"), 60)) if t
+                )
+                for a in older
+            )
+            if older
+            else ""
+        )
+        row["error_short"] = short_text(row.get("error"))
+        row["can_dismiss"] = row["state"] in _DISMISSIBLE and not row.get("can_cancel")
+        out.append(row)
+    return out
+
+
+_PANEL_STORE = "ntt_panel"
+_DISMISSED = "dismissed_runs"
+
+
+def _panel_store(dataset: Any) -> Any:
+    from fiftyone.operators.store import ExecutionStore
+
+    return ExecutionStore.create(_PANEL_STORE, dataset._root_dataset._doc.id)
+
+
+def _dismiss_stamp(row: Mapping[str, Any]) -> str:
+    return f"{row.get('id')}@{row.get('updated_iso')}@{row.get('state')}"
+
+
+def dismissed_rows(collection: Any) -> dict[str, str]:
+    """``{row key: stamp}`` of the Runs rows dismissed on this dataset (a row stays hidden
+    until its field gets a new attempt)."""
+    return dict(_panel_store(collection).get(_DISMISSED) or {})
+
+
+def dismiss_row(collection: Any, row: Mapping[str, Any]) -> None:
+    """Hide a Runs row from the panel: only the panel's list of dismissed rows changes (the
+    run record, the operation, the predictions and the labels are kept)."""
+    store = _panel_store(collection)
+    dismissed = dict(store.get(_DISMISSED) or {})
+    dismissed[row_key(row)] = _dismiss_stamp(row)
+    store.set(_DISMISSED, dismissed)
+
+
+def _without_dismissed(dataset: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    dismissed = dismissed_rows(dataset)
+    if not dismissed:
+        return rows
+    return [r for r in rows if dismissed.get(row_key(r)) != _dismiss_stamp(r)]
+
+
+def has_active_runs(rows: Iterable[Mapping[str, Any]] | None) -> bool:
+    """Whether a Runs row is queued or running (the panel then refreshes on its timer)."""
+    return any(r.get("state") in _ACTIVE for r in rows or [])
+
+
+def change_stamp(collection: Any) -> str:
+    """A digest of what the panel shows that operators change (banks and their versions,
+    runs, evaluations, delegated operations, label tags, fields, dismissed rows): the
+    panel's timer refreshes it when this changes."""
+    import hashlib
+    import json
+
+    from fiftyone_ntt.fiftyone.activity import operation_rows
+    from fiftyone_ntt.fiftyone.banks import list_banks
+
+    dataset = collection._root_dataset
+    parts = [
+        [
+            (
+                b["key"],
+                b.get("version"),
+                b.get("num_versions"),
+                b.get("fingerprint"),
+                b.get("exists"),
+            )
+            for b in list_banks(dataset)
+        ],
+        [(k, str(dataset.get_run_info(k).timestamp)) for k in sorted(dataset.list_runs())],
+        sorted(dataset.list_evaluations()),
+        [(r["id"], r["state"], r["done"], r["updated"]) for r in operation_rows(dataset)],
+        dataset.count_label_tags(),
+        sorted(dataset.get_field_schema()),
+        dismissed_rows(dataset),
+    ]
+    text = json.dumps(parts, default=str, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _stop_buttons(source: str, state: str) -> dict[str, bool]:

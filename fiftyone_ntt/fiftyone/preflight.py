@@ -89,7 +89,7 @@ def output_conflict(
         what = (
             f"bank {previous_bank!r}"
             if previous_bank != bank_key
-            else f"an earlier version of bank {bank_key!r}"
+            else _other_build(dataset, bank_key, config, bank)
         )
         return f"field {out_field!r} holds the predictions of a run with {what}"
     previous = dict(getattr(config, "ntt_config", None) or {})
@@ -102,6 +102,26 @@ def output_conflict(
         detail = ", ".join(f"{k}: {previous.get(k)!r} -> {wanted[k]!r}" for k in changed)
         return f"field {out_field!r} holds the predictions of a run with other settings ({detail})"
     return None
+
+
+def _other_build(dataset: Any, bank_key: str, config: Any, bank: dict[str, Any]) -> str:
+    """Which build of bank ``bank_key`` a run used, when not its latest version: an
+    earlier version still listed (``"an earlier version (v1) of bank 'k' (now v2)"``), or
+    one deleted since (a key deleted and built again starts at v1 once more)."""
+    from fiftyone_ntt.fiftyone.banks import bank_versions
+
+    fingerprint = getattr(config, "bank_fingerprint", None)
+    now = f"v{bank.get('version', 1)}"
+    recorded = getattr(config, "bank_version", None)
+    same = [e for e in bank_versions(dataset, bank_key) if e.get("fingerprint") == fingerprint]
+    # versions of the same content share a fingerprint: the one the run recorded first
+    same.sort(key=lambda e: e.get("version") != recorded)
+    if fingerprint and same:
+        return f"an earlier version (v{same[0]['version']}) of bank {bank_key!r} (now {now})"
+    return (
+        f"a build of bank {bank_key!r} that was deleted since (the current {bank_key!r} "
+        f"{now} is another build)"
+    )
 
 
 def propose_output_field(collection: Any, base: str, bank_key: str | None = None) -> str:

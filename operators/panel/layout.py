@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import fiftyone.operators.types as types
 
+from .._forms import invalid
 from .._numbers import number_field
 
-#: The preview's N: its label and bound (``NTTPanel.set_preview_n`` checks a new value).
-PREVIEW_N = {"label": "N (samples of the view to preview)", "min": 1}
+#: The preview's N: its label and bounds (``NTTPanel.set_preview_n`` checks a new value). At
+#: most 100: a preview runs inside the App, a look before a run ('Segment this view…').
+PREVIEW_N = {"label": "N (samples of the view to preview)", "min": 1, "max": 100}
+#: Milliseconds between two ticks of the panel's refresh timer: while work or runs are under
+#: way, else (a tick only redraws the panel when the dataset changed).
+POLL_BUSY_MS = 1500
+POLL_IDLE_MS = 4000
 
 _NOTICE = {"error": types.Error, "warning": types.Warning, "success": types.Success}
 
@@ -32,6 +38,32 @@ def _buttons(parent: types.Object, name: str, buttons: list[tuple]) -> None:
 
 def _heading(parent: types.Object, name: str, text: str) -> None:
     parent.md(f"##### {text}", name=name)
+
+
+def _message(obj: types.Object, state, section: str) -> None:
+    """The result of the last action, in the section of the button that caused it."""
+    message = state.get("message")
+    if message and (state.get("message_at") or "top") == section:
+        kind = _NOTICE.get(state.get("message_variant"), types.Notice)
+        obj.view("message" if section == "top" else f"{section}_message", kind(label=message))
+
+
+def _field_error(obj: types.Object, prop, state, name: str) -> None:
+    """The error of a field of the panel (``state.errors``), shown under the field."""
+    error = (state.get("errors") or {}).get(name)
+    if error:
+        invalid(obj, prop, name, error)
+
+
+def _busy(obj: types.Object, state, action: str, name: str) -> bool:
+    """While ``action`` runs: what it is doing (with its progress), in place of the old
+    message. Returns whether any work is under way (its buttons are then disabled)."""
+    busy = state.get("busy") or {}
+    if busy.get("action") == action:
+        progress = state.get("progress")
+        text = f"{busy.get('text')} ({progress})" if progress else f"{busy.get('text')} working…"
+        obj.view(name, types.Notice(label=text))
+    return bool(busy)
 
 
 def _first_use(panel, obj: types.Object, info: dict) -> None:
@@ -116,6 +148,7 @@ def _references(panel, obj: types.Object, state) -> None:
             ("untag", "Untag selected", panel.untag, False),
         ],
     )
+    _message(obj, state, "refs")
 
 
 def _banks(panel, obj: types.Object, state) -> None:
@@ -153,22 +186,72 @@ def _banks(panel, obj: types.Object, state) -> None:
         )
     else:
         obj.view("banks_empty", types.Notice(label="No memory bank yet."))
+    _build_fields(obj, state, panel)
+    working = _busy(obj, state, "build", "banks_busy")
     has_refs = bool(state.get("refs"))
-    _buttons(obj, "banks_buttons", [("build", "Build / rebuild", panel.build, not has_refs)])
+    _buttons(
+        obj,
+        "banks_buttons",
+        [("build", "Build / rebuild", panel.build, not has_refs or working)],
+    )
+    _message(obj, state, "banks")
+
+
+def _build_fields(obj: types.Object, state, panel) -> None:
+    """The bank key and the preset *Build* uses (an existing key: its next version)."""
+    from fiftyone_ntt.config import PRESETS
+
+    keys = {r["key"]: r["version"] for r in reversed(state.get("banks") or [])}
+    key = state.get("build_key")
+    hint = (
+        f"builds v{keys[key] + 1} of {key!r}"
+        if key in keys
+        else "a new key makes a new bank; an existing key, its next version"
+    )
+    prop = obj.str(
+        "build_key",
+        default=key,
+        label="Bank key",
+        description=hint,
+        on_change=panel.set_build_key,
+        view=types.FieldView(space=6),
+    )
+    _field_error(obj, prop, state, "build_key")
+    presets = list(PRESETS)
+    chosen = state.get("build_preset")
+    if chosen is not None and chosen not in presets:
+        presets.append(chosen)  # shown as typed, with its error
+    choices = types.DropdownView(label="Model preset", space=6)
+    for name in presets:
+        choices.add_choice(name, label=name)
+    prop = obj.enum(
+        "build_preset",
+        presets,
+        default=chosen or "default",
+        label="Model preset",
+        description="The models of the bank (a bank keeps its preset in every version)",
+        view=choices,
+        on_change=panel.set_build_preset,
+    )
+    _field_error(obj, prop, state, "build_preset")
+    if (state.get("errors") or {}).get("build"):
+        obj.view("build_error", types.Error(label=state.get("errors")["build"]))
 
 
 def _preview(panel, obj: types.Object, state) -> None:
     _heading(obj, "preview_heading", "Preview")
     bank = state.get("bank")
-    number_field(
+    prop = number_field(
         obj,
         "preview_n",
-        state.get("preview_n_entered"),  # a refused value says why under the field
-        default=state.get("preview_n") or 8,
+        state.get("preview_n"),  # what the field shows is what Preview uses
+        default=8,
         on_change=panel.set_preview_n,
         view=types.FieldView(space=4),
         **PREVIEW_N,
     )
+    _field_error(obj, prop, state, "preview_n")
+    working = _busy(obj, state, "preview", "preview_busy")
     _buttons(
         obj,
         "preview_buttons",
@@ -177,11 +260,17 @@ def _preview(panel, obj: types.Object, state) -> None:
                 "preview_sample",
                 "Preview on this sample",
                 panel.preview_sample,
-                not (bank and state.get("modal")),
+                not (bank and state.get("modal")) or working,
             ),
-            ("preview_view", "Preview on N samples of the view", panel.preview_view, not bank),
+            (
+                "preview_view",
+                "Preview on N samples of the view",
+                panel.preview_view,
+                not bank or working,
+            ),
         ],
     )
+    _message(obj, state, "preview")
     obj.md(
         "Select predictions (in the sample view, or patches of a prediction field or of an "
         "evaluation), then:",
@@ -195,6 +284,7 @@ def _preview(panel, obj: types.Object, state) -> None:
             ("reject", "Reject selected predictions (false positives)", panel.reject, False),
         ],
     )
+    _message(obj, state, "judge")
 
 
 def _runs(panel, obj: types.Object, state) -> None:
@@ -212,12 +302,17 @@ def _runs(panel, obj: types.Object, state) -> None:
             ("status", "State"),
             ("bank", "Bank"),
         ]
-        if any(r.get("error") for r in rows):
-            columns.append(("error", "Error"))
+        errors = [r for r in rows if r.get("error")]
+        if errors:  # a few words in the cell; the full text: its tooltip and a line below
+            columns.append(("error_short", "Error"))
         table = _table(columns)
         for index, row in enumerate(rows):
             if row.get("when"):
                 table.add_tooltip(index, "status", f"updated {row['when']} UTC")
+            if row.get("history"):
+                table.add_tooltip(index, "field", row["history"])
+            if row.get("error"):
+                table.add_tooltip(index, "error_short", row["error"])
         # short labels (the tooltip says the rest): three of them fit beside the columns
         for name, label, tooltip, callback, flag in (
             ("show", "Show", "Show the run's predictions", panel.run_show, "can_show"),
@@ -244,6 +339,14 @@ def _runs(panel, obj: types.Object, state) -> None:
                 panel.run_open_eval,
                 "can_open_eval",
             ),
+            (
+                "dismiss",
+                "Dismiss",
+                "Hide this row until the field is run again. Nothing is deleted: the run "
+                "record, its predictions and the labels are kept",
+                panel.run_dismiss,
+                "can_dismiss",
+            ),
         ):
             table.add_row_action(
                 name,
@@ -253,6 +356,12 @@ def _runs(panel, obj: types.Object, state) -> None:
                 rows=[bool(r.get(flag)) for r in rows],
             )
         obj.list("runs", types.Object(), view=table)
+        if errors:
+            lines = [
+                f"**{r.get('field') or r.get('kind')}** ({r.get('state')}): {r['error']}"
+                for r in errors
+            ]
+            obj.md("  \n".join(lines), name="runs_errors")
     else:
         obj.view("runs_empty", types.Notice(label="No segmentation run yet."))
     _buttons(
@@ -263,15 +372,32 @@ def _runs(panel, obj: types.Object, state) -> None:
             ("refresh", "Refresh", panel.on_refresh, False),
         ],
     )
+    _message(obj, state, "runs")
+
+
+def _timers(panel, obj: types.Object, state) -> None:
+    """The refresh timer (``poll``; faster while work or runs are under way) and, while
+    work is announced, the one-shot timer that starts it (``work``)."""
+    busy = state.get("busy") or {}
+    from fiftyone_ntt.fiftyone.panel_state import has_active_runs
+
+    active = bool(busy) or has_active_runs(state.get("runs"))
+    obj.view(
+        "poll_timer",
+        types.TimerView(interval=POLL_BUSY_MS if active else POLL_IDLE_MS, on_interval=panel.poll),
+    )
+    if busy.get("token"):
+        obj.view(
+            "work_timer",
+            types.TimerView(timeout=50, on_timeout=panel.work, params={"token": busy["token"]}),
+        )
 
 
 def render_panel(panel, ctx) -> types.Property:
     state = ctx.panel.state
     obj = types.Object()
-    message = state.get("message")
-    if message:
-        kind = _NOTICE.get(state.get("message_variant"), types.Notice)
-        obj.view("message", kind(label=message))
+    _message(obj, state, "top")
+    _timers(panel, obj, state)
     info = state.get("first_use")
     if info:
         _first_use(panel, obj, info)

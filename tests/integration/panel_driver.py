@@ -5,7 +5,9 @@ URI with ``__method__``, ``panel_id`` and ``panel_state``), then the App operati
 callback triggered are applied to this driver's copy of the App state: panel-state patches,
 ``set_view`` (the driver's view), ``show_panel_output`` (the rendered layout),
 ``clear_selected_labels``/``clear_selected_samples`` (the driver's selection), the rest
-recorded.
+recorded. Like the App, a one-shot timer (``TimerView`` with ``timeout``) that appears in the
+rendered layout fires its method once (``auto_timers=False`` leaves that to the test:
+:meth:`timers`); interval timers are left to the test (``call("poll")``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class PanelDriver:
         self.current_sample: str | None = None
         self.output: dict[str, Any] | None = None
         self.requests: list[dict[str, Any]] = []
+        #: fire one-shot timers of the layout as the App does when it mounts them
+        self.auto_timers = True
+        self._fired: set[str] = set()
 
     def call(self, method: str, **params: Any) -> list[dict[str, Any]]:
         """Run panel callback ``method``; returns the App operations it triggered (besides
@@ -66,7 +71,29 @@ class PanelDriver:
                     self.view = self._view(args.get("view") or [])
                 others.append(request)
         self.requests = others
+        if self.auto_timers:
+            for name, method, timer_params in self.timers(one_shot=True):
+                if name not in self._fired:
+                    self._fired.add(name)
+                    return others + self.call(method, **timer_params)
         return others
+
+    def timers(self, one_shot: bool | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(name, method, params)`` of the ``TimerView`` entries of the rendered layout;
+        ``one_shot``: only those with a ``timeout`` (True) or an ``interval`` (False)."""
+        found = []
+        for node in _walk(self.output or {}):
+            view = node.get("view") if isinstance(node, dict) else None
+            if not isinstance(view, dict) or view.get("name") != "TimerView":
+                continue
+            is_one_shot = bool(view.get("timeout")) and not view.get("interval")
+            if one_shot is not None and is_one_shot != one_shot:
+                continue
+            uri = view.get("on_timeout") if is_one_shot else view.get("on_interval")
+            params = dict(view.get("params") or {})
+            key = f"{uri}:{sorted(params.items())}"
+            found.append((key, str(uri).rsplit("#", 1)[-1], params))
+        return found
 
     def _view(self, stages):
         import fiftyone.server.view as fosv
@@ -90,6 +117,24 @@ class PanelDriver:
         props = ((self.output or {}).get("type") or {}).get("properties") or {}
         return list(props)
 
+    def find(self, name: str) -> dict[str, Any] | None:
+        """The rendered property ``name``, at any depth of the layout."""
+        for node in _walk(self.output or {}):
+            props = (node.get("type") or {}).get("properties") if isinstance(node, dict) else None
+            if isinstance(props, dict) and name in props:
+                return props[name]
+        return None
+
     def button(self, stack: str, name: str) -> dict[str, Any]:
         props = self.output["type"]["properties"][stack]["type"]["properties"]
         return props[name]["view"]
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)

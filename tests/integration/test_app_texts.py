@@ -109,7 +109,7 @@ def test_panel_preview_n_says_at_least_1(painted_dataset):
     prop = field()
     assert prop.get("invalid") and "at least 1" in prop["error_message"]
     assert "0" in prop["error_message"]
-    assert panel.state["preview_n"] == 8  # the last good value is what Preview uses
+    assert panel.state["preview_n"] == 0  # what the field shows (Preview refuses it)
     panel.call("set_preview_n", value=3)
     assert not field().get("invalid") and panel.state["preview_n"] == 3
 

@@ -182,7 +182,7 @@ def test_segment_run_evaluate_and_open_evaluation(panel):
     prompt = panel.params_of("prompt_user_for_operation")
     assert prompt["operator_uri"] == "@fiftyone-ntt/no-time-to-train/ntt_segment"
     assert prompt["params"] == {"bank": "ground_truth-refs"}
-    assert prompt["on_success"].endswith("#on_refresh")
+    assert prompt["on_success"].endswith("#refresh_quiet")  # no "Refreshed" toast
 
     nf.segment(dataset, "ground_truth-refs", "ntt_predictions", points_per_side=16)
     panel.call("on_change_view")  # what the App calls when the view changes
