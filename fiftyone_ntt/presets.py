@@ -195,7 +195,7 @@ def check_encoder_sizes(config: NTTConfig, preset: str = "custom") -> None:
         ValueError: e.g. the ``paper`` preset's 518 px with a DINOv3 (16-px patch) encoder.
     """
     from fiftyone_ntt.config import encoder_input_size
-    from fiftyone_ntt.models.dinov3 import encoder_family
+    from fiftyone_ntt.models.families import encoder_family
 
     family = encoder_family(config.models.dinov2)
     patch = 16 if family == "dinov3" else 14

@@ -68,14 +68,8 @@ def build_models(arch: str, device: str, sam_version: str, precision: str = "flo
     """Random-weight encoder and proposer of the given size (no download)."""
     from transformers import Dinov2Model, Sam2Model
 
-    from fiftyone_ntt.models.conversion import (
-        DINOV2_SPECS,
-        HIERA_SPECS,
-        Dinov2Architecture,
-        Sam2Architecture,
-    )
-    from fiftyone_ntt.models.dinov2 import Dinov2Encoder
-    from fiftyone_ntt.models.sam2 import Sam2Proposer
+    from fiftyone_ntt.models.dinov2 import DINOV2_SPECS, Dinov2Architecture, Dinov2Encoder
+    from fiftyone_ntt.models.sam2 import HIERA_SPECS, Sam2Architecture, Sam2Proposer
 
     if arch == "tiny":
         from fiftyone_ntt.models import tiny_encoder, tiny_proposer

@@ -64,8 +64,7 @@ def _params(model: torch.nn.Module) -> int:
 def build_proposer(source: str, device: str):
     from transformers import Sam2Model
 
-    from fiftyone_ntt.models.conversion import HIERA_SPECS, Sam2Architecture
-    from fiftyone_ntt.models.sam2 import Sam2Proposer
+    from fiftyone_ntt.models.sam2 import HIERA_SPECS, Sam2Architecture, Sam2Proposer
 
     spec = next(s for s in HIERA_SPECS.values() if s.arch == SAM2_ARCH[source])
     arch = Sam2Architecture(
@@ -88,8 +87,7 @@ def build_encoder(source: str, device: str):
     if family == "dinov2":
         from transformers import Dinov2Model
 
-        from fiftyone_ntt.models.conversion import DINOV2_SPECS, Dinov2Architecture
-        from fiftyone_ntt.models.dinov2 import Dinov2Encoder
+        from fiftyone_ntt.models.dinov2 import DINOV2_SPECS, Dinov2Architecture, Dinov2Encoder
 
         spec = next(s for s in DINOV2_SPECS.values() if s.arch == name)
         arch = Dinov2Architecture(
@@ -107,8 +105,7 @@ def build_encoder(source: str, device: str):
         )
     from transformers import DINOv3ViTModel
 
-    from fiftyone_ntt.models.dinov3 import Dinov3Encoder
-    from fiftyone_ntt.models.dinov3_conversion import DINOV3_SPECS, Dinov3Architecture
+    from fiftyone_ntt.models.dinov3 import DINOV3_SPECS, Dinov3Architecture, Dinov3Encoder
 
     spec = next(s for s in DINOV3_SPECS.values() if s.arch == name and not s.gated)
     arch = Dinov3Architecture(

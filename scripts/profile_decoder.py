@@ -40,8 +40,7 @@ def build(seed: int = 0):
     """A SAM 2.0 Hiera-L ``Sam2Model`` with random weights and random image features."""
     from transformers import Sam2Model
 
-    from fiftyone_ntt.models.conversion import HIERA_SPECS, Sam2Architecture
-    from fiftyone_ntt.models.sam2 import Sam2Embedding, Sam2Proposer
+    from fiftyone_ntt.models.sam2 import HIERA_SPECS, Sam2Architecture, Sam2Embedding, Sam2Proposer
 
     torch.manual_seed(seed)
     hiera = next(s for s in HIERA_SPECS.values() if s.arch == "hiera_large")
@@ -79,8 +78,8 @@ def perturb_norms(sam, seed: int = 1) -> None:
 
 def decoders(proposer):
     """``{"fast": FastMaskDecoder, "lowrank": LowRankMaskDecoder}`` on the same weights."""
-    from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder
-    from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder
+    from fiftyone_ntt.models.sam2.decoder import FastMaskDecoder
+    from fiftyone_ntt.models.sam2.lowrank import LowRankMaskDecoder
 
     current = proposer._decoder
     args = (current.decoder, current.pe, current.side)
@@ -138,8 +137,8 @@ def bf16_variants(proposer):
     """``{name: (decoder, autocast dtype)}``: the old CPU bf16 path (``FastMaskDecoder``
     under bf16 autocast), the new one (``LowRankMaskDecoder`` with a bf16 upscaling, under
     the same autocast, as ``Sam2Proposer(precision="bfloat16")`` builds it) and float32."""
-    from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder
-    from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder
+    from fiftyone_ntt.models.sam2.decoder import FastMaskDecoder
+    from fiftyone_ntt.models.sam2.lowrank import LowRankMaskDecoder
 
     current = proposer._decoder
     args = (current.decoder, current.pe, current.side)
@@ -205,7 +204,7 @@ def alternate_bf16(proposer, embedding, points, threshold: float, rounds: int) -
 def alternate_hyper(proposer, embedding, points, threshold: float, rounds: int) -> None:
     """The float32 low-rank decoder with the hypernetwork product as ``bmm`` (old) and as
     one ``mv`` per prompt (new, ``HYPER_MATVEC``), alternating; CPU-time ratio per round."""
-    from fiftyone_ntt.models import sam2_lowrank_upscale as upscale
+    from fiftyone_ntt.models.sam2 import lowrank_upscale as upscale
 
     proposer._decoder = decoders(proposer)["lowrank"]
     print(f"# hypernetwork A/B: {points.shape[0]} prompts, {rounds} rounds, order bmm, mv")

@@ -9,7 +9,9 @@ Public API::
 Sources may be a Hugging Face hub id (downloaded once into the standard HF cache), a local
 folder written by ``save_pretrained``, or one of Meta's original checkpoint files; the
 architecture of an original file is read from its tensors, never from its name
-(:mod:`fiftyone_ntt.models.conversion`).
+(the ``conversion`` module of each family: :mod:`fiftyone_ntt.models.sam2`,
+:mod:`~fiftyone_ntt.models.edgetam`, :mod:`~fiftyone_ntt.models.dinov2`,
+:mod:`~fiftyone_ntt.models.dinov3`; shared: hub, checkpoints, families, protocols).
 
 Heavy imports (``transformers``) happen inside the functions, so importing this package is
 cheap. Section numbers (§) refer to ``docs/method.md``.
@@ -26,8 +28,8 @@ from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
 
 if TYPE_CHECKING:
     from fiftyone_ntt.config import ModelConfig
-    from fiftyone_ntt.models.dinov2 import Dinov2Encoder
-    from fiftyone_ntt.models.sam2 import Sam2Proposer
+    from fiftyone_ntt.models.dinov2.encoder import Dinov2Encoder
+    from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
 
 __all__ = [
     "PRECISIONS",
@@ -175,16 +177,17 @@ def load_encoder(
             ``"facebook/dinov3-vitl16-pretrain-lvd1689m"``), a local ``save_pretrained``
             folder, or Meta's ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`` /
             ``dinov3_vit*16*_pretrain_*.pth`` (the family is read from the folder's config
-            or the file's tensors; see :func:`fiftyone_ntt.models.dinov3.encoder_family`).
+            or the file's tensors; see :func:`fiftyone_ntt.models.families.encoder_family`).
         device: see :func:`resolve_device`.
         precision: ``"float32"`` (paper), or ``"bfloat16"``/``"float16"`` autocast on CUDA.
 
     Returns:
         A :class:`~fiftyone_ntt.models.dinov2.Dinov2Encoder` (a :class:`PatchEncoder`).
     """
-    from fiftyone_ntt.models.checkpoints import load_dinov2
-    from fiftyone_ntt.models.dinov2 import Dinov2Encoder
-    from fiftyone_ntt.models.dinov3 import encoder_family, load_dinov3_encoder
+    from fiftyone_ntt.models.dinov2.encoder import Dinov2Encoder
+    from fiftyone_ntt.models.dinov2.loader import load_dinov2
+    from fiftyone_ntt.models.dinov3.loader import load_dinov3_encoder
+    from fiftyone_ntt.models.families import encoder_family
 
     if encoder_family(source) == "dinov3":
         return load_dinov3_encoder(source, device=device, precision=precision)
@@ -207,16 +210,17 @@ def load_proposer(
         source: a hub id (``"facebook/sam2-hiera-large"``, ``"yonigozlan/EdgeTAM-hf"``), a
             local ``save_pretrained`` folder, or Meta's ``sam2_hiera_*.pt`` /
             ``sam2.1_hiera_*.pt`` / ``edgetam.pt`` (a file's family is read from its
-            tensor names, whatever it is called; see :mod:`fiftyone_ntt.models.edgetam`).
+            tensor names, whatever it is called; see :func:`fiftyone_ntt.models.families.proposer_family`).
         device: see :func:`resolve_device`.
         precision: ``"float32"`` (paper), or ``"bfloat16"``/``"float16"`` autocast on CUDA.
 
     Returns:
         A :class:`~fiftyone_ntt.models.sam2.Sam2Proposer` (a :class:`MaskProposer`).
     """
-    from fiftyone_ntt.models.checkpoints import load_sam2
-    from fiftyone_ntt.models.edgetam import load_edgetam_proposer, proposer_family
-    from fiftyone_ntt.models.sam2 import Sam2Proposer
+    from fiftyone_ntt.models.edgetam.loader import load_edgetam_proposer
+    from fiftyone_ntt.models.families import proposer_family
+    from fiftyone_ntt.models.sam2.loader import load_sam2
+    from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
 
     if proposer_family(source) == "edgetam":
         return load_edgetam_proposer(source, device=device, precision=precision)

@@ -38,7 +38,7 @@ def embed_images(proposer: Any, pixels: torch.Tensor) -> list[Any]:
     own = getattr(proposer, "embed_batch", None)
     if callable(own):
         return list(own(pixels))
-    from fiftyone_ntt.models.sam2 import Sam2Proposer
+    from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
 
     if isinstance(proposer, Sam2Proposer):
         return _sam2_embed_batch(proposer, pixels)
@@ -47,8 +47,8 @@ def embed_images(proposer: Any, pixels: torch.Tensor) -> list[Any]:
 
 def _sam2_embed_batch(proposer: Any, pixels: torch.Tensor) -> list[Any]:
     """``Sam2Proposer.embed`` for a batch: the same modules, the same order of operations."""
-    from fiftyone_ntt.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-    from fiftyone_ntt.models.sam2 import Sam2Embedding
+    from fiftyone_ntt.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
+    from fiftyone_ntt.models.sam2.proposer import Sam2Embedding
 
     size = proposer.input_size
     if tuple(pixels.shape[1:]) != (3, size, size):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "FAMILY_NAMES",
     "download_weights",
     "format_size",
     "format_weights_table",
@@ -21,7 +22,20 @@ __all__ = [
     "weights_table",
 ]
 
-_ROLES = (("sam2", "SAM 2"), ("dinov2", "DINOv2"))
+#: How a model family is named to users (a weights table's role, a model's description).
+FAMILY_NAMES = {"sam2": "SAM 2", "edgetam": "EdgeTAM", "dinov2": "DINOv2", "dinov3": "DINOv3"}
+
+
+def _role(key: str, source: str) -> str:
+    """The family name of the model configured as ``key`` (``sam2``: the mask proposer,
+    ``dinov2``: the semantic encoder), as the loaders decide it (without loading it)."""
+    if key == "sam2":
+        from fiftyone_ntt.models.families import proposer_family
+
+        return FAMILY_NAMES[proposer_family(source)]
+    from fiftyone_ntt.models.families import encoder_family
+
+    return FAMILY_NAMES[encoder_family(source)]
 
 
 def format_size(size: int | None) -> str:
@@ -41,8 +55,9 @@ def preset_sources(presets: list[str] | None = None) -> list[tuple[str, str, str
     rows = []
     for name in names:
         config = get_preset(name).models
-        for key, role in _ROLES:
-            rows.append((name, role, str(getattr(config, key))))
+        for key in ("sam2", "dinov2"):
+            source = str(getattr(config, key))
+            rows.append((name, _role(key, source), source))
     return rows
 
 
@@ -84,7 +99,8 @@ def weights_table(presets: list[str] | None = None) -> list[dict[str, Any]]:
     """One row per (preset, model): what ``fiftyone-ntt models`` prints.
 
     Returns:
-        Dicts with ``preset``, ``role`` (``"SAM 2"``/``"DINOv2"``), ``model`` (hub id or
+        Dicts with ``preset``, ``role`` (the model's family: ``"SAM 2"``, ``"EdgeTAM"``,
+        ``"DINOv2"`` or ``"DINOv3"``), ``model`` (hub id or
         path), ``kind`` (``hub``/``file``/``folder``/``path`` for a missing path),
         ``cached`` (bool: usable without the network), ``files`` (``transformers`` or the
         original checkpoint's name), ``download_size`` (bytes, ``None`` if unknown) and
@@ -133,7 +149,7 @@ def download_weights(sources: list[tuple[str, str]], *, progress: bool = True) -
     """Fetch hub ids ahead into the shared cache (``HF_HOME``), with progress bars.
 
     Args:
-        sources: ``(role, hub id)`` pairs; role is ``"SAM 2"``/``"DINOv2"`` (for messages).
+        sources: ``(role, hub id)`` pairs; role is the family's name (for messages).
         progress: show ``huggingface_hub``'s progress bars.
 
     Returns:

@@ -10,7 +10,7 @@ The repos the presets name are not all alike (platform.md, "Models"):
 
 :func:`resolve_hub_weights` picks, for one repo id, the ``transformers`` files when the repo
 has them, else Meta's original checkpoint (converted by
-:mod:`fiftyone_ntt.models.conversion`), and reports which (:class:`HubWeights`). The local
+:mod:`fiftyone_ntt.models.sam2.conversion`), and reports which (:class:`HubWeights`). The local
 cache is read first, so a cached model never needs the network (even without
 ``HF_HUB_OFFLINE``); offline, only the cache is read. Network, gated-repo and missing-repo
 failures become :class:`ModelNotAvailableError` messages that say what happened and what to
@@ -389,7 +389,7 @@ def resolve_hub_weights(repo_id: str, what: str, *, progress: bool = True) -> Hu
         CheckpointError: the repo holds neither ``transformers`` files nor an original
             checkpoint.
     """
-    from fiftyone_ntt.models.conversion import CheckpointError
+    from fiftyone_ntt.models.state_dict import CheckpointError
 
     cached = cached_hub_weights(repo_id)
     if cached is not None:

@@ -13,6 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fiftyone_ntt.models.checkpoints import classify_source
+from fiftyone_ntt.models.dinov2.conversion import dinov2_arch_name, peek_dinov2_architecture
+from fiftyone_ntt.models.dinov3.conversion import (
+    dinov3_identity_from_checkpoint,
+    dinov3_identity_from_config,
+)
+from fiftyone_ntt.models.hub import cached_hub_weights, hub_config_file
+
 __all__ = ["peek_encoder_identity"]
 
 
@@ -27,8 +35,6 @@ def peek_encoder_identity(source: str | os.PathLike[str]) -> dict[str, Any] | No
         The identity, plus ``source``; ``None`` when it cannot be read cheaply (no config,
         not cached and offline, an unknown format): loading the model then decides.
     """
-    from fiftyone_ntt.models.checkpoints import classify_source
-
     text = os.fspath(source)
     try:
         kind = classify_source(text, "DINOv2")
@@ -49,8 +55,6 @@ def peek_encoder_identity(source: str | os.PathLike[str]) -> dict[str, Any] | No
 
 
 def _from_hub(repo_id: str) -> dict[str, Any] | None:
-    from fiftyone_ntt.models.hub import cached_hub_weights, hub_config_file
-
     cached = cached_hub_weights(repo_id)
     if cached is not None and cached.layout == "original":
         return _from_checkpoint(cached.path)
@@ -59,15 +63,11 @@ def _from_hub(repo_id: str) -> dict[str, Any] | None:
 
 
 def _from_config(path: Path) -> dict[str, Any] | None:
-    from fiftyone_ntt.models.conversion import dinov2_arch_name
-
     if not path.is_file():
         return None
     config = json.loads(path.read_text())
     model_type = config.get("model_type")
     if model_type == "dinov3_vit":
-        from fiftyone_ntt.models.dinov3_conversion import dinov3_identity_from_config
-
         return dinov3_identity_from_config(config)
     if model_type not in ("dinov2", "dinov2_with_registers"):
         return None
@@ -89,16 +89,11 @@ def _from_config(path: Path) -> dict[str, Any] | None:
 def _from_checkpoint(path: Path) -> dict[str, Any] | None:
     import torch
 
-    from fiftyone_ntt.models import conversion
-
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    from fiftyone_ntt.models.dinov3_conversion import dinov3_identity_from_checkpoint
-
     dinov3 = dinov3_identity_from_checkpoint(checkpoint)
     if dinov3 is not None:
         return dinov3
-    state = conversion._unwrap(checkpoint, ("teacher", "model", "state_dict"), "DINOv2")
-    arch = conversion.infer_dinov2_architecture(conversion._normalise_dinov2_keys(state))
+    arch = peek_dinov2_architecture(checkpoint)
     return {
         "family": "dinov2",
         "arch": arch.spec.arch,

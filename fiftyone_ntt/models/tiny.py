@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from fiftyone_ntt.models.conversion import Dinov2Spec, HieraSpec
+from fiftyone_ntt.models.dinov2.conversion import Dinov2Spec
+from fiftyone_ntt.models.sam2.specs import HieraSpec
 
 __all__ = [
     "TINY_DINOV2_SPEC",
@@ -184,7 +185,7 @@ def tiny_encoder(
     **config_overrides: Any,
 ) -> Any:
     """A :class:`~fiftyone_ntt.models.dinov2.Dinov2Encoder` over :func:`tiny_dinov2_model`."""
-    from fiftyone_ntt.models.dinov2 import Dinov2Encoder
+    from fiftyone_ntt.models.dinov2.encoder import Dinov2Encoder
 
     return Dinov2Encoder(
         tiny_dinov2_model(seed, registers, **config_overrides),
@@ -204,7 +205,7 @@ def tiny_proposer(
     decode_batch_size: int | None = None,
 ) -> Any:
     """A :class:`~fiftyone_ntt.models.sam2.Sam2Proposer` over :func:`tiny_sam2_model`."""
-    from fiftyone_ntt.models.sam2 import Sam2Proposer
+    from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
 
     return Sam2Proposer(
         tiny_sam2_model(seed),
@@ -288,7 +289,7 @@ def tiny_dinov3_encoder(
     **config_overrides: Any,
 ) -> Any:
     """A :class:`~fiftyone_ntt.models.dinov3.Dinov3Encoder` over :func:`tiny_dinov3_model`."""
-    from fiftyone_ntt.models.dinov3 import Dinov3Encoder
+    from fiftyone_ntt.models.dinov3.encoder import Dinov3Encoder
 
     return Dinov3Encoder(
         tiny_dinov3_model(seed, **config_overrides),
@@ -361,7 +362,7 @@ def _draw_cnn(module: torch.nn.Module) -> None:
 
 def tiny_edgetam_model(seed: int = 0) -> Any:
     """A seeded random ``EdgeTamModel`` (eval, no grad), drawn like :func:`tiny_sam2_model`."""
-    from fiftyone_ntt.models.edgetam import build_edgetam_model
+    from fiftyone_ntt.models.edgetam.proposer import build_edgetam_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -386,7 +387,7 @@ def tiny_edgetam_proposer(
     decode_batch_size: int | None = None,
 ) -> Any:
     """An :class:`~fiftyone_ntt.models.edgetam.EdgeTamProposer` over :func:`tiny_edgetam_model`."""
-    from fiftyone_ntt.models.edgetam import EdgeTamProposer
+    from fiftyone_ntt.models.edgetam.proposer import EdgeTamProposer
 
     return EdgeTamProposer(
         tiny_edgetam_model(seed),

@@ -16,7 +16,8 @@ import torch
 from meta_format import dinov2_hf_to_meta, sam2_hf_to_meta
 from test_protocols import _write
 
-from fiftyone_ntt.models import conversion
+from fiftyone_ntt.models.dinov2 import DINOV2_SPECS
+from fiftyone_ntt.models.sam2 import HIERA_SPECS
 from fiftyone_ntt.models.tiny import (
     TINY_DINOV2_SPEC,
     TINY_HIERA_SPEC,
@@ -31,8 +32,8 @@ PROTOCOLS = ("coco-fsod", "voc", "cd-fsod", "custom")
 
 @pytest.fixture
 def checkpoints(tmp_path, monkeypatch):
-    monkeypatch.setitem(conversion.HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
-    monkeypatch.setitem(conversion.DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
+    monkeypatch.setitem(HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
+    monkeypatch.setitem(DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
     folder = tmp_path / "checkpoints"
     (folder / "dinov2").mkdir(parents=True)
     sam2 = folder / "sam2_hiera_large.pt"

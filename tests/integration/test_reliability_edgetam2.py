@@ -102,8 +102,8 @@ def test_bad_edgetam_original_is_refused_and_changes_nothing(
     prepared, field_hash, tmp_path, monkeypatch, make, words
 ):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.models import edgetam_conversion
     from fiftyone_ntt.models.checkpoints import CheckpointError
+    from fiftyone_ntt.models.edgetam import conversion as edgetam_conversion
     from fiftyone_ntt.presets import resolve_config
 
     dataset, encoder = prepared

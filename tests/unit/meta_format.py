@@ -1,5 +1,5 @@
 """Meta's original checkpoint layout from ``transformers`` state dicts: the key mapping of
-:mod:`fiftyone_ntt.models.conversion` inverted by hand, so tests can write tiny Meta-format
+the ``conversion`` modules of :mod:`fiftyone_ntt.models.sam2`, ``.dinov2`` and ``.edgetam`` inverted by hand, so tests can write tiny Meta-format
 files (``sam2_hiera_large.pt`` with key ``"model"``, ``dinov2_vitl14_pretrain.pth``).
 """
 

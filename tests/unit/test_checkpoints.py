@@ -16,17 +16,15 @@ from meta_format import dinov2_hf_to_meta, sam2_hf_to_meta
 
 import fiftyone_ntt.models as models
 from fiftyone_ntt.config import ModelConfig
-from fiftyone_ntt.models import conversion, load_encoder, load_models, load_proposer
+from fiftyone_ntt.models import load_encoder, load_models, load_proposer
 from fiftyone_ntt.models.checkpoints import (
     CheckpointError,
     ModelNotAvailableError,
-    _sam2_config_from,
     classify_source,
 )
-from fiftyone_ntt.models.conversion import (
-    infer_dinov2_architecture,
-    infer_sam2_architecture,
-)
+from fiftyone_ntt.models.dinov2 import DINOV2_SPECS, infer_dinov2_architecture
+from fiftyone_ntt.models.sam2 import HIERA_SPECS, infer_sam2_architecture
+from fiftyone_ntt.models.sam2.loader import _sam2_config_from
 from fiftyone_ntt.models.tiny import (
     TINY_DINOV2_SPEC,
     TINY_HIERA_SPEC,
@@ -46,8 +44,8 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def tiny_specs(monkeypatch):
     """Let architecture inference recognise the tiny test models."""
-    monkeypatch.setitem(conversion.HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
-    monkeypatch.setitem(conversion.DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
+    monkeypatch.setitem(HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
+    monkeypatch.setitem(DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +76,7 @@ def test_meta_sam2_file_round_trip(tmp_path, tiny_specs, sam2_model, image, vers
     # The file name says 2.1 / large: the loader must ignore it and read the tensors.
     path = tmp_path / "sam2.1_hiera_large.pt"
     torch.save({"model": sam2_hf_to_meta(sam2_model.state_dict(), version)}, path)
-    with caplog.at_level(logging.INFO, logger="fiftyone_ntt.models.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="fiftyone_ntt.models"):
         proposer = load_proposer(str(path), device="cpu")
     assert proposer.identity["version"] == version
     assert proposer.identity["arch"] == "hiera_tiny_random"
@@ -104,7 +102,7 @@ def test_meta_dinov2_file_round_trip(tmp_path, tiny_specs, registers, swiglu, ca
     )
     path = tmp_path / "dinov2_vitg14_reg4_pretrain.pth"  # misleading on purpose
     torch.save(dinov2_hf_to_meta(original.state_dict()), path)
-    with caplog.at_level(logging.INFO, logger="fiftyone_ntt.models.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="fiftyone_ntt.models"):
         encoder = load_encoder(str(path), device="cpu")
     assert encoder.registers == registers
     assert encoder.identity["arch"] == "vit_tiny_random"
@@ -147,7 +145,7 @@ def test_load_models_from_meta_files(tmp_path, tiny_specs, sam2_model):
 # Architecture inference from shapes (all released sizes, meta tensors only)
 # --------------------------------------------------------------------------------------------
 
-# Independent of conversion.HIERA_SPECS: Meta's sam2{,.1}_hiera_{t,s,b+,l}.yaml.
+# Independent of HIERA_SPECS: Meta's sam2{,.1}_hiera_{t,s,b+,l}.yaml.
 _HIERA = {
     "hiera_tiny": dict(
         embed=96, heads=1, stages=[1, 2, 7, 2], glob=[5, 7, 9], win=[8, 4, 14, 7], bkg=[7, 7]

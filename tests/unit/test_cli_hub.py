@@ -12,7 +12,8 @@ from fake_hub import add_dinov2_repo, add_sam2_repo
 from test_cli import _write_split
 
 from fiftyone_ntt.cli import main
-from fiftyone_ntt.models import conversion
+from fiftyone_ntt.models.dinov2 import DINOV2_SPECS
+from fiftyone_ntt.models.sam2 import HIERA_SPECS
 from fiftyone_ntt.models.tiny import (
     TINY_DINOV2_SPEC,
     TINY_HIERA_SPEC,
@@ -28,8 +29,8 @@ pytestmark = [
 
 @pytest.fixture
 def paper_cache(tmp_path, monkeypatch):
-    monkeypatch.setitem(conversion.HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
-    monkeypatch.setitem(conversion.DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
+    monkeypatch.setitem(HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
+    monkeypatch.setitem(DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
     cache = tmp_path / "hf" / "hub"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -59,7 +60,7 @@ def test_predict_preset_paper_from_an_original_only_sam2_repo(
     )
     assert code == 0, capsys.readouterr().err
     capsys.readouterr()
-    caplog.set_level(logging.INFO, logger="fiftyone_ntt.models.checkpoints")
+    caplog.set_level(logging.INFO, logger="fiftyone_ntt.models")
     code = main(
         [
             "predict",

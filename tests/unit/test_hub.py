@@ -19,9 +19,11 @@ from fake_hub import MIRRORED, add_dinov2_repo, add_sam2_repo, snapshot, write_m
 from meta_format import sam2_hf_to_meta
 
 from fiftyone_ntt.config import PRESETS
-from fiftyone_ntt.models import conversion, load_encoder, load_models, load_proposer
+from fiftyone_ntt.models import load_encoder, load_models, load_proposer
 from fiftyone_ntt.models.checkpoints import CheckpointError, ModelNotAvailableError
+from fiftyone_ntt.models.dinov2 import DINOV2_SPECS
 from fiftyone_ntt.models.hub import choose_layout, resolve_hub_weights
+from fiftyone_ntt.models.sam2 import HIERA_SPECS
 from fiftyone_ntt.models.tiny import (
     TINY_DINOV2_SPEC,
     TINY_HIERA_SPEC,
@@ -34,8 +36,8 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture
 def tiny_specs(monkeypatch):
-    monkeypatch.setitem(conversion.HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
-    monkeypatch.setitem(conversion.DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
+    monkeypatch.setitem(HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
+    monkeypatch.setitem(DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
 
 
 @pytest.fixture

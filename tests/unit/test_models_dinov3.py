@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from fiftyone_ntt.models import PatchEncoder, load_encoder
-from fiftyone_ntt.models.conversion import CheckpointError
+from fiftyone_ntt.models.checkpoints import CheckpointError
 from fiftyone_ntt.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
 from fiftyone_ntt.models.dinov3 import Dinov3Encoder, encoder_family, load_dinov3
-from fiftyone_ntt.models.dinov3_conversion import (
+from fiftyone_ntt.models.dinov3.conversion import (
     convert_dinov3_state_dict,
     infer_dinov3_architecture,
 )

@@ -1,6 +1,6 @@
 """EdgeTAM mask proposer on tiny random weights.
 
-EdgeTAM's RepViT image encoder is our pure-PyTorch one (``fiftyone_ntt.models.repvit``), so
+EdgeTAM's RepViT image encoder is our pure-PyTorch one (``fiftyone_ntt.models.edgetam.repvit``), so
 everything here runs without timm or torchvision; its equality with timm's RepViT is tested in
 ``test_models_repvit.py``. Meta's original ``edgetam.pt`` is written from a tiny model by
 ``meta_format.edgetam_hf_to_meta`` (the inverse mapping, with video-only extras) and must load
@@ -21,7 +21,7 @@ from fiftyone_ntt.models.edgetam import (
     proposer_family,
     require_timm,
 )
-from fiftyone_ntt.models.repvit import RepVitBackbone
+from fiftyone_ntt.models.edgetam.repvit import RepVitBackbone
 
 pytestmark = pytest.mark.unit
 
@@ -265,7 +265,7 @@ def test_folder_missing_a_backbone_tensor_is_refused(tmp_path, proposer):
 def tiny_edgetam_spec(monkeypatch):
     """Registers the tiny RepViT as a known EdgeTAM size (its 2-head decoder is not readable
     from the tensors), as test_checkpoints.py does for the tiny Hiera."""
-    from fiftyone_ntt.models import edgetam_conversion
+    from fiftyone_ntt.models.edgetam import conversion as edgetam_conversion
 
     spec = edgetam_conversion.EdgeTamSpec(
         "edgetam_tiny_random", "repvit_m1", (8, 16, 32, 64), (1, 1, 1, 1), decoder_heads=2
@@ -342,7 +342,7 @@ def test_released_layout_is_recognised_from_shapes():
     from meta_format import edgetam_hf_to_meta
     from transformers import EdgeTamConfig, TimmWrapperConfig
 
-    from fiftyone_ntt.models.edgetam_conversion import infer_edgetam_architecture
+    from fiftyone_ntt.models.edgetam.conversion import infer_edgetam_architecture
 
     backbone = TimmWrapperConfig(
         architecture="repvit_m1",
@@ -410,8 +410,9 @@ def test_truncated_and_foreign_files_are_refused(tmp_path, tiny_edgetam_spec, pr
 def test_sam2_and_edgetam_files_point_to_each_other(tmp_path, tiny_edgetam_spec, proposer):
     from meta_format import sam2_hf_to_meta
 
-    from fiftyone_ntt.models.checkpoints import CheckpointError, load_sam2
+    from fiftyone_ntt.models.checkpoints import CheckpointError
     from fiftyone_ntt.models.edgetam import load_edgetam
+    from fiftyone_ntt.models.sam2.loader import load_sam2
     from fiftyone_ntt.models.tiny import tiny_sam2_model
 
     edgetam_file = _save_original(proposer, tmp_path / "edgetam.pt")

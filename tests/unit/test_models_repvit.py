@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fiftyone_ntt.models.repvit import REPVIT_VARIANTS, RepVitBackbone, repvit_spec
+from fiftyone_ntt.models.edgetam.repvit import REPVIT_VARIANTS, RepVitBackbone, repvit_spec
 
 pytestmark = pytest.mark.unit
 

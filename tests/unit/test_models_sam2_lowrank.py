@@ -1,4 +1,4 @@
-"""The low-rank SAM 2 decoder (``models/sam2_lowrank.py``) at real size.
+"""The low-rank SAM 2 decoder (``models/sam2/lowrank.py``) at real size.
 
 Checked against ``transformers``' own ``Sam2MaskDecoder.forward`` with the real SAM 2
 decoder configuration (hidden size 256, 2 two-way blocks, 8 heads) and random weights,
@@ -14,8 +14,8 @@ import torch
 from transformers.models.sam2.configuration_sam2 import Sam2MaskDecoderConfig
 from transformers.models.sam2.modeling_sam2 import Sam2MaskDecoder
 
-from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder
-from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder, supports_low_rank
+from fiftyone_ntt.models.sam2.decoder import FastMaskDecoder
+from fiftyone_ntt.models.sam2.lowrank import LowRankMaskDecoder, supports_low_rank
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,8 @@ from fiftyone_ntt.cli import main
 from fiftyone_ntt.cli._common import UserError, config_from_args
 from fiftyone_ntt.cli.parser import build_parser
 from fiftyone_ntt.config import PRESETS, ModelConfig, NTTConfig
-from fiftyone_ntt.models import conversion
+from fiftyone_ntt.models.dinov2 import DINOV2_SPECS
+from fiftyone_ntt.models.sam2 import HIERA_SPECS
 from fiftyone_ntt.models.tiny import (
     TINY_DINOV2_SPEC,
     TINY_HIERA_SPEC,
@@ -119,8 +120,8 @@ def test_cli_preset_and_model_flags():
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setitem(conversion.HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
-    monkeypatch.setitem(conversion.DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
+    monkeypatch.setitem(HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
+    monkeypatch.setitem(DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
     cache = tmp_path / "hf" / "hub"
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

@@ -20,7 +20,8 @@ from fake_hub import add_dinov2_repo, add_sam2_repo, snapshot, write_meta_dinov2
 from test_cli import TINY, _write_split
 
 from fiftyone_ntt.cli import main
-from fiftyone_ntt.models import conversion
+from fiftyone_ntt.models.dinov2 import DINOV2_SPECS
+from fiftyone_ntt.models.sam2 import HIERA_SPECS
 from fiftyone_ntt.models.tiny import (
     TINY_DINOV2_SPEC,
     TINY_HIERA_SPEC,
@@ -59,8 +60,8 @@ def data(tmp_path_factory):
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.setitem(conversion.HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
-    monkeypatch.setitem(conversion.DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
+    monkeypatch.setitem(HIERA_SPECS, TINY_HIERA_SPEC.key, TINY_HIERA_SPEC)
+    monkeypatch.setitem(DINOV2_SPECS, TINY_DINOV2_SPEC.key, TINY_DINOV2_SPEC)
     cache = tmp_path / "hub"
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))

@@ -4,9 +4,9 @@ the RepViT size read from the tensors.
 ``edgetam.pt`` (facebookresearch/EdgeTAM) is a SAM 2 checkpoint with another image trunk: a
 dict with key ``"model"`` whose image encoder is ``image_encoder.trunk.body.*`` (timm's
 ``features_only`` RepViT, so the names after ``body.`` are timm's, the ones
-:class:`~fiftyone_ntt.models.repvit.RepVitBackbone` keeps under ``timm_model.``) and
+:class:`~fiftyone_ntt.models.edgetam.repvit.RepVitBackbone` keeps under ``timm_model.``) and
 ``image_encoder.neck.*`` (SAM 2's FPN neck); prompt encoder and mask decoder are SAM 2's and
-are renamed by :func:`~fiftyone_ntt.models.conversion_sam2.rename_sam2_tensors`. The video
+are renamed by :func:`~fiftyone_ntt.models.sam2.conversion.rename_sam2_tensors`. The video
 modules (memory attention/encoder, the spatial perceiver, object pointers) are skipped.
 """
 
@@ -18,21 +18,22 @@ from typing import Any
 
 import torch
 
-from fiftyone_ntt.models.conversion_sam2 import (
-    _SAM2_VIDEO_PREFIXES,
-    _strip_sam2_prefixes,
+from fiftyone_ntt.models.edgetam.repvit import REPVIT_VARIANTS, repvit_spec
+from fiftyone_ntt.models.sam2.conversion import (
+    SAM2_VIDEO_PREFIXES,
+    SAM2_WRAPPERS,
     rename_sam2_tensors,
     sam2_head_configs,
+    strip_sam2_prefixes,
 )
-from fiftyone_ntt.models.conversion_specs import (
+from fiftyone_ntt.models.state_dict import (
     CheckpointError,
     StateDict,
-    _float32,
-    _indices,
-    _shape,
-    _unwrap,
+    as_float32,
+    key_indices,
+    tensor_shape,
+    unwrap_state_dict,
 )
-from fiftyone_ntt.models.repvit import REPVIT_VARIANTS, repvit_spec
 
 __all__ = [
     "EDGETAM_SPECS",
@@ -46,7 +47,7 @@ __all__ = [
 _TRUNK = "image_encoder.trunk.body."
 _HF_TRUNK = "vision_encoder.backbone.timm_model."
 #: EdgeTAM's video-only modules, on top of SAM 2's.
-_EDGETAM_VIDEO_PREFIXES = (*_SAM2_VIDEO_PREFIXES, "spatial_perceiver.")
+_EDGETAM_VIDEO_PREFIXES = (*SAM2_VIDEO_PREFIXES, "spatial_perceiver.")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class EdgeTamSpec:
 
     Attributes:
         name: how we call it (``"edgetam"``).
-        architecture: timm's RepViT name (:data:`~fiftyone_ntt.models.repvit.REPVIT_VARIANTS`).
+        architecture: timm's RepViT name (:data:`~fiftyone_ntt.models.edgetam.repvit.REPVIT_VARIANTS`).
         embed_dim: RepViT stage widths, the key with ``depth``.
         depth: RepViT blocks per stage.
         decoder_heads: attention heads of the mask decoder's two-way transformer.
@@ -83,7 +84,7 @@ EDGETAM_SPECS: dict[tuple[tuple[int, ...], tuple[int, ...]], EdgeTamSpec] = {
 def original_proposer_family(state_dict: StateDict) -> str | None:
     """``"edgetam"``, ``"sam2"`` or ``None`` (neither) for a Meta-layout state dict, by its
     image trunk's tensor names (EdgeTAM: ``image_encoder.trunk.body.*``)."""
-    keys = _strip_sam2_prefixes(dict(state_dict)).keys()
+    keys = strip_sam2_prefixes(dict(state_dict)).keys()
     if not any(k.startswith("sam_mask_decoder.") for k in keys):
         return None
     if any(k.startswith(_TRUNK) for k in keys):
@@ -148,7 +149,7 @@ class EdgeTamArchitecture:
 def _repvit_layout(sd: StateDict) -> dict[str, Any]:
     """RepViT widths, depths, legacy flag, MLP ratio and kernel read from trunk tensors."""
     what = "EdgeTAM"
-    stages = _indices(sd, rf"^{re.escape(_TRUNK)}stages_(\d+)\.")
+    stages = key_indices(sd, rf"^{re.escape(_TRUNK)}stages_(\d+)\.")
     if not stages or stages != list(range(len(stages))):
         raise CheckpointError(
             f"EdgeTAM trunk stages are not numbered 0..N-1 ('{_TRUNK}stages_<i>.*'): {stages}"
@@ -157,20 +158,20 @@ def _repvit_layout(sd: StateDict) -> dict[str, Any]:
     depths: list[int] = []
     for i in stages:
         prefix = f"{_TRUNK}stages_{i}.blocks."
-        blocks = _indices(sd, rf"^{re.escape(prefix)}(\d+)\.")
+        blocks = key_indices(sd, rf"^{re.escape(prefix)}(\d+)\.")
         if not blocks or blocks != list(range(len(blocks))):
             raise CheckpointError(f"EdgeTAM trunk stage {i} blocks are not 0..N-1: {blocks}")
-        widths.append(_shape(sd, f"{prefix}0.token_mixer.conv.c.weight", what)[0])
+        widths.append(tensor_shape(sd, f"{prefix}0.token_mixer.conv.c.weight", what)[0])
         depths.append(len(blocks))
     first = f"{_TRUNK}stages_0.blocks.0."
-    hidden = _shape(sd, f"{first}channel_mixer.conv1.c.weight", what)[0]
+    hidden = tensor_shape(sd, f"{first}channel_mixer.conv1.c.weight", what)[0]
     return {
         "embed_dim": tuple(widths),
         "depth": tuple(depths),
         # The original M1-M3 RepViT has a conv-BN 1×1 token-mixer branch (``conv1.c``).
         "legacy": f"{first}token_mixer.conv1.c.weight" in sd,
         "mlp_ratio": hidden / widths[0],
-        "kernel_size": _shape(sd, f"{first}token_mixer.conv.c.weight", what)[-1],
+        "kernel_size": tensor_shape(sd, f"{first}token_mixer.conv.c.weight", what)[-1],
     }
 
 
@@ -184,7 +185,7 @@ def infer_edgetam_architecture(state_dict: StateDict) -> EdgeTamArchitecture:
     Raises:
         CheckpointError: not EdgeTAM, or a RepViT size not in :data:`EDGETAM_SPECS`.
     """
-    sd = _strip_sam2_prefixes(dict(state_dict))
+    sd = strip_sam2_prefixes(dict(state_dict))
     if original_proposer_family(sd) != "edgetam":
         sample = ", ".join(sorted(sd)[:5])
         raise CheckpointError(
@@ -217,8 +218,10 @@ def infer_edgetam_architecture(state_dict: StateDict) -> EdgeTamArchitecture:
     except ValueError as error:
         raise CheckpointError(f"EdgeTAM trunk: {error}") from None
 
-    necks = _indices(sd, r"^image_encoder\.neck\.convs\.(\d+)\.conv\.weight$")
-    shapes = [_shape(sd, f"image_encoder.neck.convs.{i}.conv.weight", "EdgeTAM") for i in necks]
+    necks = key_indices(sd, r"^image_encoder\.neck\.convs\.(\d+)\.conv\.weight$")
+    shapes = [
+        tensor_shape(sd, f"image_encoder.neck.convs.{i}.conv.weight", "EdgeTAM") for i in necks
+    ]
     if not shapes:
         raise CheckpointError("the EdgeTAM checkpoint has no FPN neck ('image_encoder.neck.*')")
     channels = [s[1] for s in shapes]
@@ -255,7 +258,7 @@ def convert_edgetam_state_dict(
     Raises:
         CheckpointError: not EdgeTAM, an unknown size, or an image-path tensor we cannot place.
     """
-    sd = _strip_sam2_prefixes(_unwrap(checkpoint, ("model", "state_dict"), "EdgeTAM"))
+    sd = strip_sam2_prefixes(unwrap_state_dict(checkpoint, SAM2_WRAPPERS, "EdgeTAM"))
     arch = infer_edgetam_architecture(sd)
     trunk = {k: v for k, v in sd.items() if k.startswith(_TRUNK)}
     rest = {k: v for k, v in sd.items() if not k.startswith(_TRUNK)}
@@ -268,7 +271,7 @@ def convert_edgetam_state_dict(
     # timm's features_only RepViT under "body." is the same module transformers wraps as
     # "timm_model." (and RepVitBackbone copies): names after the prefix are unchanged.
     for key, value in trunk.items():
-        out[_HF_TRUNK + key[len(_TRUNK) :]] = _float32(value)
+        out[_HF_TRUNK + key[len(_TRUNK) :]] = as_float32(value)
         # Batch-norm step counters are only used in training; a checkpoint saved without
         # them (e.g. after fusing or by a tool that drops integer buffers) still loads.
         if key.endswith(".running_mean"):

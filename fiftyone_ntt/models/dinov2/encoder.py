@@ -11,13 +11,10 @@ from typing import Any
 import torch
 
 from fiftyone_ntt.models import resolve_device, resolve_precision
-from fiftyone_ntt.models.conversion import dinov2_arch_name
+from fiftyone_ntt.models.dinov2.conversion import dinov2_arch_name
+from fiftyone_ntt.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Dinov2Encoder"]
-
-#: ImageNet statistics applied to a [0, 1] image by both models (§1.1, §1.2).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IDENTITY_VERSION", "Dinov2Encoder", "square_patch_size"]
 
 #: Version of the layout of :attr:`Dinov2Encoder.identity` (bump when keys change).
 IDENTITY_VERSION = 1
@@ -43,12 +40,18 @@ class Dinov2Encoder:
         patch_size: 14 for DINOv2.
         feature_dim: channels ``D``.
         registers: register tokens of the backbone (dropped from the output).
+        mean, std: per-channel normalisation applied to the ``[0, 1]`` input (ImageNet's).
         device: where :meth:`encode` runs and where its output lives.
         precision: effective precision (``"float32"`` unless half precision on CUDA).
         identity: ``{"family", "arch", "feature_dim", "patch_size", "registers", "source",
             "precision", "identity_version"}``.
         model: the wrapped ``transformers`` module.
     """
+
+    #: ``identity["family"]``, the family's name in messages, and the identity layout.
+    FAMILY = "dinov2"
+    FAMILY_NAME = "DINOv2"
+    IDENTITY_VERSION = IDENTITY_VERSION
 
     def __init__(
         self,
@@ -58,16 +61,46 @@ class Dinov2Encoder:
         device: str | torch.device = "cpu",
         precision: str = "float32",
         arch: str | None = None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         """Wrap a loaded backbone.
 
         Args:
-            model: a ``Dinov2Model`` or ``Dinov2WithRegistersModel``.
+            model: a ``Dinov2Model`` or ``Dinov2WithRegistersModel`` (a subclass says which
+                models it takes: :meth:`_registers`).
             source: where the weights came from (hub id or path), recorded in ``identity``.
             device: see :func:`fiftyone_ntt.models.resolve_device`.
             precision: ``"float32"``, or ``"bfloat16"``/``"float16"`` autocast on CUDA.
-            arch: name for ``identity`` (default: recognised from width/depth).
+            arch: name for ``identity`` (default: recognised from the config, :meth:`_arch_name`).
+            mean, std: normalisation of the weights' inputs (ImageNet's for DINOv2).
         """
+        registers = self._registers(model)
+        self.device = resolve_device(device)
+        self._autocast = resolve_precision(precision, self.device)
+        self.precision = precision if self._autocast is not None else "float32"
+        config = model.config
+        self.patch_size = square_patch_size(config.patch_size, self.FAMILY_NAME)
+        self.feature_dim = int(config.hidden_size)
+        self.registers = registers
+        self.model = model.to(self.device).eval()
+        self.model.requires_grad_(False)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        self.identity: dict[str, Any] = {
+            "family": self.FAMILY,
+            "arch": arch or self._arch_name(config),
+            "feature_dim": self.feature_dim,
+            "patch_size": self.patch_size,
+            "registers": self.registers,
+            "source": str(source),
+            "precision": self.precision,
+            "identity_version": self.IDENTITY_VERSION,
+        }
+
+    def _registers(self, model: Any) -> int:
+        """The backbone's register tokens; a TypeError for a model of another family."""
         from transformers import Dinov2Model, Dinov2WithRegistersModel
 
         if not isinstance(model, (Dinov2Model, Dinov2WithRegistersModel)):
@@ -75,33 +108,18 @@ class Dinov2Encoder:
                 f"model must be a transformers Dinov2Model or Dinov2WithRegistersModel, "
                 f"got {type(model).__name__}"
             )
-        self.device = resolve_device(device)
-        self._autocast = resolve_precision(precision, self.device)
-        self.precision = precision if self._autocast is not None else "float32"
-        config = model.config
-        self.patch_size = square_patch_size(config.patch_size, "DINOv2")
-        self.feature_dim = int(config.hidden_size)
-        self.registers = (
-            int(config.num_register_tokens) if isinstance(model, Dinov2WithRegistersModel) else 0
-        )
-        self.model = model.to(self.device).eval()
-        self.model.requires_grad_(False)
-        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        self.identity: dict[str, Any] = {
-            "family": "dinov2",
-            "arch": arch or dinov2_arch_name(config.hidden_size, config.num_hidden_layers),
-            "feature_dim": self.feature_dim,
-            "patch_size": self.patch_size,
-            "registers": self.registers,
-            "source": str(source),
-            "precision": self.precision,
-            "identity_version": IDENTITY_VERSION,
-        }
+        if isinstance(model, Dinov2WithRegistersModel):
+            return int(model.config.num_register_tokens)
+        return 0
+
+    def _arch_name(self, config: Any) -> str:
+        """Our name for the backbone's size, recognised from its config."""
+        return dinov2_arch_name(config.hidden_size, config.num_hidden_layers)
 
     def __repr__(self) -> str:
         return (
-            f"Dinov2Encoder(arch={self.identity['arch']!r}, registers={self.registers}, "
+            f"{type(self).__name__}(arch={self.identity['arch']!r}, "
+            f"registers={self.registers}, "
             f"device={str(self.device)!r}, precision={self.precision!r})"
         )
 
@@ -144,7 +162,8 @@ class Dinov2Encoder:
         patches = hidden[:, 1 + self.registers :, :]
         if patches.shape[1] != rows * cols:
             raise RuntimeError(
-                f"DINOv2 returned {patches.shape[1]} patch tokens for a {rows}×{cols} grid"
+                f"{self.FAMILY_NAME} returned {patches.shape[1]} patch tokens for a "
+                f"{rows}×{cols} grid"
             )
         # Copied outside inference mode so callers get an ordinary tensor they may modify.
         return patches.reshape(batch, rows, cols, self.feature_dim).to(torch.float32, copy=True)

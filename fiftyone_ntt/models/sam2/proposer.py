@@ -12,10 +12,10 @@ What the reference computes, and how this module gets the same numbers faster:
   best of tokens 1..3 and drops IoU ≤ threshold. Nothing is suppressed by the object-score
   head (the reference forces its logit to 10; ``transformers`` never applies it).
 * The decoder is re-implemented over the ``transformers`` sub-modules (same weights, same
-  maths, re-associated) in :mod:`fiftyone_ntt.models.sam2_decoder`: the IoU head runs
+  maths, re-associated) in :mod:`fiftyone_ntt.models.sam2.decoder`: the IoU head runs
   first, and the expensive upscaling runs only for surviving prompts and only for their
   chosen token. Results equal ``Sam2MaskDecoder.forward`` to float rounding (tests check
-  ~1e-5). On CPU the low-rank variant of :mod:`fiftyone_ntt.models.sam2_lowrank` runs
+  ~1e-5). On CPU the low-rank variant of :mod:`fiftyone_ntt.models.sam2.lowrank` runs
   instead (no per-prompt image tokens; same outputs in float32; under the CPU ``bfloat16``
   precision only its upscaling runs in bf16).
 * :meth:`Sam2Proposer.segment_boxes` follows the official image predictor: the embedding
@@ -31,10 +31,10 @@ from typing import Any
 import torch
 
 from fiftyone_ntt.models import resolve_device, resolve_precision
-from fiftyone_ntt.models.conversion import hiera_arch_name
-from fiftyone_ntt.models.dinov2 import IMAGENET_MEAN, IMAGENET_STD
-from fiftyone_ntt.models.sam2_decoder import FastMaskDecoder, UpscalePlan
-from fiftyone_ntt.models.sam2_lowrank import LowRankMaskDecoder, supports_low_rank
+from fiftyone_ntt.models.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from fiftyone_ntt.models.sam2.decoder import FastMaskDecoder, UpscalePlan
+from fiftyone_ntt.models.sam2.lowrank import LowRankMaskDecoder, supports_low_rank
+from fiftyone_ntt.models.sam2.specs import hiera_arch_name
 
 __all__ = ["Sam2Embedding", "Sam2Proposer"]
 

@@ -20,7 +20,7 @@ heads of size ``d = 16``.
 * ``ConvTranspose2d(kernel=2, stride=2)`` is a per-pixel linear map, so the upscaling runs
   as channels-last matrix products with the high-resolution features as their input.
 
-On CPU :class:`~fiftyone_ntt.models.sam2_lowrank.LowRankMaskDecoder` (a
+On CPU :class:`~fiftyone_ntt.models.sam2.lowrank.LowRankMaskDecoder` (a
 subclass) is used instead: it never materialises the per-prompt image tokens (each block's
 update is a per-pixel affine map plus a rank-``H·T`` term whose products with shared image
 matrices go through shared projections), and runs its passes on worker threads
@@ -36,7 +36,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FastMaskDecoder", "UpscalePlan"]
+__all__ = [
+    "FastMaskDecoder",
+    "ImageTerms",
+    "UpscalePlan",
+    "attention_heads",
+    "heads_last",
+    "token_to_shared_image",
+]
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class UpscalePlan:
 
 
 @dataclass(frozen=True)
-class _ImageTerms:
+class ImageTerms:
     """Prompt-independent terms of one image (computed once per :meth:`decode` call).
 
     Attributes:
@@ -82,7 +89,8 @@ class _ImageTerms:
     final_pe: torch.Tensor
 
 
-def _heads(attn: Any) -> tuple[int, int, float]:
+def attention_heads(attn: Any) -> tuple[int, int, float]:
+    """``(heads, head size, scaling)`` of a ``transformers`` SAM 2 attention module."""
     return int(attn.num_attention_heads), int(attn.head_dim), float(attn.scaling)
 
 
@@ -114,29 +122,29 @@ class FastMaskDecoder:
     # Per-image terms
     # ----------------------------------------------------------------------------------------
 
-    def image_terms(self, image: torch.Tensor) -> _ImageTerms:
-        """Prompt-independent terms for ``image`` ``(L, C)`` (see :class:`_ImageTerms`)."""
+    def image_terms(self, image: torch.Tensor) -> ImageTerms:
+        """Prompt-independent terms for ``image`` ``(L, C)`` (see :class:`ImageTerms`)."""
         transformer = self.decoder.transformer
         layers = list(transformer.layers)
         pe = self.pe.to(image.dtype)
         length = image.shape[0]
         first = layers[0]
-        heads, dim, _ = _heads(first.cross_attn_token_to_image)
+        heads, dim, _ = attention_heads(first.cross_attn_token_to_image)
         key = image + pe
         t2i = first.cross_attn_token_to_image
         first_k = t2i.k_proj(key).view(length, heads, dim).permute(1, 2, 0).contiguous()
         first_v = t2i.v_proj(image).view(length, heads, dim).transpose(0, 1).contiguous()
         i2t = first.cross_attn_image_to_token
-        heads2, dim2, scale2 = _heads(i2t)
+        heads2, dim2, scale2 = attention_heads(i2t)
         first_q = (i2t.q_proj(key) * scale2).view(length, heads2, dim2).permute(1, 2, 0)
         pe_k, pe_q = [], []
         for layer in layers[1:]:
             t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-            pe_k.append(_heads_last(t2i.k_proj(pe), t2i))
-            pe_q.append(_heads_last(i2t.q_proj(pe), i2t))
+            pe_k.append(heads_last(t2i.k_proj(pe), t2i))
+            pe_q.append(heads_last(i2t.q_proj(pe), i2t))
         final = transformer.final_attn_token_to_image
-        final_pe = _heads_last(final.k_proj(pe), final)
-        return _ImageTerms(
+        final_pe = heads_last(final.k_proj(pe), final)
+        return ImageTerms(
             image=image,
             first_k=first_k,
             first_v=first_v,
@@ -182,7 +190,7 @@ class FastMaskDecoder:
 
     def decode(
         self,
-        terms: _ImageTerms,
+        terms: ImageTerms,
         sparse: torch.Tensor,
         plan: UpscalePlan,
         threshold: float | None,
@@ -237,7 +245,7 @@ class FastMaskDecoder:
         return keep, logits, score
 
     def _two_way(
-        self, tokens: torch.Tensor, terms: _ImageTerms
+        self, tokens: torch.Tensor, terms: ImageTerms
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The two-way blocks of ``Sam2TwoWayTransformer`` for ``n`` prompts on one image
         (the final token→image attention is :meth:`_final_attention`).
@@ -268,7 +276,7 @@ class FastMaskDecoder:
 
             image_q: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
             if keys is None:
-                attn = _token_to_shared_image(
+                attn = token_to_shared_image(
                     layer.cross_attn_token_to_image, queries + tokens, terms.first_k, terms.first_v
                 )
                 image_q = terms.first_q  # (H, d, L), scaled
@@ -296,7 +304,7 @@ class FastMaskDecoder:
         queries: torch.Tensor,
         tokens: torch.Tensor,
         keys: torch.Tensor,
-        terms: _ImageTerms,
+        terms: ImageTerms,
     ) -> torch.Tensor:
         """``final_attn_token_to_image`` + ``layer_norm_final_attn`` for some tokens.
 
@@ -367,7 +375,7 @@ class FastMaskDecoder:
 # --------------------------------------------------------------------------------------------
 
 
-def _token_to_shared_image(
+def token_to_shared_image(
     attn: Any, q_tokens: torch.Tensor, k_heads: torch.Tensor, v_heads: torch.Tensor
 ) -> torch.Tensor:
     """Tokens attend to one image shared by all prompts: ``(n, T, C)``.
@@ -376,7 +384,7 @@ def _token_to_shared_image(
     (computed once per image); the heads are the batch dimension so nothing of size
     ``n × L × C`` is formed.
     """
-    heads, dim, scale = _heads(attn)
+    heads, dim, scale = attention_heads(attn)
     n, t, _ = q_tokens.shape
     q = (attn.q_proj(q_tokens) * scale).view(n * t, heads, dim).transpose(0, 1)  # (H, nT, d)
     weights = torch.softmax(torch.bmm(q, k_heads), dim=-1)  # (H, nT, L)
@@ -384,9 +392,9 @@ def _token_to_shared_image(
     return attn.o_proj(out.transpose(0, 1).reshape(n, t, heads * dim))
 
 
-def _heads_last(x: torch.Tensor, attn: Any) -> torch.Tensor:
+def heads_last(x: torch.Tensor, attn: Any) -> torch.Tensor:
     """``(L, H·d)`` → ``(H, d, L)`` contiguous."""
-    heads, dim, _ = _heads(attn)
+    heads, dim, _ = attention_heads(attn)
     return x.view(-1, heads, dim).permute(1, 2, 0).contiguous()
 
 
@@ -429,7 +437,7 @@ def _token_to_image(
     Returns:
         ``(n, T, C)``.
     """
-    heads, dim, scale = _heads(attn)
+    heads, dim, scale = attention_heads(attn)
     n, t, channels = q_tokens.shape
     q = attn.q_proj(q_tokens).view(n, t, heads, dim) * scale
     logits = _folded_logits(attn.k_proj, q, image, pe_k)  # (n, H, T, L)
@@ -459,7 +467,7 @@ def _image_to_token(
         ``update = weights_tᵀ · values``: ``o_proj(concat_h A_h V_h) = Σ_h A_h (V_h W_o,hᵀ +
         b_o / H)`` since each head's weights sum to 1 per pixel.
     """
-    heads, dim, scale = _heads(attn)
+    heads, dim, scale = attention_heads(attn)
     n, t, _ = k_tokens.shape
     k = attn.k_proj(k_tokens).view(n, t, heads, dim)
     if isinstance(image_q, tuple):

@@ -10,16 +10,47 @@ from typing import Any
 
 import torch
 
-from fiftyone_ntt.models.conversion_specs import (
-    DINOV2_SPECS,
+from fiftyone_ntt.models.state_dict import (
     CheckpointError,
-    Dinov2Spec,
     StateDict,
-    _float32,
-    _indices,
-    _shape,
-    _unwrap,
+    as_float32,
+    key_indices,
+    tensor_shape,
+    unwrap_state_dict,
 )
+
+
+@dataclass(frozen=True)
+class Dinov2Spec:
+    """One DINOv2 ViT size (``dinov2/hub/backbones.py``): width, depth and heads."""
+
+    arch: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.hidden_size, self.num_layers)
+
+
+#: Released DINOv2 sizes keyed by ``(hidden_size, num_layers)``. ViT-g uses SwiGLU.
+DINOV2_SPECS: dict[tuple[int, int], Dinov2Spec] = {
+    spec.key: spec
+    for spec in (
+        Dinov2Spec("vit_small", 384, 12, 6),
+        Dinov2Spec("vit_base", 768, 12, 12),
+        Dinov2Spec("vit_large", 1024, 24, 16),
+        Dinov2Spec("vit_giant", 1536, 40, 24),
+    )
+}
+
+
+def dinov2_arch_name(hidden_size: int, num_layers: int) -> str:
+    """Our name for a DINOv2 size (``"vit_large"``), or ``"vit_custom"``."""
+    spec = DINOV2_SPECS.get((int(hidden_size), int(num_layers)))
+    return spec.arch if spec else "vit_custom"
+
 
 # --------------------------------------------------------------------------------------------
 # DINOv2
@@ -66,7 +97,7 @@ class Dinov2Architecture:
         return Dinov2Config(**common)
 
 
-def _normalise_dinov2_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def normalise_dinov2_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip DDP/teacher prefixes and flatten ``block_chunks`` numbering."""
     for prefix in ("module.", "backbone."):
         if sd and all(k.startswith(prefix) for k in sd if not k.startswith(_DINO_HEADS)):
@@ -86,7 +117,7 @@ def infer_dinov2_architecture(state_dict: StateDict) -> Dinov2Architecture:
 
     Args:
         state_dict: the state dict of ``dinov2_vit*14*_pretrain.pth``, after
-            :func:`_normalise_dinov2_keys` (shapes only are read).
+            :func:`normalise_dinov2_keys` (shapes only are read).
 
     Raises:
         CheckpointError: not DINOv2, or a size not in :data:`DINOV2_SPECS`.
@@ -99,8 +130,8 @@ def infer_dinov2_architecture(state_dict: StateDict) -> Dinov2Architecture:
             "this is not a DINOv2 checkpoint: expected tensors 'cls_token', 'pos_embed', "
             f"'patch_embed.proj.weight' and 'blocks.*' (dinov2_vit*14*_pretrain.pth), found e.g. {sample}"
         )
-    hidden = _shape(sd, "cls_token", what)[-1]
-    blocks = _indices(sd, r"^blocks\.(\d+)\.")
+    hidden = tensor_shape(sd, "cls_token", what)[-1]
+    blocks = key_indices(sd, r"^blocks\.(\d+)\.")
     if not blocks or blocks != list(range(len(blocks))):
         raise CheckpointError(f"DINOv2 blocks are not numbered 0..N-1: {blocks[:10]}...")
     spec = DINOV2_SPECS.get((hidden, len(blocks)))
@@ -111,18 +142,18 @@ def infer_dinov2_architecture(state_dict: StateDict) -> Dinov2Architecture:
         raise CheckpointError(
             f"unknown DINOv2 size: width {hidden}, depth {len(blocks)}; known sizes: {known}"
         )
-    patch_w = _shape(sd, "patch_embed.proj.weight", what)
+    patch_w = tensor_shape(sd, "patch_embed.proj.weight", what)
     if patch_w[-1] != patch_w[-2]:
         raise CheckpointError(f"non-square DINOv2 patches {patch_w[-2:]} are not supported")
     patch = patch_w[-1]
-    positions = _shape(sd, "pos_embed", what)[1] - 1
+    positions = tensor_shape(sd, "pos_embed", what)[1] - 1
     grid = math.isqrt(positions)
     if grid * grid != positions:
         raise CheckpointError(f"DINOv2 pos_embed has {positions} patch positions, not a square")
-    registers = _shape(sd, "register_tokens", what)[1] if "register_tokens" in sd else 0
+    registers = tensor_shape(sd, "register_tokens", what)[1] if "register_tokens" in sd else 0
     swiglu = "blocks.0.mlp.w12.weight" in sd
     if swiglu:
-        hidden_ffn = _shape(sd, "blocks.0.mlp.w3.weight", what)[1]
+        hidden_ffn = tensor_shape(sd, "blocks.0.mlp.w3.weight", what)[1]
         mlp_ratio = 4
         expected = (int(hidden * mlp_ratio * 2 / 3) + 7) // 8 * 8
         if hidden_ffn != expected:
@@ -130,12 +161,12 @@ def infer_dinov2_architecture(state_dict: StateDict) -> Dinov2Architecture:
                 f"DINOv2 SwiGLU hidden width {hidden_ffn} is not the standard {expected}"
             )
     else:
-        hidden_ffn = _shape(sd, "blocks.0.mlp.fc1.weight", what)[0]
+        hidden_ffn = tensor_shape(sd, "blocks.0.mlp.fc1.weight", what)[0]
         if hidden_ffn % hidden:
             raise CheckpointError(f"DINOv2 MLP width {hidden_ffn} is not a multiple of {hidden}")
         mlp_ratio = hidden_ffn // hidden
     for key in ("blocks.0.ls1.gamma", "blocks.0.ls2.gamma", "mask_token"):
-        _shape(sd, key, what)
+        tensor_shape(sd, key, what)
     return Dinov2Architecture(
         spec=spec,
         patch_size=patch,
@@ -166,7 +197,9 @@ def convert_dinov2_state_dict(
     Raises:
         CheckpointError: not DINOv2, an unknown size, or a tensor we cannot place.
     """
-    sd = _normalise_dinov2_keys(_unwrap(checkpoint, ("teacher", "model", "state_dict"), "DINOv2"))
+    sd = normalise_dinov2_keys(
+        unwrap_state_dict(checkpoint, ("teacher", "model", "state_dict"), "DINOv2")
+    )
     arch = infer_dinov2_architecture(sd)
     out: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
@@ -183,7 +216,7 @@ def convert_dinov2_state_dict(
     }
     block = re.compile(r"^blocks\.(\d+)\.(.+)$")
     for key, value in sd.items():
-        value = _float32(value)
+        value = as_float32(value)
         if key in top:
             # Meta stores mask_token as (1, C) like transformers; older exports use (1, 1, C).
             out[top[key]] = value.reshape(1, -1) if key == "mask_token" else value
@@ -237,5 +270,5 @@ def convert_dinov2_state_dict(
 
 def peek_dinov2_architecture(checkpoint: Any) -> Dinov2Architecture:
     """The architecture of a DINOv2 checkpoint from its shapes only (nothing converted)."""
-    state = _unwrap(checkpoint, ("teacher", "model", "state_dict"), "DINOv2")
-    return infer_dinov2_architecture(_normalise_dinov2_keys(state))
+    state = unwrap_state_dict(checkpoint, ("teacher", "model", "state_dict"), "DINOv2")
+    return infer_dinov2_architecture(normalise_dinov2_keys(state))

@@ -1,7 +1,7 @@
 """The SAM 2 mask decoder without per-prompt image tokens (exact maths, CPU float32 path).
 
 :class:`LowRankMaskDecoder` computes the same function as
-:class:`~fiftyone_ntt.models.sam2_decoder.FastMaskDecoder` (and ``transformers``'
+:class:`~fiftyone_ntt.models.sam2.decoder.FastMaskDecoder` (and ``transformers``'
 ``Sam2MaskDecoder``) but never forms an ``(L, C)`` image tensor per prompt. Notation:
 ``L = 64·64`` pixels, ``C = 256`` channels, ``T = 8`` tokens, ``H = 8`` heads of ``d = 16``,
 ``K = H·T = 64``.
@@ -34,26 +34,26 @@ intermediates stay in the CPU caches.
 Only for SAM 2's two-way transformer with two blocks (the first without PE and residual in
 its self-attention). The two-way blocks and the statistics run in float32 (half precision
 would lose the cancelling statistics); only the upscaling can run in bfloat16
-(:mod:`fiftyone_ntt.models.sam2_lowrank_upscale`).
+(:mod:`fiftyone_ntt.models.sam2.lowrank_upscale`).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from fiftyone_ntt.models.sam2_decoder import (
+from fiftyone_ntt.models.sam2.decoder import (
     FastMaskDecoder,
+    ImageTerms,
     UpscalePlan,
-    _heads,
-    _heads_last,
-    _ImageTerms,
-    _token_to_shared_image,
+    attention_heads,
+    heads_last,
+    token_to_shared_image,
 )
-from fiftyone_ntt.models.sam2_lowrank_upscale import low_rank_upscale
+from fiftyone_ntt.models.sam2.lowrank_terms import LowRankKeys, LowRankTerms
+from fiftyone_ntt.models.sam2.lowrank_upscale import low_rank_upscale
 
 __all__ = ["LowRankMaskDecoder", "supports_low_rank"]
 
@@ -71,62 +71,6 @@ def supports_low_rank(decoder: Any) -> bool:
         and bool(layers[0].skip_first_layer_pe)
         and not bool(layers[1].skip_first_layer_pe)
     )
-
-
-@dataclass(frozen=True)
-class _LowRankTerms(_ImageTerms):
-    """:class:`_ImageTerms` plus the shared projections of the low-rank path.
-
-    Attributes (``Y1 = X0c ⊙ γ1``, ``Y2 = X0c ⊙ γ1 ⊙ γ2``, ``X0c`` the image centred per
-    pixel; every ``(H, d, ·)`` is a per-head projection without bias):
-        o1: ``(H, d, 2L)`` ``[X0c W_o1 | (X0c ⊙ γ1²) W_o1]`` (block 1 ``o_proj``).
-        pix: ``(L,)`` float64 vectors: ``x0sq = |X0c|²``, ``bo1 = X0c·b_o1``,
-            ``bo1g = (X0c⊙γ1²)·b_o1``, ``y1g = X0c·γ1²``, ``y1b = X0c·(γ1β1)``,
-            ``y1sq = |Y1|²``, ``y1mean = mean_c Y1``, ``yb2 = Y1·b_o2``.
-        t2i: ``(H, d, 2L)`` ``[Y1 W_k2ᵀ | pe W_k2ᵀ + b_k2]``; ``t2i_v``: ``(H, L, d)`` ``Y1 W_v2ᵀ``.
-        i2t: ``(H, d, 2L)`` ``[Y1 W_q2ᵀ | pe W_q2ᵀ + b_q2]``; ``o2``: ``(H, d, L)`` ``Y1 W_o2``.
-        fin: ``(H, d, 2L)`` ``[Y2 W_kfᵀ | pe W_kfᵀ + b_kf]``; ``fin_v``: ``(H, L, d)`` ``Y2 W_vfᵀ``.
-        y2: ``(L, C)`` ``Y2`` (its ``upscale_conv1`` product is cached in ``cache``).
-    """
-
-    o1: torch.Tensor = None  # type: ignore[assignment]
-    pix: dict[str, torch.Tensor] = field(default_factory=dict)
-    t2i: torch.Tensor = None  # type: ignore[assignment]
-    t2i_v: torch.Tensor = None  # type: ignore[assignment]
-    i2t: torch.Tensor = None  # type: ignore[assignment]
-    o2: torch.Tensor = None  # type: ignore[assignment]
-    fin: torch.Tensor = None  # type: ignore[assignment]
-    fin_v: torch.Tensor = None  # type: ignore[assignment]
-    y2: torch.Tensor = None  # type: ignore[assignment]
-    cache: dict[int, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _LowRankKeys:
-    """Image tokens after the two-way blocks, ``keys[n, p] = s[n, p]·Y2[p] + coef[n, :, p]ᵀ
-    basis[n]``, for ``n`` prompts (see the module doc).
-
-    Attributes:
-        scale: ``(n, L)`` ``s = 1/(σ1 σ2)``.
-        coef: ``(n, 2K+4, L)``; basis: ``(n, 2K+4, C)``.
-        terms: the image's shared terms (``Y2``).
-    """
-
-    scale: torch.Tensor
-    coef: torch.Tensor
-    basis: torch.Tensor
-    terms: _LowRankTerms
-
-    def index_select(self, dim: int, index: torch.Tensor) -> _LowRankKeys:
-        """Rows of the kept prompts (``dim`` must be 0), as ``Tensor.index_select``."""
-        if dim != 0:
-            raise ValueError(f"dim={dim}: only prompts (dim 0) can be selected")
-        return _LowRankKeys(
-            self.scale.index_select(0, index),
-            self.coef.index_select(0, index),
-            self.basis.index_select(0, index),
-            self.terms,
-        )
 
 
 def _per_head(x: torch.Tensor, heads: int, dim: int) -> torch.Tensor:
@@ -180,7 +124,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
 
     def decode(
         self,
-        terms: _ImageTerms,
+        terms: ImageTerms,
         sparse: torch.Tensor,
         plan: UpscalePlan,
         threshold: float | None,
@@ -244,18 +188,18 @@ class LowRankMaskDecoder(FastMaskDecoder):
     # Per-image terms
     # ----------------------------------------------------------------------------------------
 
-    def image_terms(self, image: torch.Tensor) -> _LowRankTerms:
+    def image_terms(self, image: torch.Tensor) -> LowRankTerms:
         """Shared terms of :class:`FastMaskDecoder` plus the low-rank projections (float32,
         a caller's autocast switched off: the LayerNorm statistics are built on them)."""
         with torch.autocast(image.device.type, enabled=False):
             return self._image_terms(image.float())
 
-    def _image_terms(self, image: torch.Tensor) -> _LowRankTerms:
+    def _image_terms(self, image: torch.Tensor) -> LowRankTerms:
         base = super().image_terms(image)
         transformer = self.decoder.transformer
         first, second = transformer.layers
         final = transformer.final_attn_token_to_image
-        heads, dim, _ = _heads(first.cross_attn_image_to_token)
+        heads, dim, _ = attention_heads(first.cross_attn_image_to_token)
         g1, b1 = first.layer_norm4.weight, first.layer_norm4.bias
         g2 = second.layer_norm4.weight
         # LayerNorm ignores a per-pixel constant: centre once so the variances below do not
@@ -270,8 +214,8 @@ class LowRankMaskDecoder(FastMaskDecoder):
         )
         o1 = torch.cat(
             [
-                _heads_last(x0c @ w_o1, first.cross_attn_image_to_token),
-                _heads_last(x0g @ w_o1, first.cross_attn_image_to_token),
+                heads_last(x0c @ w_o1, first.cross_attn_image_to_token),
+                heads_last(x0g @ w_o1, first.cross_attn_image_to_token),
             ],
             dim=-1,
         )
@@ -288,15 +232,15 @@ class LowRankMaskDecoder(FastMaskDecoder):
             "yb2": y164 @ b_o2,
         }
         t2i, i2t = second.cross_attn_token_to_image, second.cross_attn_image_to_token
-        return _LowRankTerms(
+        return LowRankTerms(
             **{name: getattr(base, name) for name in base.__dataclass_fields__},
             o1=o1.contiguous(),
             pix=pix,
-            t2i=torch.cat([_heads_last(y1 @ t2i.k_proj.weight.T, t2i), base.pe_k[0]], -1),
+            t2i=torch.cat([heads_last(y1 @ t2i.k_proj.weight.T, t2i), base.pe_k[0]], -1),
             t2i_v=_per_head(y1 @ t2i.v_proj.weight.T, heads, dim),
-            i2t=torch.cat([_heads_last(y1 @ i2t.q_proj.weight.T, i2t), base.pe_q[0]], -1),
-            o2=_heads_last(y1 @ i2t.o_proj.weight, i2t),
-            fin=torch.cat([_heads_last(y2 @ final.k_proj.weight.T, final), base.final_pe], -1),
+            i2t=torch.cat([heads_last(y1 @ i2t.q_proj.weight.T, i2t), base.pe_q[0]], -1),
+            o2=heads_last(y1 @ i2t.o_proj.weight, i2t),
+            fin=torch.cat([heads_last(y2 @ final.k_proj.weight.T, final), base.final_pe], -1),
             fin_v=_per_head(y2 @ final.v_proj.weight.T, heads, dim),
             y2=y2.contiguous(),
         )
@@ -306,9 +250,9 @@ class LowRankMaskDecoder(FastMaskDecoder):
     # ----------------------------------------------------------------------------------------
 
     def _two_way(  # type: ignore[override]
-        self, tokens: torch.Tensor, terms: _ImageTerms
+        self, tokens: torch.Tensor, terms: ImageTerms
     ) -> tuple[torch.Tensor, Any]:
-        if not isinstance(terms, _LowRankTerms):
+        if not isinstance(terms, LowRankTerms):
             return super()._two_way(tokens, terms)
         first, second = self.decoder.transformer.layers
         n, t, channels = tokens.shape
@@ -317,13 +261,13 @@ class LowRankMaskDecoder(FastMaskDecoder):
         # ---- Block 1: tokens (as FastMaskDecoder), then the image update's factors.
         queries = first.self_attn(query=tokens[None], key=tokens[None], value=tokens[None])[0][0]
         queries = first.layer_norm1(queries)
-        attn = _token_to_shared_image(
+        attn = token_to_shared_image(
             first.cross_attn_token_to_image, queries + tokens, terms.first_k, terms.first_v
         )
         queries = first.layer_norm2(queries + attn)
         queries = first.layer_norm3(queries + first.mlp(queries))
         i2t = first.cross_attn_image_to_token
-        heads, dim, _ = _heads(i2t)
+        heads, dim, _ = attention_heads(i2t)
         k_rows = heads * t
         length = terms.first_q.shape[-1]
         k = i2t.k_proj(queries + tokens).view(n, t, heads, dim)
@@ -360,7 +304,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         queries = queries + second.self_attn(query=q[None], key=q[None], value=queries[None])[0][0]
         queries = second.layer_norm1(queries)
         t2i = second.cross_attn_token_to_image
-        q = t2i.q_proj(queries + tokens).view(n, t, heads, dim) * _heads(t2i)[2]
+        q = t2i.q_proj(queries + tokens).view(n, t, heads, dim) * attention_heads(t2i)[2]
         rows = torch.einsum(
             "nthd,hdc->nhtc", q, t2i.k_proj.weight.view(heads, dim, channels)
         ).reshape(n, k_rows, channels)
@@ -376,7 +320,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
 
         # ---- Block 2: image update.
         i2t = second.cross_attn_image_to_token
-        k = i2t.k_proj(queries + tokens).view(n, t, heads, dim) * _heads(i2t)[2]
+        k = i2t.k_proj(queries + tokens).view(n, t, heads, dim) * attention_heads(i2t)[2]
         v = i2t.v_proj(queries).view(n, t, heads, dim)
         u2 = self._values(i2t, v)
         rows = torch.einsum(
@@ -407,7 +351,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
         basis = torch.cat(
             [basis1 * g2, u2 * g2, g2.expand(n, 1, channels), b2.expand(n, 1, channels)], dim=1
         )
-        return queries, _LowRankKeys((s1_64 * s2_64).float(), coef, basis, terms)
+        return queries, LowRankKeys((s1_64 * s2_64).float(), coef, basis, terms)
 
     @staticmethod
     def _values(attn: Any, v: torch.Tensor) -> torch.Tensor:
@@ -468,13 +412,13 @@ class LowRankMaskDecoder(FastMaskDecoder):
         return attn.o_proj(out.transpose(1, 2).reshape(n, t, heads * dim))
 
     def _final_attention(  # type: ignore[override]
-        self, queries: torch.Tensor, tokens: torch.Tensor, keys: Any, terms: _ImageTerms
+        self, queries: torch.Tensor, tokens: torch.Tensor, keys: Any, terms: ImageTerms
     ) -> torch.Tensor:
-        if not isinstance(keys, _LowRankKeys):
+        if not isinstance(keys, LowRankKeys):
             return super()._final_attention(queries, tokens, keys, terms)
         transformer = self.decoder.transformer
         final = transformer.final_attn_token_to_image
-        heads, dim, scale = _heads(final)
+        heads, dim, scale = attention_heads(final)
         n, t, channels = queries.shape
         q = final.q_proj(queries + tokens).view(n, t, heads, dim) * scale
         rows = torch.einsum(
@@ -496,7 +440,7 @@ class LowRankMaskDecoder(FastMaskDecoder):
     def _upscale(  # type: ignore[override]
         self, keys: Any, mask_token: torch.Tensor, chosen: torch.Tensor, plan: UpscalePlan
     ) -> torch.Tensor:
-        if not isinstance(keys, _LowRankKeys):
+        if not isinstance(keys, LowRankKeys):
             return super()._upscale(keys, mask_token, chosen, plan)
         return low_rank_upscale(
             self.decoder, keys, mask_token, chosen, plan, self.side, self.upscale_dtype

@@ -1,11 +1,11 @@
-"""The upscaling of :class:`~fiftyone_ntt.models.sam2_lowrank.LowRankMaskDecoder` (per kept
+"""The upscaling of :class:`~fiftyone_ntt.models.sam2.lowrank.LowRankMaskDecoder` (per kept
 prompt), optionally in bfloat16.
 
 ``upscale_conv1`` is a per-pixel linear map, so for image tokens
 ``keys[p] = s[p]·Y2[p] + coef[:, p]ᵀ·basis`` it is ``s·(Y2 W1) + coefᵀ (basis W1)``: a
 ``(L, 2K+4)·(2K+4, 4·C/4)`` product per prompt instead of ``(L, C)·(C, 4·C/4)``, with
 ``Y2 W1`` once per image. Then LayerNorm, GELU, ``upscale_conv2``, GELU and the
-hypernetwork product as in :class:`~fiftyone_ntt.models.sam2_decoder.FastMaskDecoder`, in
+hypernetwork product as in :class:`~fiftyone_ntt.models.sam2.decoder.FastMaskDecoder`, in
 pixel tiles so the ``(tile, ·)`` intermediates stay in the CPU caches.
 
 ``dtype=torch.bfloat16`` (the CPU ``bfloat16`` precision) runs these products and passes
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fiftyone_ntt.models.sam2_decoder import UpscalePlan
+from fiftyone_ntt.models.sam2.decoder import UpscalePlan
 
 __all__ = ["UPSCALE_PIXELS", "UPSCALE_TILE", "low_rank_upscale"]
 
@@ -48,7 +48,7 @@ def low_rank_upscale(
 
     Args:
         decoder: the ``Sam2MaskDecoder`` (its hypernetwork MLPs).
-        keys: a ``_LowRankKeys`` of ``k`` prompts (``scale (k, L)``, ``coef (k, 2K+4, L)``,
+        keys: a ``LowRankKeys`` of ``k`` prompts (``scale (k, L)``, ``coef (k, 2K+4, L)``,
             ``basis (k, 2K+4, C)``, ``terms.y2 (L, C)``, ``terms.cache``).
         mask_token: ``(k, C)`` chosen mask tokens after the final attention.
         chosen: ``(k,)`` their token index.

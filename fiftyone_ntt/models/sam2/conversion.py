@@ -10,17 +10,14 @@ from typing import Any
 
 import torch
 
-from fiftyone_ntt.models.conversion_specs import (
-    HIERA_SPECS,
+from fiftyone_ntt.models.sam2.specs import HIERA_SPECS, HieraSpec
+from fiftyone_ntt.models.state_dict import (
     CheckpointError,
-    HieraSpec,
     StateDict,
-    _float32,
-    _indices,
-    _mlp_depths,
-    _mlp_name,
-    _shape,
-    _unwrap,
+    as_float32,
+    key_indices,
+    tensor_shape,
+    unwrap_state_dict,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -29,7 +26,7 @@ from fiftyone_ntt.models.conversion_specs import (
 
 #: Tensors of the video path (memory attention/encoder, object pointers): unused when
 #: proposing masks on single images (§1.1), so they are skipped.
-_SAM2_VIDEO_PREFIXES = (
+SAM2_VIDEO_PREFIXES = (
     "memory_attention.",
     "memory_encoder.",
     "mask_downsample.",
@@ -39,6 +36,8 @@ _SAM2_VIDEO_PREFIXES = (
 _SAM2_VIDEO_KEYS = frozenset(
     {"maskmem_tpos_enc", "no_mem_pos_enc", "no_obj_ptr", "no_obj_embed_spatial"}
 )
+#: Keys that may hold the state dict in Meta's files (SAM 2 and EdgeTAM).
+SAM2_WRAPPERS = ("model", "state_dict")
 #: Tensors only SAM 2.1 checkpoints have.
 _SAM2_1_MARKERS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.")
 _SAM2_IMAGE_PREFIXES = ("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.")
@@ -106,7 +105,27 @@ class Sam2Architecture:
         )
 
 
-def _strip_sam2_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _mlp_depths(sd: StateDict) -> dict[str, int]:
+    """Number of linear layers of every ``<prefix>.layers.<i>`` MLP in a Meta state dict."""
+    depths: dict[str, int] = {}
+    for key in sd:
+        m = re.match(r"^(.*)\.layers\.(\d+)\.weight$", key)
+        if m:
+            depths[m.group(1)] = max(depths.get(m.group(1), 0), int(m.group(2)) + 1)
+    return depths
+
+
+def _mlp_name(index: int, depth: int) -> str:
+    """Meta ``MLP.layers[i]`` → transformers ``Sam2FeedForward`` attribute."""
+    if index == 0:
+        return "proj_in"
+    if index == depth - 1:
+        return "proj_out"
+    return f"layers.{index - 1}"
+
+
+def strip_sam2_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict without a ``module.`` / ``model.`` prefix common to all its keys."""
     for prefix in ("module.", "model."):
         if sd and all(k.startswith(prefix) for k in sd):
             sd = {k[len(prefix) :]: v for k, v in sd.items()}
@@ -134,10 +153,10 @@ def infer_sam2_architecture(state_dict: StateDict) -> Sam2Architecture:
             f"and 'sam_mask_decoder.*' (Meta's sam2*_hiera_*.pt), found e.g. {sample}"
         )
     trunk = "image_encoder.trunk."
-    blocks = _indices(sd, rf"^{re.escape(trunk)}blocks\.(\d+)\.")
+    blocks = key_indices(sd, rf"^{re.escape(trunk)}blocks\.(\d+)\.")
     if not blocks or blocks != list(range(len(blocks))):
         raise CheckpointError(f"SAM 2 trunk blocks are not numbered 0..N-1: {blocks[:10]}...")
-    dims = [_shape(sd, f"{trunk}blocks.{i}.norm2.weight", what)[0] for i in blocks]
+    dims = [tensor_shape(sd, f"{trunk}blocks.{i}.norm2.weight", what)[0] for i in blocks]
     # A stage is a run of blocks with the same output width (widths double between stages).
     stages: list[int] = []
     widths: list[int] = []
@@ -147,7 +166,7 @@ def infer_sam2_architecture(state_dict: StateDict) -> Sam2Architecture:
         else:
             widths.append(width)
             stages.append(1)
-    embed_dim = _shape(sd, f"{trunk}pos_embed", what)[1]
+    embed_dim = tensor_shape(sd, f"{trunk}pos_embed", what)[1]
     key = (embed_dim, tuple(stages))
     spec = HIERA_SPECS.get(key)
     if spec is None:
@@ -161,16 +180,18 @@ def infer_sam2_architecture(state_dict: StateDict) -> Sam2Architecture:
         )
     if widths != spec.embed_dims:
         raise CheckpointError(f"Hiera stage widths {widths} do not match {spec.arch}")
-    bkg = _shape(sd, f"{trunk}pos_embed", what)[2:]
-    window = _shape(sd, f"{trunk}pos_embed_window", what)[2]
+    bkg = tensor_shape(sd, f"{trunk}pos_embed", what)[2:]
+    window = tensor_shape(sd, f"{trunk}pos_embed_window", what)[2]
     if tuple(bkg) != spec.window_pos_embed_bkg or window != spec.window_sizes[0]:
         raise CheckpointError(
             f"{spec.arch}: positional embedding {tuple(bkg)} / window {window} do not match "
             f"the published config ({spec.window_pos_embed_bkg} / {spec.window_sizes[0]})"
         )
 
-    necks = _indices(sd, r"^image_encoder\.neck\.convs\.(\d+)\.conv\.weight$")
-    neck_shapes = [_shape(sd, f"image_encoder.neck.convs.{i}.conv.weight", what) for i in necks]
+    necks = key_indices(sd, r"^image_encoder\.neck\.convs\.(\d+)\.conv\.weight$")
+    neck_shapes = [
+        tensor_shape(sd, f"image_encoder.neck.convs.{i}.conv.weight", what) for i in necks
+    ]
     if not neck_shapes:
         raise CheckpointError("the SAM 2 checkpoint has no FPN neck ('image_encoder.neck.*')")
     fpn = neck_shapes[0][0]
@@ -210,22 +231,24 @@ def sam2_head_configs(
     """
     fpn = fpn_hidden_size
     dec = "sam_mask_decoder."
-    hidden = _shape(sd, f"{dec}iou_token.weight", what)[1]
+    hidden = tensor_shape(sd, f"{dec}iou_token.weight", what)[1]
     if f"{dec}obj_score_token.weight" not in sd:
         raise CheckpointError(
             "the SAM 2 mask decoder has no object-score token (pred_obj_scores=False); every "
             "released SAM 2 / 2.1 checkpoint has one, this variant is not supported"
         )
-    n_layers = len(_indices(sd, rf"^{re.escape(dec)}transformer\.layers\.(\d+)\."))
+    n_layers = len(key_indices(sd, rf"^{re.escape(dec)}transformer\.layers\.(\d+)\."))
     depths = _mlp_depths(sd)
     decoder = {
         "hidden_size": hidden,
         "num_hidden_layers": n_layers,
         "num_attention_heads": decoder_heads,
-        "mlp_dim": _shape(sd, f"{dec}transformer.layers.0.mlp.layers.0.weight", what)[0],
-        "num_multimask_outputs": _shape(sd, f"{dec}mask_tokens.weight", what)[0] - 1,
+        "mlp_dim": tensor_shape(sd, f"{dec}transformer.layers.0.mlp.layers.0.weight", what)[0],
+        "num_multimask_outputs": tensor_shape(sd, f"{dec}mask_tokens.weight", what)[0] - 1,
         "iou_head_depth": depths.get(f"{dec}iou_prediction_head", 0),
-        "iou_head_hidden_dim": _shape(sd, f"{dec}iou_prediction_head.layers.0.weight", what)[0],
+        "iou_head_hidden_dim": tensor_shape(sd, f"{dec}iou_prediction_head.layers.0.weight", what)[
+            0
+        ],
     }
     if n_layers != 2 or depths.get(f"{dec}transformer.layers.0.mlp") != 2:
         # transformers ties the two-way block count to its MLP depth (both 2 in SAM 2).
@@ -235,8 +258,10 @@ def sam2_head_configs(
     if fpn != hidden:
         raise CheckpointError(f"FPN width {fpn} differs from the mask decoder width {hidden}")
     prompt = {
-        "hidden_size": _shape(sd, "sam_prompt_encoder.no_mask_embed.weight", what)[1],
-        "mask_input_channels": _shape(sd, "sam_prompt_encoder.mask_downscaling.3.weight", what)[0],
+        "hidden_size": tensor_shape(sd, "sam_prompt_encoder.no_mask_embed.weight", what)[1],
+        "mask_input_channels": tensor_shape(
+            sd, "sam_prompt_encoder.mask_downscaling.3.weight", what
+        )[0],
     }
     return decoder, prompt
 
@@ -378,7 +403,7 @@ def rename_sam2_tensors(
         for pattern, rename in rules:
             m = pattern.match(key)
             if m:
-                out[rename(m)] = _float32(value)
+                out[rename(m)] = as_float32(value)
                 break
         else:
             (
@@ -394,7 +419,7 @@ def rename_sam2_tensors(
     # Meta keeps the 4 point-type embeddings (negative, positive, box corner 1, box corner 2)
     # as separate nn.Embedding(1, C); transformers stacks them in one nn.Embedding(4, C).
     out["prompt_encoder.point_embed.weight"] = torch.cat(
-        [_float32(point_embeddings[i]).reshape(1, -1) for i in range(4)], dim=0
+        [as_float32(point_embeddings[i]).reshape(1, -1) for i in range(4)], dim=0
     )
     # One random-Fourier matrix serves both the prompt points and the dense image PE in
     # Meta's code; transformers holds two copies.
@@ -421,9 +446,9 @@ def convert_sam2_state_dict(
     Raises:
         CheckpointError: not SAM 2, an unknown size, or an image-path tensor we cannot place.
     """
-    sd = _strip_sam2_prefixes(_unwrap(checkpoint, ("model", "state_dict"), "SAM 2"))
+    sd = strip_sam2_prefixes(unwrap_state_dict(checkpoint, SAM2_WRAPPERS, "SAM 2"))
     arch = infer_sam2_architecture(sd)
-    out, skipped, unknown = rename_sam2_tensors(sd, _SAM2_VIDEO_PREFIXES)
+    out, skipped, unknown = rename_sam2_tensors(sd, SAM2_VIDEO_PREFIXES)
     if unknown:
         raise CheckpointError(
             f"{len(unknown)} SAM 2 image-path tensor(s) have no place in the recognised "

@@ -30,7 +30,12 @@ from typing import Any
 
 import torch
 
-from fiftyone_ntt.models.conversion import CheckpointError
+from fiftyone_ntt.models.state_dict import (
+    CheckpointError,
+    StateDict,
+    tensor_shape,
+    unwrap_state_dict,
+)
 
 __all__ = [
     "DINOV3_SPECS",
@@ -42,45 +47,16 @@ __all__ = [
     "dinov3_identity_from_config",
     "infer_dinov3_architecture",
     "looks_like_dinov3",
+    "normalise_dinov3_keys",
 ]
 
 
-StateDict = Mapping[str, torch.Tensor]
-
-
-def _unwrap(obj: Any) -> dict[str, torch.Tensor]:
-    """The flat ``name -> tensor`` dict inside a checkpoint (``{"teacher": ...}`` etc.)."""
-    for _ in range(3):
-        inner = None
-        if isinstance(obj, Mapping):
-            inner = next(
-                (
-                    obj[w]
-                    for w in ("teacher", "model", "state_dict")
-                    if isinstance(obj.get(w), Mapping)
-                ),
-                None,
-            )
-        if inner is None:
-            break
-        obj = inner
-    tensors = (
-        {k: v for k, v in obj.items() if isinstance(k, str) and torch.is_tensor(v)}
-        if isinstance(obj, Mapping)
-        else {}
-    )
-    if not tensors:
-        raise CheckpointError(f"expected a DINOv3 state dict of tensors, got {type(obj).__name__}")
-    return tensors
+#: Keys that may hold the state dict in Meta's files (the training checkpoints' teacher).
+WRAPPERS = ("teacher", "model", "state_dict")
 
 
 def _shape(sd: StateDict, key: str) -> tuple[int, ...]:
-    try:
-        return tuple(sd[key].shape)
-    except KeyError:
-        raise CheckpointError(
-            f"the DINOv3 checkpoint lacks {key!r}, which the model needs"
-        ) from None
+    return tensor_shape(sd, key, "DINOv3", "the model")
 
 
 @dataclass(frozen=True)
@@ -191,7 +167,7 @@ class Dinov3Architecture:
         )
 
 
-def _normalise_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def normalise_dinov3_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip DDP/teacher prefixes (``module.``, ``backbone.``)."""
     for prefix in ("module.", "backbone."):
         if sd and all(k.startswith(prefix) for k in sd):
@@ -335,7 +311,7 @@ def convert_dinov3_state_dict(
     Raises:
         CheckpointError: not DINOv3, or a tensor we cannot place.
     """
-    sd = _normalise_keys(_unwrap(checkpoint))
+    sd = normalise_dinov3_keys(unwrap_state_dict(checkpoint, WRAPPERS, "DINOv3"))
     arch = infer_dinov3_architecture(sd)
     out: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
@@ -395,7 +371,7 @@ def dinov3_identity_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
 def dinov3_identity_from_checkpoint(checkpoint: Any) -> dict[str, Any] | None:
     """The same from Meta's original file (shapes only), or ``None`` if it is not DINOv3."""
     try:
-        sd = _normalise_keys(_unwrap(checkpoint))
+        sd = normalise_dinov3_keys(unwrap_state_dict(checkpoint, WRAPPERS, "DINOv3"))
     except CheckpointError:
         return None
     if not looks_like_dinov3(sd):
