@@ -354,11 +354,11 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
         )
     config = _check_models(inputs, ctx.params, props)
     if config is not None and ctx.params.get("advanced_models"):
-        from fiftyone_ntt.presets import model_label
+        from fiftyone_ntt.fiftyone.models import describe_model
 
         inputs.md(
-            f"Runs: {model_label(config.models.sam2)} (mask proposer) + "
-            f"{model_label(config.models.dinov2)} (semantic encoder)",
+            f"Runs: {describe_model(config.models.sam2)} (mask proposer) + "
+            f"{describe_model(config.models.dinov2)} (semantic encoder)",
             name="chosen_models",
         )
     return props
@@ -473,10 +473,6 @@ def bank_models_line(inputs: types.Object, info: dict[str, Any] | None) -> None:
     models = ((info or {}).get("config") or {}).get("models") or {}
     if not models:
         return
-    from fiftyone_ntt.presets import model_label
+    from fiftyone_ntt.fiftyone.models import describe_models
 
-    inputs.md(
-        f"Models (the bank's): {model_label(str(models.get('sam2')))} + "
-        f"{model_label(str(models.get('dinov2')))}",
-        name="bank_models",
-    )
+    inputs.md(f"Models (the bank's): {describe_models(models)}", name="bank_models")

@@ -57,10 +57,28 @@ def about() -> dict[str, str]:
 
 
 def _models_mode() -> str:
-    """Which models run: the real ones, or the test models (and that they mean nothing)."""
+    """Which models run, named as everywhere in the App: the test models (and that they
+    mean nothing), or the real ones of the default preset (each form chooses its preset)."""
+    from fiftyone_ntt.config import get_preset
+    from fiftyone_ntt.fiftyone.models import (
+        describe_models,
+        get_models,
+        model_identity,
+        test_models,
+    )
     from fiftyone_ntt.fiftyone.preflight import test_models_notice
 
-    return test_models_notice() or "real models (the preset's weights)"
+    notice = test_models_notice()
+    models = get_preset("default").models
+    if notice is None:
+        names = {"sam2": models.sam2, "dinov2": models.dinov2}
+        return f"{describe_models(names)} (the 'default' preset; each form chooses)"
+    try:
+        test_models()
+    except ValueError:  # a bad FIFTYONE_NTT_TEST_MODELS: the notice says what to do
+        return notice
+    encoder, proposer = get_models(models)  # the test models: small, cached for the runs
+    return f"{describe_models(model_identity(encoder, proposer))}. {notice}"
 
 
 class NTTAbout(foo.Operator):

@@ -135,7 +135,8 @@ class NTTBuildBank(foo.Operator):
             overwrite=bool(ctx.params.get("overwrite", False)),
             progress=progress_reporter(ctx, "references embedded"),
         )
-        models = info.get("models", {})
+        from fiftyone_ntt.fiftyone.models import describe_models
+
         return {
             "bank_key": info["key"],
             "classes": info["classes"],
@@ -143,9 +144,7 @@ class NTTBuildBank(foo.Operator):
             "shots_rows": [{"class": c, "shots": n} for c, n in info["shots"].items()],
             "num_references": info["num_references"],
             "generated_masks": info["generated_masks"],
-            "models_text": " + ".join(
-                str(models.get(part, {}).get("source", "?")) for part in ("proposer", "encoder")
-            ),
+            "models_text": describe_models(info.get("models")),
             "size": human_size(info["size_bytes"]),
             "size_bytes": info["size_bytes"],
             "fingerprint": info["fingerprint"],

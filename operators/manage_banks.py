@@ -189,7 +189,6 @@ def _detail_rows(info: dict) -> list[dict]:
 
 
 def _models(bank: dict) -> str:
-    models = bank.get("models", {})
-    return " + ".join(
-        str(models.get(part, {}).get("source", "?")) for part in ("proposer", "encoder")
-    )
+    from fiftyone_ntt.fiftyone.models import describe_models
+
+    return describe_models(bank.get("models"))

@@ -119,6 +119,7 @@ def _evaluation_rows(dataset: Any) -> list[dict[str, Any]]:
     for key in dataset.list_evaluations():
         info = dataset.get_evaluation_info(key)
         config = info.config
+        bank, bank_version = _bank_of_field(dataset, getattr(config, "pred_field", None))
         rows.append(
             _row(
                 id=f"evaluation:{key}",
@@ -126,7 +127,8 @@ def _evaluation_rows(dataset: Any) -> list[dict[str, Any]]:
                 kind="evaluate",
                 state="completed",
                 out_field=key,
-                bank=_bank_of_field(dataset, getattr(config, "pred_field", None)),
+                bank=bank,
+                bank_version=bank_version,
                 started=_iso(getattr(info, "timestamp", None)),
                 updated=_iso(getattr(info, "timestamp", None)),
             )
@@ -134,12 +136,14 @@ def _evaluation_rows(dataset: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _bank_of_field(dataset: Any, field: str | None) -> str | None:
+def _bank_of_field(dataset: Any, field: str | None) -> tuple[str | None, int | None]:
+    """The bank (key, version) of the run that wrote ``field``, as its run row shows it."""
     from fiftyone_ntt.fiftyone.runs import list_ntt_runs
 
     if field and field in list_ntt_runs(dataset):
-        return getattr(dataset.get_run_info(field).config, "bank_key", None)
-    return None
+        config = dataset.get_run_info(field).config
+        return getattr(config, "bank_key", None), getattr(config, "bank_version", None)
+    return None, None
 
 
 def operation_rows(dataset: Any, include_finished: bool = True) -> list[dict[str, Any]]:

@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from fiftyone_ntt.config import ModelConfig
 
-__all__ = ["TEST_MODELS_ENV", "free_models", "get_models", "load_count", "model_identity"]
+__all__ = [
+    "TEST_MODELS_ENV",
+    "describe_model",
+    "describe_models",
+    "free_models",
+    "get_models",
+    "load_count",
+    "model_identity",
+]
 
 TEST_MODELS_ENV = "FIFTYONE_NTT_TEST_MODELS"
 _TEST_CHOICES = ("fake", "tiny")
@@ -122,3 +131,71 @@ def model_identity(encoder: Any, proposer: Any) -> dict[str, Any]:
         "encoder": dict(getattr(encoder, "identity", {}) or {}),
         "proposer": dict(getattr(proposer, "identity", {}) or {}),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Readable names: the one place the App names a model (about, forms, banks, panel)
+
+#: The test models by identity ``family``, and by ``source`` (what a bank built with them
+#: records as its configuration's model names).
+_FAKE_FAMILIES = {"fake-color": "ColorEncoder", "fake-region": "RegionProposer"}
+_FAKE_SOURCES = {"fiftyone_ntt.testing.ColorEncoder": "ColorEncoder", "testing": "RegionProposer"}
+_VIT_SIZES = {"small": "S", "base": "B", "large": "L", "giant": "g", "huge": "H"}
+
+
+def _arch_text(family: str, arch: str, patch: Any) -> str:
+    """``hiera_tiny`` -> ``hiera-tiny``; ``vit_small`` (patch 14) -> ``ViT-S/14``."""
+    if family in ("dinov2", "dinov3") and arch.startswith("vit_"):
+        words = arch[len("vit_") :].split("_")
+        size = _VIT_SIZES.get(words[0], words[0]) + "".join(
+            "+" if w == "plus" else f"-{w}" for w in words[1:]
+        )
+        return f"ViT-{size}" + (f"/{patch}" if patch else "")
+    return arch.replace("_", "-")
+
+
+def describe_model(model: Mapping[str, Any] | str | None) -> str:
+    """A readable name of one model, from its identity (what banks and runs record, see
+    :func:`model_identity`) or its source (a hub id or path, as configurations name it).
+
+    Known hub ids get the presets' names (``"SAM 2.1 Hiera-T"``, ``"DINOv2 ViT-S/14"``);
+    other weights their family, version and size, with the file or folder name
+    (``"SAM 2.1 hiera-tiny (x.pt)"``); the test models say so (``"fake ColorEncoder
+    (testing)"``, ``"tiny random DINOv2 (testing)"``).
+    """
+    from fiftyone_ntt.models.catalog import FAMILY_NAMES
+    from fiftyone_ntt.presets import model_label
+
+    if isinstance(model, Mapping):
+        identity = dict(model)
+    else:
+        identity = {"source": model} if model else {}
+    source = str(identity.get("source") or "")
+    family = str(identity.get("family") or "")
+    if source and model_label(source) != source:
+        return model_label(source)
+    fake = _FAKE_FAMILIES.get(family) or _FAKE_SOURCES.get(source)
+    if fake or source.startswith("fiftyone_ntt.testing."):
+        return f"fake {fake or source.rsplit('.', 1)[-1]} (testing)"
+    if source.startswith("tiny-random-"):
+        family = family or source[len("tiny-random-") :].split("(")[0]
+        return f"tiny random {FAMILY_NAMES.get(family, family)} (testing)"
+    where = os.path.basename(source.rstrip("/\\")) or source
+    if not family:
+        return where or "unknown model"
+    name = FAMILY_NAMES.get(family, family)
+    if family == "sam2" and identity.get("version"):
+        name = f"SAM {identity['version']}"
+    arch = _arch_text(family, str(identity.get("arch") or ""), identity.get("patch_size"))
+    text = f"{name} {arch}".strip()
+    return f"{text} ({where})" if where else text
+
+
+def describe_models(models: Mapping[str, Any] | None) -> str:
+    """``"<proposer> + <encoder>"`` (:func:`describe_model` of each) from identities
+    (``{"proposer": ..., "encoder": ...}``, :func:`model_identity`) or a configuration's
+    sources (``{"sam2": ..., "dinov2": ...}``, :class:`~fiftyone_ntt.config.ModelConfig`)."""
+    models = models or {}
+    proposer = models.get("proposer", models.get("sam2"))
+    encoder = models.get("encoder", models.get("dinov2"))
+    return f"{describe_model(proposer)} + {describe_model(encoder)}"

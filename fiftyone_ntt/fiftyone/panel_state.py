@@ -146,19 +146,10 @@ def format_time(value: Any) -> str:
     return text[:16]
 
 
-def _model_name(identity: Mapping[str, Any] | None) -> str:
-    identity = identity or {}
-    source = identity.get("source") or ""
-    family = identity.get("family") or ""
-    arch = identity.get("arch") or ""
-    if source and "/" in str(source) and not str(source).startswith("fiftyone_ntt"):
-        return os.path.basename(str(source).rstrip("/")) or str(source)
-    return "-".join(str(p) for p in (family, arch) if p) or "?"
-
-
 def _models(info: Mapping[str, Any]) -> str:
-    models = info.get("models") or {}
-    return f"{_model_name(models.get('encoder'))} + {_model_name(models.get('proposer'))}"
+    from fiftyone_ntt.fiftyone.models import describe_models
+
+    return describe_models(info.get("models"))
 
 
 def _classes_shots(info: Mapping[str, Any]) -> str:

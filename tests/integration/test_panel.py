@@ -152,7 +152,7 @@ def test_build_bank_lists_it_with_readable_columns(panel):
     row = rows[0]
     assert row["key"] == "ground_truth-refs"
     assert row["classes"] == "red 1, green 1, blue 1"
-    assert row["models"] == "fake-color-histogram + fake-region"
+    assert row["models"] == "fake RegionProposer (testing) + fake ColorEncoder (testing)"
     assert row["size"].endswith("KB") and row["created"][:2] == "20"
     assert panel.state["bank"] == "ground_truth-refs"
     assert "Built 'ground_truth-refs' v1: 3 reference(s), 0 negative(s)" in panel.notice()
