@@ -104,14 +104,32 @@ def apply_field_look(collection: Any, fields: Iterable[str]) -> list[str]:
         return []
     scheme.fields = entries + [_look(f) for f in added]
     config.color_scheme = scheme
-    if CURATED_FIELD in added:
-        active = config.active_fields
-        if active is None:
-            config.active_fields = fo.ActiveFields(exclude=True, paths=[CURATED_FIELD])
-        elif active.exclude and CURATED_FIELD not in (active.paths or []):
-            active.paths = [*(active.paths or []), CURATED_FIELD]
+    _set_active(dataset, config, added)
     dataset.save()
     return added
+
+
+def _set_active(dataset: Any, config: Any, added: list[str]) -> None:
+    """The curated field is not among the default active fields; the other fields that just
+    got their look (new fields, which no one has chosen to show or hide yet) are. An
+    exclusion list would activate every metadata and primitive field too, so the App's
+    default (its label fields) becomes an explicit list the first time."""
+    import fiftyone as fo
+
+    active = config.active_fields
+    if active is None:
+        if CURATED_FIELD not in added:
+            return
+        paths = fo.DatasetAppConfig.default_active_fields(dataset).paths
+        config.active_fields = fo.ActiveFields(paths=[p for p in paths if p != CURATED_FIELD])
+        return
+    paths = list(active.paths or [])
+    for field in added:
+        if active.exclude and field == CURATED_FIELD and field not in paths:
+            paths.append(field)
+        elif not active.exclude and field != CURATED_FIELD and field not in paths:
+            paths.append(field)
+    active.paths = paths
 
 
 def detection_box_xyxy(detection: Any, width: int, height: int) -> tuple[float, ...]:

@@ -81,8 +81,9 @@ def test_curated_field_is_coloured_by_decision_and_hidden_by_default(judged):
         "rejected": REJECTED_COLOR,
     }
     assert entry["fieldColor"]  # its own colour when the App colours by field
-    active = dataset.app_config.active_fields
-    assert active is not None and active.exclude is True and active.paths == [CURATED]
+    active = dataset.app_config.active_fields  # an explicit list: no metadata, no primitives
+    assert active is not None and not active.exclude
+    assert set(active.paths) == {GT, PREVIEW}
 
 
 def test_ntt_fields_get_fixed_colours_that_survive_a_reload(judged):
