@@ -267,7 +267,7 @@ def run_rows(collection: Any) -> list[dict[str, Any]]:
 
 
 #: Characters of an error shown in a Runs table cell (the full text is its tooltip).
-ERROR_CELL_CHARS = 30
+ERROR_CELL_CHARS = 24
 _DISMISSIBLE = ("failed", "interrupted")
 
 
@@ -295,8 +295,9 @@ def _primary(attempts: list[dict[str, Any]]) -> dict[str, Any]:
 def _fold_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per output field (evaluation key, ...): its latest attempt, the others
     folded in (``attempts``, ``history``). The field's run lends its buttons (Show, Resume,
-    Evaluate, Results) unless an operation is still at work on it. Adds ``error_short``
-    and ``can_dismiss`` (a failed or interrupted row that nothing is running)."""
+    Evaluate, Results) unless an operation is still at work on it. Adds ``error_short``,
+    ``state_cell`` (the status and the short error) and ``can_dismiss`` (a failed or
+    interrupted row that nothing is running)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row_key(row), []).append(row)
@@ -328,6 +329,10 @@ def _fold_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else ""
         )
         row["error_short"] = short_text(row.get("error"))
+        # the State cell: the state, and a few words of the error (full text: its tooltip)
+        row["state_cell"] = (
+            f"{row['status']}: {row['error_short']}" if row["error_short"] else row["status"]
+        )
         row["can_dismiss"] = row["state"] in _DISMISSIBLE and not row.get("can_cancel")
         out.append(row)
     return out

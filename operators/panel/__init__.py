@@ -16,6 +16,8 @@ first; the build's progress reaches the notice through :data:`_PROGRESS`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 import uuid
@@ -93,6 +95,17 @@ def preview_n_error(value) -> str | None:
     return bound_error(value, **PREVIEW_N)
 
 
+def _view_key(ctx) -> str:
+    """A digest of the App's view (its stages) and dataset."""
+    view = ctx.view
+    try:
+        stages = json.dumps(view._serialize(), sort_keys=True, default=str)
+    except Exception:  # a view that cannot be serialized: compare its text
+        stages = repr(view)
+    text = f"{getattr(ctx, 'dataset_name', '')}|{stages}"
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def _preset_of(banks: list[dict], key: str | None) -> str:
     """The preset of the newest version of bank ``key`` (``"default"`` for a new key)."""
     for row in banks:  # newest version first
@@ -145,6 +158,7 @@ class NTTPanel(foo.Panel):
         if state.get("build_preset") is None:
             state.build_preset = _preset_of(banks, state.get("build_key"))
         state.stamp = ps.change_stamp(dataset)
+        state.view_key = _view_key(ctx)
         state.modal = bool(ctx.current_sample)
         self._selection(ctx)
         if message:
@@ -158,8 +172,15 @@ class NTTPanel(foo.Panel):
         state = ctx.panel.state
         busy = state.get("busy")
         if busy:
-            if busy.get("token") in _FINISHED:
-                return False  # its result is on its way: do not draw it busy again
+            token = busy.get("token")
+            lost = token not in _STARTED and time.time() - (busy.get("since") or 0) > 30
+            if token in _FINISHED or lost:
+                # a state still busy after the work (a stale copy), or work that never
+                # started (the App restarted): show the panel as it is
+                state.busy = None
+                state.progress = None
+                self.refresh(ctx)
+                return True
             text = _PROGRESS.get(ctx.panel_id)
             if text and text != state.get("progress"):
                 state.progress = text
@@ -171,17 +192,38 @@ class NTTPanel(foo.Panel):
             return True
         return False
 
+    @staticmethod
+    def is_working(busy: dict | None) -> bool:
+        """Whether the work announced in ``busy`` (the panel state's) is still to do or
+        under way (a copy of the state from before its end is not)."""
+        return bool(busy) and busy.get("token") not in _FINISHED
+
     def refresh_quiet(self, ctx):
         """After an operator the panel opened: refresh, without a toast."""
         self.refresh(ctx)
 
     def execute(self, ctx):
-        # a tick of the timer draws the panel again only when something changed
-        if ctx.params.get("__method__") == "poll":
-            if self.poll(ctx):
+        # a tick of the timer, and the App's view events, draw the panel again only when
+        # something changed (the App sends view events after every change of the panel's
+        # state too: redrawing from their copy of the state would show an old one)
+        method = {"poll": self.poll, "on_change_view": self._view_changed}.get(
+            ctx.params.get("__method__")
+        )
+        if method is not None:
+            if method(ctx):
                 ctx.ops.show_panel_output(self.render(ctx))
             return None
         return super().execute(ctx)
+
+    def _view_changed(self, ctx) -> bool:
+        """The App's view changed (or says so): refresh when the view or the dataset did."""
+        state = ctx.panel.state
+        if _view_key(ctx) == state.get("view_key") and _ps().change_stamp(ctx.dataset) == state.get(
+            "stamp"
+        ):
+            return False
+        self.refresh(ctx)
+        return True
 
     # ---- long work: a busy state first, then the work from a one-shot timer ------------
 
@@ -189,7 +231,13 @@ class NTTPanel(foo.Panel):
         """Show that ``action`` is under way (the old message goes, its buttons are
         disabled); the layout's one-shot timer then calls :meth:`work`."""
         state = ctx.panel.state
-        state.busy = {"token": uuid.uuid4().hex, "action": action, "text": text, "params": params}
+        state.busy = {
+            "token": uuid.uuid4().hex,
+            "action": action,
+            "text": text,
+            "params": params,
+            "since": time.time(),
+        }
         state.progress = None
         state.message = None
         state.message_variant = None
@@ -309,7 +357,7 @@ class NTTPanel(foo.Panel):
         self.refresh(ctx)
 
     def on_change_view(self, ctx):
-        self.refresh(ctx)
+        self._view_changed(ctx)
 
     def on_change_dataset(self, ctx):
         self.refresh(ctx)
@@ -389,7 +437,7 @@ class NTTPanel(foo.Panel):
         self._start(
             ctx,
             "build",
-            f"Building bank {what} (preset {preset!r}) …",
+            f"Building bank {what} (preset {preset!r})",
             {"bank_key": key, "preset": preset},
             at="banks",
         )
@@ -421,7 +469,7 @@ class NTTPanel(foo.Panel):
         self._start(
             ctx,
             "preview",
-            f"Previewing {bank!r} on this sample …",
+            f"Previewing {bank!r} on this sample",
             {"bank": bank, "sample_ids": [ctx.current_sample]},
             at="preview",
         )
@@ -452,7 +500,7 @@ class NTTPanel(foo.Panel):
         self._start(
             ctx,
             "preview",
-            f"Previewing {bank!r} on {n} sample(s) of the view …",
+            f"Previewing {bank!r} on {n} sample(s) of the view",
             {"bank": bank, "n": n},
             at="preview",
         )

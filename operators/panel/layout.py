@@ -55,15 +55,17 @@ def _field_error(obj: types.Object, prop, state, name: str) -> None:
         invalid(obj, prop, name, error)
 
 
-def _busy(obj: types.Object, state, action: str, name: str) -> bool:
+def _busy(panel, obj: types.Object, state, action: str, name: str) -> bool:
     """While ``action`` runs: what it is doing (with its progress), in place of the old
     message. Returns whether any work is under way (its buttons are then disabled)."""
     busy = state.get("busy") or {}
+    if not panel.is_working(busy):
+        return False
     if busy.get("action") == action:
         progress = state.get("progress")
-        text = f"{busy.get('text')} ({progress})" if progress else f"{busy.get('text')} working…"
+        text = f"{busy.get('text')} … ({progress})" if progress else f"{busy.get('text')} … working"
         obj.view(name, types.Notice(label=text))
-    return bool(busy)
+    return True
 
 
 def _first_use(panel, obj: types.Object, info: dict) -> None:
@@ -187,7 +189,7 @@ def _banks(panel, obj: types.Object, state) -> None:
     else:
         obj.view("banks_empty", types.Notice(label="No memory bank yet."))
     _build_fields(obj, state, panel)
-    working = _busy(obj, state, "build", "banks_busy")
+    working = _busy(panel, obj, state, "build", "banks_busy")
     has_refs = bool(state.get("refs"))
     _buttons(
         obj,
@@ -251,7 +253,7 @@ def _preview(panel, obj: types.Object, state) -> None:
         **PREVIEW_N,
     )
     _field_error(obj, prop, state, "preview_n")
-    working = _busy(obj, state, "preview", "preview_busy")
+    working = _busy(panel, obj, state, "preview", "preview_busy")
     _buttons(
         obj,
         "preview_buttons",
@@ -296,23 +298,25 @@ def _runs(panel, obj: types.Object, state) -> None:
         # Few, short columns: the panel usually shares the width with the grid, and the row
         # buttons must be visible without scrolling sideways.
         # (the update time is the State cell's tooltip)
-        columns = [
-            ("kind", "Run"),
-            ("field", "Field / key"),
-            ("status", "State"),
-            ("bank", "Bank"),
-        ]
+        # an error is a few words in the State cell (the table has no room for a column of
+        # its own); its full text: the cell's tooltip and a line below the table
         errors = [r for r in rows if r.get("error")]
-        if errors:  # a few words in the cell; the full text: its tooltip and a line below
-            columns.append(("error_short", "Error"))
-        table = _table(columns)
+        table = _table(
+            [
+                ("kind", "Run"),
+                ("field", "Field / key"),
+                ("state_cell", "State"),
+                ("bank", "Bank"),
+            ]
+        )
         for index, row in enumerate(rows):
-            if row.get("when"):
-                table.add_tooltip(index, "status", f"updated {row['when']} UTC")
+            tip = f"updated {row['when']} UTC" if row.get("when") else ""
+            if row.get("error"):
+                tip = f"{row['error']} ({tip})" if tip else row["error"]
+            if tip:
+                table.add_tooltip(index, "state_cell", tip)
             if row.get("history"):
                 table.add_tooltip(index, "field", row["history"])
-            if row.get("error"):
-                table.add_tooltip(index, "error_short", row["error"])
         # short labels (the tooltip says the rest): three of them fit beside the columns
         for name, label, tooltip, callback, flag in (
             ("show", "Show", "Show the run's predictions", panel.run_show, "can_show"),
@@ -378,15 +382,16 @@ def _runs(panel, obj: types.Object, state) -> None:
 def _timers(panel, obj: types.Object, state) -> None:
     """The refresh timer (``poll``; faster while work or runs are under way) and, while
     work is announced, the one-shot timer that starts it (``work``)."""
-    busy = state.get("busy") or {}
     from fiftyone_ntt.fiftyone.panel_state import has_active_runs
 
-    active = bool(busy) or has_active_runs(state.get("runs"))
+    busy = state.get("busy") or {}
+    working = panel.is_working(busy)
+    active = working or has_active_runs(state.get("runs"))
     obj.view(
         "poll_timer",
         types.TimerView(interval=POLL_BUSY_MS if active else POLL_IDLE_MS, on_interval=panel.poll),
     )
-    if busy.get("token"):
+    if working:
         obj.view(
             "work_timer",
             types.TimerView(timeout=50, on_timeout=panel.work, params={"token": busy["token"]}),

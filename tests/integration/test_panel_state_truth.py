@@ -106,10 +106,11 @@ def test_error_is_short_in_the_cell_full_in_tooltip_and_detail_line(panel):
     assert row["error"] == LONG_ERROR
     assert len(row["error_short"]) <= 30 and row["error_short"].endswith("…")
     assert row["error_short"][:-1] in LONG_ERROR
+    assert row["state_cell"] == f"failed: {row['error_short']}"
     runs = panel.find("runs")
     table = runs["view"]
-    assert [c["key"] for c in table["columns"]].count("error_short") == 1
-    assert "error" not in [c["key"] for c in table["columns"]]
+    keys = [c["key"] for c in table["columns"]]
+    assert "state_cell" in keys and "error" not in keys and len(keys) <= 4
     tips = [t["value"] for t in table.get("tooltips") or []]
     assert any(LONG_ERROR in t for t in tips), tips
     assert LONG_ERROR in str(panel.find("runs_errors"))
@@ -204,6 +205,24 @@ def test_poll_does_not_rerender_an_unchanged_panel_and_follows_active_runs(panel
     assert panel.output is not None and "notify" not in panel.triggered()
 
 
+def test_view_events_redraw_only_when_the_view_or_the_dataset_changed(panel):
+    import fiftyone_ntt.fiftyone as nf
+
+    # the App sends view events after every change of the panel state, with a copy of it:
+    # drawing from that copy could show an old state (e.g. still building)
+    panel.call("build")
+    panel.output = None
+    panel.call("on_change_view")
+    assert panel.output is None
+    panel.view = panel.dataset.limit(3)  # the view changed
+    panel.call("on_change_view")
+    assert panel.output is not None
+    nf.segment(panel.dataset, BANK, "ntt", points_per_side=16)  # the dataset changed
+    panel.output = None
+    panel.call("on_change_view")
+    assert panel.output is not None and _rows_of(panel, "ntt")
+
+
 def test_prompts_opened_by_the_panel_refresh_it_silently_on_success(panel):
     panel.call("build")
     panel.call("segment_view")
@@ -262,6 +281,8 @@ def test_build_shows_what_it_does_disables_the_button_then_builds(panel):
     assert len(nf.bank_versions(panel.dataset, BANK)) == 1
 
     (_, method, params), *_ = panel.timers(one_shot=True)
+    stale = PanelDriver(panel.dataset)  # a copy of the state from before the work ended
+    stale.state = dict(panel.state)
     panel.call(method, **params)
     assert panel.state["busy"] is None
     assert "Built 'ground_truth-refs' v2" in panel.notice()
@@ -270,6 +291,12 @@ def test_build_shows_what_it_does_disables_the_button_then_builds(panel):
     # a second firing of the same timer (a re-mounted view) does not build again
     panel.call(method, **params)
     assert len(nf.bank_versions(panel.dataset, BANK)) == 2
+    # a tick with a stale copy of the busy state shows the panel as it is, not busy
+    stale.auto_timers = False
+    stale.call("poll")
+    assert stale.state["busy"] is None
+    assert stale.button("banks_buttons", "build")["disabled"] is False
+    assert "banks_busy" not in stale.layout_names()
 
 
 def test_build_progress_is_shown_while_it_runs(panel, monkeypatch):
