@@ -36,6 +36,8 @@ _PROGRESS: dict[str, str] = {}
 #: Work tokens started (a timer that fires twice starts its work once), and when.
 _STARTED: dict[str, float] = {}
 _FINISHED: set[str] = set()
+#: The latest message of each panel (by panel id): see :func:`_latest_message`.
+_MESSAGES: dict[str, dict] = {}
 _LOCK = threading.Lock()
 #: Where a build parameter's error is shown (``<control>_error`` below the control).
 _BUILD_CONTROLS = {"bank_key": "build_key", "preset": "build_preset"}
@@ -79,9 +81,31 @@ def apply_effect(ctx, effect, at: str = "top") -> None:
         )
     if effect.message:
         ctx.ops.notify(effect.message, variant=effect.variant)
-        ctx.panel.state.message = effect.message
-        ctx.panel.state.message_variant = effect.variant
-        ctx.panel.state.message_at = at
+        _set_message(ctx, effect.message, effect.variant, at)
+
+
+def _set_message(ctx, message: str | None, variant: str | None, at: str) -> None:
+    """The panel's message (None: none), in the panel state and, against older copies of
+    that state, in :data:`_MESSAGES`."""
+    entry = {"message": message, "variant": variant, "at": at, "seq": time.time_ns()}
+    _MESSAGES[ctx.panel_id] = entry
+    _put_message(ctx.panel.state, entry)
+
+
+def _put_message(state, entry: dict) -> None:
+    state.message = entry["message"]
+    state.message_variant = entry["variant"]
+    state.message_at = entry["at"]
+    state.message_seq = entry["seq"]
+
+
+def _latest_message(ctx) -> None:
+    """The App sends events (selection, view) with a copy of the panel state taken before
+    the last action's changes arrived; the layout drawn from it would drop that action's
+    message. Put the latest message back into such a copy before drawing."""
+    entry = _MESSAGES.get(ctx.panel_id)
+    if entry and entry["seq"] > (ctx.panel.state.get("message_seq") or 0):
+        _put_message(ctx.panel.state, entry)
 
 
 def preview_n_error(value) -> str | None:
@@ -206,9 +230,12 @@ class NTTPanel(foo.Panel):
         # a tick of the timer, and the App's view events, draw the panel again only when
         # something changed (the App sends view events after every change of the panel's
         # state too: redrawing from their copy of the state would show an old one)
-        method = {"poll": self.poll, "on_change_view": self._view_changed}.get(
-            ctx.params.get("__method__")
-        )
+        method = {
+            "poll": self.poll,
+            "on_change_view": self._view_changed,
+            "on_change_selected": self._selection,
+            "on_change_selected_labels": self._selection,
+        }.get(ctx.params.get("__method__"))
         if method is not None:
             if method(ctx):
                 ctx.ops.show_panel_output(self.render(ctx))
@@ -239,9 +266,7 @@ class NTTPanel(foo.Panel):
             "since": time.time(),
         }
         state.progress = None
-        state.message = None
-        state.message_variant = None
-        state.message_at = at
+        _set_message(ctx, None, None, at)
 
     def work(self, ctx):
         """Do the work :meth:`_start` announced (once per token), then clear the busy state
@@ -294,10 +319,12 @@ class NTTPanel(foo.Panel):
         self.refresh(ctx)
         apply_effect(ctx, effect, at=at)
 
-    def _selection(self, ctx) -> None:
-        ctx.panel.state.selection = _pa().selection_counts(
-            ctx.view, ctx.selected_labels, ctx.selected
-        )
+    def _selection(self, ctx) -> bool:
+        """Count the selection; returns whether the count changed."""
+        counts = _pa().selection_counts(ctx.view, ctx.selected_labels, ctx.selected)
+        changed = counts != ctx.panel.state.get("selection")
+        ctx.panel.state.selection = counts
+        return changed
 
     def _clear_selection(self, ctx) -> None:
         """Unselect the labels and samples (patches) in the App."""
@@ -561,4 +588,5 @@ class NTTPanel(foo.Panel):
     # ---- layout -----------------------------------------------------------------------
 
     def render(self, ctx):
+        _latest_message(ctx)
         return render_panel(self, ctx)

@@ -223,6 +223,24 @@ def test_view_events_redraw_only_when_the_view_or_the_dataset_changed(panel):
     assert panel.output is not None and _rows_of(panel, "ntt")
 
 
+def test_an_event_with_an_old_copy_of_the_state_keeps_the_latest_message(panel):
+    # the App sends e.g. the selection event that an action's "clear selection" causes with
+    # the panel state from before the action's message arrived
+    stale = PanelDriver(panel.dataset)
+    stale.state = dict(panel.state)
+    panel.call("build")
+    assert "Built" in panel.notice()
+    sample = panel.dataset.first()
+    det = sample[GT].detections[0]
+    stale.selected_labels = [{"label_id": det.id, "sample_id": sample.id, "field": GT}]
+    stale.call("on_change_selected_labels")
+    assert "Built" in stale.notice()
+    assert "Built" in str(stale.find("banks_message"))
+    stale.output = None
+    stale.call("on_change_selected_labels")  # the same selection: nothing to draw
+    assert stale.output is None
+
+
 def test_prompts_opened_by_the_panel_refresh_it_silently_on_success(panel):
     panel.call("build")
     panel.call("segment_view")
