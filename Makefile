@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST := $(PY) -m pytest
 RUFF := $(PY) -m ruff
+LINT_IMPORTS := $(VENV)/bin/lint-imports --no-cache
 PORT ?= 5151
 DATASET ?=
 PYTEST_ARGS ?=
@@ -24,7 +25,7 @@ help:
 	@echo "make test-integration  integration tests (real FiftyOne + MongoDB)"
 	@echo "make test-e2e          browser tests (the App in headless Chromium)"
 	@echo "make bench             per-stage timing, Large models with random weights (docs/benchmarks.md)"
-	@echo "make lint | format     ruff check + format --check | ruff format + fixes"
+	@echo "make lint | format     ruff check + format --check + lint-imports | ruff format + fixes"
 	@echo "make setup             create/update .venv and check MongoDB (scripts/setup.sh)"
 	@echo "make clean | distclean remove caches and artifacts | also remove .venv"
 
@@ -46,6 +47,7 @@ test: setup-browser
 	@status=0; \
 	echo "==> ruff check"; $(RUFF) check . || status=1; \
 	echo "==> ruff format --check"; $(RUFF) format --check . || status=1; \
+	echo "==> lint-imports (layers, no circles: pyproject.toml)"; $(LINT_IMPORTS) || status=1; \
 	echo "==> pytest (unit, then integration, then e2e)"; \
 	$(PYTEST) --durations=15 $(PYTEST_ARGS) || status=1; \
 	exit $$status
@@ -60,8 +62,11 @@ test-e2e: setup-browser
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 lint: setup
-	$(RUFF) check .
-	$(RUFF) format --check .
+	@status=0; \
+	$(RUFF) check . || status=1; \
+	$(RUFF) format --check . || status=1; \
+	$(LINT_IMPORTS) || status=1; \
+	exit $$status
 
 format: setup
 	$(RUFF) format .

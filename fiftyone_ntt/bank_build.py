@@ -3,18 +3,19 @@
 
 Positives and negatives of a memory bank are embedded by exactly the same code, so that their
 vectors live in the same space and compare like with like at inference. The bank type is
-:class:`fiftyone_ntt.memory_bank.MemoryBank`, which re-exports these functions.
+:class:`fiftyone_ntt.memory_bank.MemoryBank` (which holds the file format and the constants).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from fiftyone_ntt.config import NTTConfig, encoder_input_size
+from fiftyone_ntt.memory_bank import BACKGROUND_LABELS, GLOBAL_NEGATIVE, MemoryBank, now_iso
 from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
 from fiftyone_ntt.preprocess import (
     area_patch_weights,
@@ -24,12 +25,7 @@ from fiftyone_ntt.preprocess import (
 )
 from fiftyone_ntt.types import Reference
 
-if TYPE_CHECKING:
-    from fiftyone_ntt.memory_bank import MemoryBank
-
 __all__ = [
-    "BACKGROUND_LABELS",
-    "GLOBAL_NEGATIVE",
     "build_memory_bank",
     "embed_references",
     "masks_from_boxes",
@@ -37,11 +33,6 @@ __all__ = [
 ]
 
 ProgressFn = Callable[[int, int], None]
-
-#: ``negative_class_ids`` value of a global ("background") negative.
-GLOBAL_NEGATIVE = -1
-#: Negatives labelled with one of these (and not a class of the bank) are global negatives.
-BACKGROUND_LABELS = ("background",)
 
 
 def masks_from_boxes(
@@ -244,7 +235,6 @@ def build_memory_bank(
         ValueError: no references, a class without references, a reference or negative of
             an unknown class, or a box-only instance without a proposer.
     """
-    from fiftyone_ntt.memory_bank import MemoryBank, _now
 
     config = config or NTTConfig()
     refs = list(references)
@@ -302,7 +292,7 @@ def build_memory_bank(
             ),
         },
         metadata=dict(metadata or {}),
-        created=_now(),
+        created=now_iso(),
         negative_features=neg_features,
         negative_class_ids=np.array(
             [index.get(n.class_name, GLOBAL_NEGATIVE) for n in negs], dtype=np.int64

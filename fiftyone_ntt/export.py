@@ -8,7 +8,7 @@ for predictions; predictions at or below ``threshold`` are not drawn. Colours co
 fixed palette indexed by the label's position in ``labels``.
 
 Only numpy and PIL are used (no cv2): a contour is the mask XOR its erosion. Nothing here
-imports FiftyOne; :mod:`fiftyone_ntt.fiftyone.export` is the wrapper for views.
+imports FiftyOne; :mod:`fiftyone_ntt.fiftyone.evaluation.export` is the wrapper for views.
 """
 
 from __future__ import annotations

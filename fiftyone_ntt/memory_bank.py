@@ -1,20 +1,11 @@
-"""The memory bank: one pooled DINOv2 feature per reference instance (docs/method.md §3, §4).
-
-The reference stores every patch token of every reference (3.4 GB for 20 classes x 30 shots)
-and post-processes them into quantities of which inference uses exactly one: the per-instance
-soft-mask-weighted mean ``ins_avg[c, k]`` (docs/method.md §4.1). We store only that, plus what is
-needed to use the bank safely: class names, reference ids, which masks were generated from
-boxes, the encoder identity, the settings, a format version and a content fingerprint.
-20 classes x 30 shots x 1024 float32 = 2.4 MB.
-
-Negatives (a method extension, not in the paper): instances that look like class *c* but are
-not, or global "background" negatives. They are embedded exactly like references
-(:func:`fiftyone_ntt.bank_embed.embed_references`) and stored beside them, with their class
-or none; :func:`fiftyone_ntt.matching.suppressed_by_negatives` uses them at inference. A bank
-without negatives behaves, and fingerprints, exactly as before they existed.
-
-File format versions: 1 (references only) is still read; 2 adds the negatives.
-"""
+"""The memory bank: one pooled DINOv2 feature per reference instance (docs/method.md §3, §4;
+built by :mod:`fiftyone_ntt.bank_build`): the soft-mask-weighted mean ``ins_avg[c, k]``
+(§4.1), the only quantity inference uses of the reference's patch tokens, with class names,
+reference ids, which masks came from boxes, the encoder identity, the settings, a format
+version and a content fingerprint. Negatives (an extension, not in the paper) are embedded
+like references and stored beside them, with their class or none
+(:func:`fiftyone_ntt.matching.suppressed_by_negatives`); a bank without them behaves and
+fingerprints as before. File format 1 (references only) is still read; 2 adds negatives."""
 
 from __future__ import annotations
 
@@ -32,14 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# building lives in bank_build; imported here so that the public import path stays
-from fiftyone_ntt.bank_build import (
-    BACKGROUND_LABELS,
-    GLOBAL_NEGATIVE,
-    build_memory_bank,
-    masks_from_boxes,
-    split_negatives,
-)
 from fiftyone_ntt.files import atomic_write
 
 __all__ = [
@@ -49,15 +32,30 @@ __all__ = [
     "BankFormatError",
     "EncoderMismatchError",
     "MemoryBank",
-    "build_memory_bank",
-    "masks_from_boxes",
-    "split_negatives",
+    "now_iso",
 ]
+
+#: Building lives in :mod:`fiftyone_ntt.bank_build` (which imports this module); the README's
+#: path ``fiftyone_ntt.memory_bank.build_memory_bank`` resolves on first use.
+_BUILDING = ("build_memory_bank", "masks_from_boxes", "split_negatives")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _BUILDING:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from fiftyone_ntt import bank_build  # not at the top: bank_build imports this module
+
+    return getattr(bank_build, name)
+
 
 FORMAT_NAME = "fiftyone-ntt-memory-bank"
 FORMAT_VERSION = 2
 #: Versions :meth:`MemoryBank.load` reads (1: before negatives existed).
 READABLE_VERSIONS = (1, 2)
+#: ``negative_class_ids`` value of a global ("background") negative.
+GLOBAL_NEGATIVE = -1
+#: Negatives labelled with one of these (and not a class of the bank) are global negatives.
+BACKGROUND_LABELS = ("background",)
 
 #: Encoder identity keys that must agree between a bank and the encoder that uses it. The
 #: ``source`` (hub id or file path) may differ for the same weights and only warns.
@@ -341,7 +339,7 @@ class MemoryBank:
             encoder=dict(self.encoder),
             settings=dict(self.settings),
             metadata={**other.metadata, **self.metadata},
-            created=_now(),
+            created=now_iso(),
             negative_features=np.concatenate([self.negative_features, other.negative_features]),
             negative_class_ids=np.concatenate([self.negative_class_ids, other_neg]),
             negative_ids=self.negative_ids + other.negative_ids,
@@ -374,7 +372,7 @@ class MemoryBank:
             encoder=dict(self.encoder),
             settings=dict(self.settings),
             metadata=dict(self.metadata),
-            created=_now(),
+            created=now_iso(),
             negative_features=self.negative_features[keep_neg],
             negative_class_ids=np.array(
                 [remap[int(c)] for c in self.negative_class_ids[keep_neg]], dtype=np.int64
@@ -496,5 +494,6 @@ def _describe(identity: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """The current UTC time as an ISO string (seconds), the ``created`` of a bank."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

@@ -20,7 +20,7 @@ def delegation(size: int, limit: int = DELEGATE_ABOVE_SAMPLES) -> bool | None:
     FiftyOne offers scheduling; otherwise None: the operator's own options, in which
     "Execute" is always there (a FiftyOne without scheduling would otherwise show no
     button at all). :func:`schedule_notice` says which applies."""
-    from fiftyone_ntt.fiftyone.scheduling import scheduling_available
+    from fiftyone_ntt.fiftyone.app.scheduling import scheduling_available
 
     return True if size > limit and scheduling_available() else None
 
@@ -31,7 +31,7 @@ def schedule_notice(
     """The form's line about scheduling (the counterpart of :func:`delegation`): how to
     follow a scheduled run, or, where this FiftyOne does not offer scheduling, a warning
     that a large target runs inside the App server, and the setting that enables it."""
-    from fiftyone_ntt.fiftyone.scheduling import enable_scheduling_help, scheduling_available
+    from fiftyone_ntt.fiftyone.app.scheduling import enable_scheduling_help, scheduling_available
 
     if scheduling_available():
         inputs.view("schedule_hint", types.Notice(label=runs_hint()))
@@ -70,7 +70,7 @@ def invalid(
 
 
 def detections_fields(ctx) -> list[str]:
-    from fiftyone_ntt.fiftyone.references import detections_fields as fields
+    from fiftyone_ntt.fiftyone.dataset.fields import detections_fields as fields
 
     return fields(ctx.dataset)
 
@@ -103,7 +103,7 @@ def default_gt_field(ctx) -> str | None:
 
 def default_bank(ctx) -> str | None:
     """The most recently created bank of the dataset (the form's default)."""
-    from fiftyone_ntt.fiftyone.banks import list_banks
+    from fiftyone_ntt.fiftyone.banks.index import list_banks
 
     banks = sorted(list_banks(ctx.dataset), key=lambda b: b.get("created", ""))
     return banks[-1]["key"] if banks else None
@@ -116,7 +116,7 @@ def bank_choice(
     description: str = "The bank whose classes are segmented (built with 'Build memory bank')",
 ) -> tuple[str | None, Any, list]:
     """A dropdown of the dataset's banks; (value, property, banks)."""
-    from fiftyone_ntt.fiftyone.banks import list_banks
+    from fiftyone_ntt.fiftyone.banks.index import list_banks
 
     banks = list_banks(ctx.dataset)
     choices = types.Dropdown(label="Memory bank")
@@ -181,7 +181,7 @@ def human_size(num_bytes: int) -> str:
 
 def library_errors() -> tuple[type[BaseException], ...]:
     """The exceptions the library raises with a worded message (bad input or state)."""
-    from fiftyone_ntt.fiftyone.segment import FieldLockedError
+    from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError
 
     errors: list[type[BaseException]] = [ValueError, KeyError, FileNotFoundError]
     errors.append(FieldLockedError)
@@ -263,7 +263,7 @@ def class_picker(
 
 def device_field(inputs: types.Object, ctx) -> str:
     """The compute-device field, checked against the devices of this machine."""
-    from fiftyone_ntt.fiftyone.preflight import available_devices, check_device
+    from fiftyone_ntt.fiftyone.app.preflight import available_devices, check_device
 
     names = available_devices()
     value = ctx.params.get("device") or "auto"
@@ -282,7 +282,7 @@ def device_field(inputs: types.Object, ctx) -> str:
 
 def test_models_notice(inputs: types.Object) -> None:
     """In test-model mode, say so (every form that runs models calls this)."""
-    from fiftyone_ntt.fiftyone.preflight import test_models_notice as notice
+    from fiftyone_ntt.fiftyone.app.preflight import test_models_notice as notice
 
     text = notice()
     if text:
@@ -291,7 +291,7 @@ def test_models_notice(inputs: types.Object) -> None:
 
 def runs_hint() -> str:
     """How to follow a scheduled run (the open-source App has no runs list of its own)."""
-    from fiftyone_ntt.fiftyone.scheduling import worker_command
+    from fiftyone_ntt.fiftyone.app.scheduling import worker_command
 
     return (
         "Scheduled: a delegated worker runs it. Start one (same plugins folder and database "
@@ -354,7 +354,7 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
         )
     config = _check_models(inputs, ctx.params, props)
     if config is not None and ctx.params.get("advanced_models"):
-        from fiftyone_ntt.fiftyone.models import describe_model
+        from fiftyone_ntt.fiftyone.dataset.model_cache import describe_model
 
         inputs.md(
             f"Runs: {describe_model(config.models.sam2)} (mask proposer) + "
@@ -473,6 +473,6 @@ def bank_models_line(inputs: types.Object, info: dict[str, Any] | None) -> None:
     models = ((info or {}).get("config") or {}).get("models") or {}
     if not models:
         return
-    from fiftyone_ntt.fiftyone.models import describe_models
+    from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
 
     inputs.md(f"Models (the bank's): {describe_models(models)}", name="bank_models")

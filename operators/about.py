@@ -60,13 +60,13 @@ def _models_mode() -> str:
     """Which models run, named as everywhere in the App: the test models (and that they
     mean nothing), or the real ones of the default preset (each form chooses its preset)."""
     from fiftyone_ntt.config import get_preset
-    from fiftyone_ntt.fiftyone.models import (
+    from fiftyone_ntt.fiftyone.app.preflight import test_models_notice
+    from fiftyone_ntt.fiftyone.dataset.model_cache import (
         describe_models,
         get_models,
         model_identity,
         test_models,
     )
-    from fiftyone_ntt.fiftyone.preflight import test_models_notice
 
     notice = test_models_notice()
     models = get_preset("default").models

@@ -51,7 +51,7 @@ class NTTBuildBank(foo.Operator):
         return delegation(_num_reference_samples(ctx))
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.fiftyone.banks import validate_build
+        from fiftyone_ntt.fiftyone.banks.inputs import validate_build
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Take the references of")
@@ -118,8 +118,8 @@ class NTTBuildBank(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.banks import build_bank
-        from fiftyone_ntt.fiftyone.preflight import check_device
+        from fiftyone_ntt.fiftyone.app.preflight import check_device
+        from fiftyone_ntt.fiftyone.banks.build import build_bank
 
         device = check_device(ctx.params.get("device"))
         gt_field = ctx.params.get("gt_field") or default_gt_field(ctx)
@@ -135,7 +135,7 @@ class NTTBuildBank(foo.Operator):
             overwrite=bool(ctx.params.get("overwrite", False)),
             progress=progress_reporter(ctx, "references embedded"),
         )
-        from fiftyone_ntt.fiftyone.models import describe_models
+        from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
 
         return {
             "bank_key": info["key"],
@@ -168,7 +168,7 @@ class NTTBuildBank(foo.Operator):
 
 
 def _tagged_classes(target, gt_field, tag) -> list[str]:
-    from fiftyone_ntt.fiftyone.references import reference_summary
+    from fiftyone_ntt.fiftyone.curation.references import reference_summary
 
     try:
         return sorted(reference_summary(target, gt_field, tag))

@@ -134,7 +134,7 @@ class NTTEvaluate(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.evaluate import evaluate
+        from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate
 
         params = ctx.params
         pred_field = params.get("pred_field") or _default_pred_field(ctx)
@@ -230,7 +230,7 @@ def _coco_rows(coco: dict) -> list[dict]:
 
 
 def _default_pred_field(ctx) -> str | None:
-    from fiftyone_ntt.fiftyone.runs import list_ntt_runs
+    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
 
     fields = detections_fields(ctx)
     runs = [_run_field(ctx, r) for r in list_ntt_runs(ctx.dataset)]
@@ -245,7 +245,7 @@ def _run_field(ctx, run_key: str) -> str:
 
 
 def _run_gt_field(ctx, pred_field: str | None) -> str | None:
-    from fiftyone_ntt.fiftyone.runs import list_ntt_runs
+    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
 
     key = pred_field.removeprefix("frames.") if pred_field else None
     if key and key in list_ntt_runs(ctx.dataset):

@@ -45,7 +45,7 @@ class NTTManageBanks(foo.Operator):
         inputs.enum("action", actions.values(), default="list", label="Action", view=actions)
         action = ctx.params.get("action", "list")
         if action == "list":
-            from fiftyone_ntt.fiftyone.banks import list_banks
+            from fiftyone_ntt.fiftyone.banks.index import list_banks
 
             banks = list_banks(ctx.dataset)
             rows = {b["key"]: tuple(_bank_row(b).values())[1:] for b in banks}
@@ -68,8 +68,8 @@ class NTTManageBanks(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.banks import delete_bank, get_bank_info, list_banks
-        from fiftyone_ntt.fiftyone.preflight import bank_dependents
+        from fiftyone_ntt.fiftyone.app.preflight import bank_dependents
+        from fiftyone_ntt.fiftyone.banks.index import delete_bank, get_bank_info, list_banks
 
         action = ctx.params.get("action", "list")
         if action == "list":
@@ -129,7 +129,7 @@ class NTTManageBanks(foo.Operator):
 def _delete_checks(inputs: types.Object, ctx, bank_key: str, bank_prop) -> None:
     """Before deleting: the runs made with the bank, and the operations that need it
     (refused while one is queued or running, unless forced)."""
-    from fiftyone_ntt.fiftyone.preflight import bank_dependents
+    from fiftyone_ntt.fiftyone.app.preflight import bank_dependents
 
     dependents = bank_dependents(ctx.dataset, bank_key)
     runs = dependents["runs"]
@@ -189,6 +189,6 @@ def _detail_rows(info: dict) -> list[dict]:
 
 
 def _models(bank: dict) -> str:
-    from fiftyone_ntt.fiftyone.models import describe_models
+    from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
 
     return describe_models(bank.get("models"))

@@ -36,7 +36,7 @@ class NTTRuns(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.fiftyone.activity import list_activity
+        from fiftyone_ntt.fiftyone.app.activity import list_activity
 
         inputs = types.Object()
         rows = [_display(row) for row in list_activity(ctx.dataset)]
@@ -78,7 +78,7 @@ class NTTRuns(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.activity import list_activity, mark_failed
+        from fiftyone_ntt.fiftyone.app.activity import list_activity, mark_failed
 
         marked = None
         if ctx.params.get("action") == "mark_failed":

@@ -39,7 +39,7 @@ class NTTSampleReferences(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.fiftyone.references import count_reference_candidates
+        from fiftyone_ntt.fiftyone.curation.references import count_reference_candidates
 
         inputs = types.Object()
         target = _source_choice(inputs, ctx)
@@ -105,7 +105,7 @@ class NTTSampleReferences(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.references import sample_references
+        from fiftyone_ntt.fiftyone.curation.references import sample_references
 
         shots = _shots(ctx.params.get("shots", 5))
         picked = sample_references(

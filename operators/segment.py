@@ -52,7 +52,7 @@ class NTTSegment(foo.Operator):
         return delegation(size, limit)
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.fiftyone.segment import check_output_field
+        from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
 
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Segment")
@@ -173,8 +173,8 @@ class NTTSegment(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.preflight import check_device, segment_counts
-        from fiftyone_ntt.fiftyone.segment import segment
+        from fiftyone_ntt.fiftyone.app.preflight import check_device, segment_counts
+        from fiftyone_ntt.fiftyone.runs.job import segment
 
         params = ctx.params
         device = check_device(params.get("device"))
@@ -271,8 +271,8 @@ def _resume_notice(inputs, ctx, out_field) -> None:
 def _conflict_choice(inputs, ctx, bank_key: str, out_field: str, gt_field: str | None) -> None:
     """When ``out_field`` holds predictions of another run: the choice between a new field
     (proposed) and overwriting them, before anything runs."""
-    from fiftyone_ntt.fiftyone.preflight import output_conflict, propose_output_field
-    from fiftyone_ntt.fiftyone.segment import check_output_field
+    from fiftyone_ntt.fiftyone.app.preflight import output_conflict, propose_output_field
+    from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
 
     if ctx.params.get("overwrite"):
         return
@@ -319,7 +319,7 @@ def _settings(params) -> dict:
 
 
 def _conflict(ctx, bank_key: str | None, out_field: str) -> str | None:
-    from fiftyone_ntt.fiftyone.preflight import output_conflict
+    from fiftyone_ntt.fiftyone.app.preflight import output_conflict
 
     try:
         return output_conflict(ctx.dataset, out_field, bank_key, **_settings(ctx.params))
@@ -329,7 +329,7 @@ def _conflict(ctx, bank_key: str | None, out_field: str) -> str | None:
 
 def _output_choice(ctx, bank_key: str | None) -> tuple[str, bool]:
     """(output field, overwrite) as the form resolved them."""
-    from fiftyone_ntt.fiftyone.preflight import propose_output_field
+    from fiftyone_ntt.fiftyone.app.preflight import propose_output_field
 
     params = ctx.params
     out_field = _field_name(params.get("out_field") or OUT_DEFAULT, _is_video(ctx))
@@ -344,7 +344,7 @@ def _output_choice(ctx, bank_key: str | None) -> tuple[str, bool]:
 
 def _target_counts(inputs, ctx, bank_key: str) -> None:
     """ "N samples, M hold references and are skipped: K will be segmented"; refuse K = 0."""
-    from fiftyone_ntt.fiftyone.preflight import segment_counts
+    from fiftyone_ntt.fiftyone.app.preflight import segment_counts
 
     try:
         target = ctx.target_view()
@@ -424,7 +424,7 @@ def _delegation_size(ctx) -> tuple[int, int, str]:
 
 
 def _frame_total(ctx) -> int:
-    from fiftyone_ntt.fiftyone.video_runner import frame_counts
+    from fiftyone_ntt.fiftyone.runs.video_loop import frame_counts
 
     try:
         return frame_counts(ctx.target_view(), None)["total"]
@@ -441,7 +441,7 @@ def _num_shards(ctx) -> int:
 
 def _queue_shards(ctx, target, bank_key, out_field, overwrite, device) -> dict:
     """Queue one delegated operation per shard (N workers run them in parallel)."""
-    from fiftyone_ntt.fiftyone.segment import queue_shards
+    from fiftyone_ntt.fiftyone.runs.shards import queue_shards
 
     params = ctx.params
     keep = ("score_threshold", "max_detections", "points_per_side", "skip_references")

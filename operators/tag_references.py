@@ -64,7 +64,7 @@ class NTTTagReferences(foo.Operator):
         return types.Property(inputs, view=types.View(label="Tag references"))
 
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.references import tag_references, untag_references
+        from fiftyone_ntt.fiftyone.curation.references import tag_references, untag_references
 
         tag = ctx.params.get("tag") or TAG_DEFAULT
         labels = ctx.selected_labels or []

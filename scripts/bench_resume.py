@@ -2,7 +2,7 @@
 
 Compares, on the same dataset, models and images:
 
-* ``segment``: :func:`fiftyone_ntt.fiftyone.segment.segment` as users run it: the field
+* ``segment``: :func:`fiftyone_ntt.fiftyone.runs.job.segment` as users run it: the field
   claim (lock) and its release, the run record (``running`` at the start, the summary at the
   end), the query for samples not done yet, and the per-sample completion mark
   (``<field>.ntt_run``) written with every batch;
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import importlib
 import os
 import shutil
 import statistics
@@ -69,8 +68,8 @@ def run(args, scratch: Path) -> None:
 
     import fiftyone_ntt.fiftyone as nf
     from fiftyone_ntt.config import NTTConfig
-    from fiftyone_ntt.fiftyone.labels import predictions_to_detections
-    from fiftyone_ntt.fiftyone.segment import segment as segment_fn
+    from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
+    from fiftyone_ntt.fiftyone.runs.job import segment as segment_fn
     from fiftyone_ntt.images import load_image
     from fiftyone_ntt.segmenter import Segmenter
     from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint
@@ -188,8 +187,11 @@ def direct_costs(args, dataset, target, ids, bank, config, encoder, proposer) ->
     import fiftyone.core.runs as fors
     from fiftyone import ViewField as F
 
-    seg = importlib.import_module("fiftyone_ntt.fiftyone.segment")  # the module
-    from fiftyone_ntt.fiftyone.labels import predictions_to_detections
+    from fiftyone_ntt.fiftyone.dataset.fields import RUN_ATTRIBUTE
+    from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
+    from fiftyone_ntt.fiftyone.runs import claims
+    from fiftyone_ntt.fiftyone.runs.job import segment as nf_segment
+    from fiftyone_ntt.fiftyone.runs.output_field import reload_schema
     from fiftyone_ntt.segmenter import Segmenter
 
     def timed(fn, repeats=15):
@@ -201,7 +203,6 @@ def direct_costs(args, dataset, target, ids, bank, config, encoder, proposer) ->
         return statistics.median(values)
 
     field = "direct"
-    nf_segment = seg.segment
     nf_segment(
         target,
         bank,
@@ -216,15 +217,15 @@ def direct_costs(args, dataset, target, ids, bank, config, encoder, proposer) ->
     costs = {}
 
     def claim_release():
-        lock = seg._claim_field(dataset, field)
-        seg._release_field(dataset, field, lock)
+        lock = claims.claim(dataset, field)
+        claims.release(dataset, field, lock)
 
     costs["claim + release the field (once per run)"] = timed(claim_release)
-    lock = seg._claim_field(dataset, field)
+    lock = claims.claim(dataset, field)
     costs["heartbeat (once per 10 s)"] = timed(
-        lambda: lock.update(seg._heartbeat(dataset, field, lock))
+        lambda: lock.update(claims.heartbeat(dataset, field, lock))
     )
-    seg._release_field(dataset, field, lock)
+    claims.release(dataset, field, lock)
     info = dataset.get_run_info(field)
 
     def record():
@@ -232,10 +233,10 @@ def direct_costs(args, dataset, target, ids, bank, config, encoder, proposer) ->
         dataset.save_run_results(field, results, overwrite=True)
 
     costs["run record (twice per run)"] = 2 * timed(record)
-    costs["schema reload (once per run)"] = timed(lambda: seg._reload_schema(dataset))
+    costs["schema reload (once per run)"] = timed(lambda: reload_schema(dataset))
     plain = timed(lambda: target.values(["id", "filepath"]), 5)
     todo = timed(
-        lambda: target.match(F(f"{field}.{seg.RUN_ATTRIBUTE}") != fingerprint).values(
+        lambda: target.match(F(f"{field}.{RUN_ATTRIBUTE}") != fingerprint).values(
             ["id", "filepath"]
         ),
         5,
@@ -257,7 +258,7 @@ def direct_costs(args, dataset, target, ids, bank, config, encoder, proposer) ->
             }
             dataset.set_values("marks", values, key_field="id")
 
-    with_marks = timed(lambda: write(**{seg.RUN_ATTRIBUTE: fingerprint}), 5)
+    with_marks = timed(lambda: write(**{RUN_ATTRIBUTE: fingerprint}), 5)
     without = timed(lambda: write(), 5)
     costs[f"per-sample completion marks (all {len(ids)} samples)"] = with_marks - without
     print(f"direct costs on {len(ids)} samples (median of repeats):")

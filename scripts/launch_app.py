@@ -131,8 +131,8 @@ def app_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def worker_command(environ: dict[str, str]) -> str:
     """The command that starts a worker for the runs scheduled from an App started with
-    ``environ`` (:func:`fiftyone_ntt.fiftyone.scheduling.worker_command`)."""
-    from fiftyone_ntt.fiftyone.scheduling import worker_command as command
+    ``environ`` (:func:`fiftyone_ntt.fiftyone.app.scheduling.worker_command`)."""
+    from fiftyone_ntt.fiftyone.app.scheduling import worker_command as command
 
     return command(environ)
 

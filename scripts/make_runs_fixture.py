@@ -1,7 +1,7 @@
 """Write ``tests/integration/data/runs_fixture/``: a dataset whose runs, banks and claims were
 written by this checkout's code, for ``tests/integration/test_old_runs_fixture.py``.
 
-FiftyOne stores each run's config class path (``fiftyone_ntt.fiftyone.runs.NTTRunConfig``)
+FiftyOne stores each run's config class path (``fiftyone_ntt.fiftyone.runs.config.NTTRunConfig``)
 in the database, and the adapter keeps its bank index and its claims in the dataset's
 execution store ``"ntt"``. A dataset written today must still load after the code moves; the
 test imports this fixture into a fresh database and checks that it does.
@@ -141,8 +141,8 @@ def _write(out: Path, work: Path, env: dict[str, str]) -> None:
     import fiftyone as fo
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.claims import lock_store
-    from fiftyone_ntt.fiftyone.runs import versions
+    from fiftyone_ntt.fiftyone.dataset.store import execution_store
+    from fiftyone_ntt.fiftyone.runs.config import versions
     from fiftyone_ntt.testing import ColorEncoder
 
     sys.path.insert(0, str(REPO_ROOT / "tests" / "integration"))
@@ -188,7 +188,7 @@ def _write(out: Path, work: Path, env: dict[str, str]) -> None:
         export_media=True,
         export_runs=True,
     )
-    store = lock_store(dataset)
+    store = execution_store(dataset)
     entries = {key: store.get(key) for key in sorted(store.list_keys())}
     (out / "execution_store.json").write_text(
         bson.json_util.dumps(entries, indent=1, sort_keys=True) + "\n"

@@ -82,8 +82,8 @@ def _negatives(args: argparse.Namespace, class_names: list[str], image_dir: Path
     labels; warns about the skipped ones."""
     import dataclasses
 
+    from fiftyone_ntt.bank_build import split_negatives
     from fiftyone_ntt.coco import load_coco
-    from fiftyone_ntt.memory_bank import split_negatives
 
     background = tuple(args.background_category or ("background",))
     if not args.negatives:
@@ -131,8 +131,8 @@ def _references(args, source, coco, image_dir, category_ids=None) -> list:
 
 def cmd_build_bank(args: argparse.Namespace) -> int:
     """``build-bank``: embed the references of a COCO file into a bank file."""
+    from fiftyone_ntt.bank_build import build_memory_bank
     from fiftyone_ntt.coco import image_path, load_coco
-    from fiftyone_ntt.memory_bank import build_memory_bank
 
     image_dir = existing_dir(args.images, "--images")
     coco = load_coco(args.references, image_dir=image_dir)

@@ -18,58 +18,59 @@ Workflow (each step also has an App operator):
    ``dataset.apply_model(NTTModel(bank), label_field=...)``;
 4. :func:`evaluate` (FiftyOne's COCO evaluator, optionally pycocotools' exact protocol).
 
-The core modules (everything outside this package) never import fiftyone; a unit test
-enforces it. Submodules are imported lazily, so importing this package is cheap.
+The core modules (everything outside this package) never import fiftyone; the import-linter
+contracts in pyproject.toml enforce it, and the layers of this package (docs/architecture.md):
+``dataset`` → ``curation`` → ``banks``, ``evaluation`` → ``runs`` → ``app`` → ``protocols``.
+The names below are imported lazily from their sub-packages, so importing this package is
+cheap.
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 _EXPORTS = {
-    "DEFAULT_REFERENCE_TAG": "references",
-    "NEG_TAG": "references",
-    "REF_TAG": "curation",
-    "accept_predictions": "curation",
-    "reject_predictions": "curation",
-    "untag_labels": "curation",
-    "reference_table": "curation",
-    "tagged_fields": "curation",
-    "ground_truth_fields": "curation",
-    "tag_references": "references",
-    "untag_references": "references",
-    "sample_references": "references",
-    "count_reference_candidates": "references",
-    "reference_candidates": "references",
-    "reference_summary": "references",
-    "detections_fields": "references",
-    "build_bank": "banks",
-    "bank_versions": "banks",
-    "validate_build": "banks",
-    "list_banks": "banks",
-    "get_bank_info": "banks",
-    "load_bank": "banks",
-    "delete_bank": "banks",
-    "banks_dir": "banks",
-    "segment": "segment",
-    "check_output_field": "segment",
-    "queue_shards": "segment",
-    "run_state": "segment",
-    "evaluate": "evaluate",
-    "coco_protocol": "evaluate",
-    "NTTModel": "model",
-    "NTTRunConfig": "runs",
-    "list_ntt_runs": "runs",
-    "predictions_to_detections": "labels",
-    "detection_to_reference": "labels",
-    "get_models": "models",
-    "free_models": "models",
-    "preview": "preview",
-    "PREVIEW_FIELD": "preview",
-    "CURATED_FIELD": "preview",
+    "DEFAULT_REFERENCE_TAG": "dataset.fields",
+    "NEG_TAG": "dataset.fields",
+    "REF_TAG": "dataset.fields",
+    "accept_predictions": "curation.decisions",
+    "reject_predictions": "curation.decisions",
+    "untag_labels": "curation.decisions",
+    "reference_table": "curation.decisions",
+    "tagged_fields": "curation.decisions",
+    "ground_truth_fields": "dataset.fields",
+    "tag_references": "curation.references",
+    "untag_references": "curation.references",
+    "sample_references": "curation.references",
+    "count_reference_candidates": "curation.references",
+    "reference_candidates": "curation.references",
+    "reference_summary": "curation.references",
+    "detections_fields": "dataset.fields",
+    "build_bank": "banks.build",
+    "bank_versions": "banks.index",
+    "validate_build": "banks.inputs",
+    "list_banks": "banks.index",
+    "get_bank_info": "banks.index",
+    "load_bank": "banks.index",
+    "delete_bank": "banks.index",
+    "banks_dir": "banks.keys",
+    "segment": "runs.job",
+    "check_output_field": "runs.output_field",
+    "queue_shards": "runs.shards",
+    "run_state": "runs.record",
+    "evaluate": "evaluation.evaluate",
+    "coco_protocol": "evaluation.evaluate",
+    "NTTModel": "runs.apply_model",
+    "NTTRunConfig": "runs.config",
+    "list_ntt_runs": "runs.config",
+    "predictions_to_detections": "dataset.labels",
+    "detection_to_reference": "dataset.labels",
+    "get_models": "dataset.model_cache",
+    "free_models": "dataset.model_cache",
+    "preview": "runs.preview",
+    "PREVIEW_FIELD": "dataset.fields",
+    "CURATED_FIELD": "dataset.fields",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -86,18 +87,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """``segment`` and ``evaluate`` are both submodules and the functions exported under
-    those names. Importing a submodule makes Python set it as an attribute of this package
-    (``import fiftyone_ntt.fiftyone.segment`` would turn ``nf.segment`` into the module):
-    keep the exported function instead."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name:
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

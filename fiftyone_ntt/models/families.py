@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -26,9 +26,8 @@ from fiftyone_ntt.models.dinov3.conversion import (
     looks_like_dinov3,
     normalise_dinov3_keys,
 )
-from fiftyone_ntt.models.edgetam.conversion import original_proposer_family
 from fiftyone_ntt.models.hub import cached_repo_files, hub_config_file
-from fiftyone_ntt.models.sam2.conversion import SAM2_WRAPPERS
+from fiftyone_ntt.models.sam2.conversion import SAM2_WRAPPERS, original_proposer_family
 from fiftyone_ntt.models.state_dict import unwrap_state_dict
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "encoder_family",
     "original_proposer_family",
     "proposer_family",
-    "proposer_file_hint",
 ]
 
 #: ``model_type`` of EdgeTAM's transformers configs (image and video models).
@@ -128,23 +126,3 @@ def proposer_family(source: str | os.PathLike[str]) -> str:
     if cached is not None and "config.json" in cached[2]:
         return "edgetam" if config_model_type(cached[0]) in _EDGETAM_TYPES else "sam2"
     return "edgetam" if "edgetam" in text.lower() else "sam2"
-
-
-def proposer_file_hint(checkpoint: Any) -> str:
-    """For a checkpoint that is not a usable SAM 2 file: what it is (EdgeTAM) or what would
-    be accepted, as the tail of an error message (empty when it is a SAM 2 file)."""
-    try:
-        family = original_proposer_family(unwrap_state_dict(checkpoint, SAM2_WRAPPERS, "SAM 2"))
-    except CheckpointError:
-        family = None
-    if family == "edgetam":
-        return (
-            "; it is Meta's EdgeTAM checkpoint (a RepViT trunk): load it with load_proposer "
-            "or fiftyone_ntt.models.edgetam.load_edgetam"
-        )
-    if family == "sam2":
-        return ""
-    return (
-        "; pass Meta's sam2*_hiera_*.pt / sam2.1_hiera_*.pt or EdgeTAM's edgetam.pt, a "
-        "save_pretrained folder, or a hub id"
-    )

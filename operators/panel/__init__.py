@@ -1,13 +1,13 @@
 """The "No Time to Train" panel: references, memory banks, preview, accept/reject, runs.
 
-Thin glue over :mod:`fiftyone_ntt.fiftyone.panel_state`: :meth:`NTTPanel.refresh` puts the
+Thin glue over :mod:`fiftyone_ntt.fiftyone.app.panel_state`: :meth:`NTTPanel.refresh` puts the
 rows computed there into the panel state (tables read them), every button calls one action
 there and :func:`apply_effect` turns the returned ``Effect`` into App operations. The layout
 is in :mod:`.layout`.
 
 Staying true: a timer of the layout calls :meth:`NTTPanel.poll`, which refreshes the panel
 (silently) when what it shows changed on the dataset (an operator run from the App's
-operator browser, a worker, the SDK: :func:`~fiftyone_ntt.fiftyone.panel_state.change_stamp`)
+operator browser, a worker, the SDK: :func:`~fiftyone_ntt.fiftyone.app.panel_state.change_stamp`)
 and on every tick while runs are queued or running; operators the panel opens refresh it on
 success. Long work (*Build*, *Preview*) first shows a busy notice with its buttons disabled,
 then runs from a one-shot timer (:meth:`NTTPanel.work`) so that the App draws that notice
@@ -44,19 +44,25 @@ _BUILD_CONTROLS = {"bank_key": "build_key", "preset": "build_preset"}
 
 
 def _ps():
-    from fiftyone_ntt.fiftyone import panel_state
+    from fiftyone_ntt.fiftyone.app import panel_state
 
     return panel_state
 
 
 def _pa():
-    from fiftyone_ntt.fiftyone import panel_actions
+    from fiftyone_ntt.fiftyone.app import panel_actions
 
     return panel_actions
 
 
+def _ra():
+    from fiftyone_ntt.fiftyone.app import run_actions
+
+    return run_actions
+
+
 def apply_effect(ctx, effect, at: str = "top") -> None:
-    """Carry out an :class:`~fiftyone_ntt.fiftyone.panel_state.Effect` in the App; its
+    """Carry out an :class:`~fiftyone_ntt.fiftyone.app.panel_state.Effect` in the App; its
     message is shown in section ``at`` of the panel (where the button that caused it is)."""
     if effect.reload:
         ctx.ops.reload_dataset()
@@ -140,7 +146,7 @@ def _preset_of(banks: list[dict], key: str | None) -> str:
 
 def _worker_notice(dataset) -> str | None:
     """A run queued a while ago that no worker has picked up: how to start one."""
-    from fiftyone_ntt.fiftyone.scheduling import unclaimed_notice
+    from fiftyone_ntt.fiftyone.app.scheduling import unclaimed_notice
 
     return unclaimed_notice(dataset)
 
@@ -556,7 +562,7 @@ class NTTPanel(foo.Panel):
     def segment_view(self, ctx):
         self._run(
             ctx,
-            _pa().segment_prompt,
+            _ra().segment_prompt,
             ctx.dataset,
             PLUGIN,
             ctx.panel.state.get("bank"),
@@ -565,25 +571,25 @@ class NTTPanel(foo.Panel):
         )
 
     def run_show(self, ctx):
-        self._run(ctx, _pa().show_predictions, ctx.dataset, self._row(ctx), at="runs")
+        self._run(ctx, _ra().show_predictions, ctx.dataset, self._row(ctx), at="runs")
 
     def run_resume(self, ctx):
-        self._run(ctx, _pa().resume_prompt, ctx.dataset, PLUGIN, self._row(ctx), at="runs")
+        self._run(ctx, _ra().resume_prompt, ctx.dataset, PLUGIN, self._row(ctx), at="runs")
 
     def run_mark_failed(self, ctx):
-        self._run(ctx, _pa().mark_run_failed, ctx.dataset, self._row(ctx), at="runs")
+        self._run(ctx, _ra().mark_run_failed, ctx.dataset, self._row(ctx), at="runs")
 
     def run_cancel(self, ctx):
-        self._run(ctx, _pa().cancel_run, ctx.dataset, self._row(ctx), at="runs")
+        self._run(ctx, _ra().cancel_run, ctx.dataset, self._row(ctx), at="runs")
 
     def run_dismiss(self, ctx):
-        self._run(ctx, _pa().dismiss_run, ctx.dataset, self._row(ctx), at="runs")
+        self._run(ctx, _ra().dismiss_run, ctx.dataset, self._row(ctx), at="runs")
 
     def run_evaluate(self, ctx):
-        self._run(ctx, _pa().evaluate_run, ctx.dataset, self._row(ctx), at="runs")
+        self._run(ctx, _ra().evaluate_run, ctx.dataset, self._row(ctx), at="runs")
 
     def run_open_eval(self, ctx):
-        self._run(ctx, _pa().open_evaluation, ctx.dataset, self._row(ctx), at="runs")
+        self._run(ctx, _ra().open_evaluation, ctx.dataset, self._row(ctx), at="runs")
 
     # ---- layout -----------------------------------------------------------------------
 

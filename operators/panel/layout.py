@@ -1,7 +1,7 @@
 """Layout of the "No Time to Train" panel: sections of tables, notices and buttons.
 
 Everything shown is read from the panel state that ``NTTPanel.refresh`` fills from
-:mod:`fiftyone_ntt.fiftyone.panel_state`; nothing here touches the dataset.
+:mod:`fiftyone_ntt.fiftyone.app.panel_state`; nothing here touches the dataset.
 """
 
 from __future__ import annotations
@@ -382,7 +382,7 @@ def _runs(panel, obj: types.Object, state) -> None:
 def _timers(panel, obj: types.Object, state) -> None:
     """The refresh timer (``poll``; faster while work or runs are under way) and, while
     work is announced, the one-shot timer that starts it (``work``)."""
-    from fiftyone_ntt.fiftyone.panel_state import has_active_runs
+    from fiftyone_ntt.fiftyone.app.panel_state import has_active_runs
 
     busy = state.get("busy") or {}
     working = panel.is_working(busy)

@@ -50,7 +50,7 @@ WORKER_SLEEP_S = 0.8
 WORKER = r"""
 import sys, time
 name, sleep = sys.argv[1], float(sys.argv[2])
-import fiftyone_ntt.fiftyone.models as models
+import fiftyone_ntt.fiftyone.dataset.model_cache as models
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 class Slow(RegionProposer):
     def embed(self, pixels):

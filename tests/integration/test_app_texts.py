@@ -196,7 +196,7 @@ def test_models_are_named_readably_everywhere(painted_dataset):
     ],
 )
 def test_model_description(identity, text):
-    from fiftyone_ntt.fiftyone.models import describe_model
+    from fiftyone_ntt.fiftyone.dataset.model_cache import describe_model
 
     assert describe_model(identity) == text
 

@@ -71,7 +71,7 @@ def test_rejudging_a_curated_label_updates_its_decision(judged):
 
 
 def test_curated_field_is_coloured_by_decision_and_hidden_by_default(judged):
-    from fiftyone_ntt.fiftyone.labels import ACCEPTED_COLOR, REJECTED_COLOR
+    from fiftyone_ntt.fiftyone.dataset.labels import ACCEPTED_COLOR, REJECTED_COLOR
 
     dataset, *_ = judged
     entry = _scheme_fields(dataset)[CURATED]
@@ -90,7 +90,7 @@ def test_ntt_fields_get_fixed_colours_that_survive_a_reload(judged):
     import fiftyone as fo
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.labels import field_color
+    from fiftyone_ntt.fiftyone.dataset.labels import field_color
 
     dataset, target, *_ = judged
     first = _scheme_fields(dataset)

@@ -28,7 +28,7 @@ TARGET = 2  # a target image (samples 0 and 1 hold the ground-truth references)
 def _accept_one_preview_prediction(panel):
     """Preview on sample TARGET, accept one of its predictions, preview again (the accepted
     label moves to ntt_curated), rebuild: bank v2 has a reference in ntt_curated."""
-    from fiftyone_ntt.fiftyone.preview import CURATED_FIELD, PREVIEW_FIELD
+    from fiftyone_ntt.fiftyone.dataset.fields import CURATED_FIELD, PREVIEW_FIELD
 
     dataset = panel.dataset
     target = dataset.values("id")[TARGET]
@@ -54,7 +54,7 @@ def _accept_one_preview_prediction(panel):
 
 def test_accept_then_segment_evaluate_and_results_use_one_reference_rule(painted_dataset):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.preflight import segment_counts
+    from fiftyone_ntt.fiftyone.app.preflight import segment_counts
 
     dataset = painted_dataset
     panel = PanelDriver(dataset)
@@ -123,7 +123,7 @@ def test_evaluate_names_the_left_out_reference_samples(painted_dataset):
     assert "-1" not in message
 
     # the Results of that evaluation: the evaluated samples' TP/FP/FN patches only
-    from fiftyone_ntt.fiftyone.panel_actions import open_evaluation
+    from fiftyone_ntt.fiftyone.app.run_actions import open_evaluation
 
     effect = open_evaluation(dataset, {"evaluation": "ev", "field": OUT})
     patches = effect.view

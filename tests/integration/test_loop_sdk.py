@@ -173,11 +173,12 @@ def test_versions_diff_and_delete(predicted):
 def test_pre_version_bank_reads_as_version_1(painted_dataset):
     """A bank indexed before versions existed: only "bank:<key>" and <key>.safetensors."""
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.banks import _store, bank_path
+    from fiftyone_ntt.fiftyone.banks.keys import bank_path
+    from fiftyone_ntt.fiftyone.dataset.store import execution_store
 
     dataset = painted_dataset
     info = nf.build_bank(dataset, GT, "old", config=_fast())
-    store = _store(dataset)
+    store = execution_store(dataset)
     legacy = bank_path(dataset, "old")
     __import__("shutil").move(info["path"], legacy)
     old = {k: v for k, v in info.items() if k not in ("version", "num_versions", "diff")}
@@ -205,7 +206,7 @@ def test_segment_records_bank_version(predicted):
 
 def test_preview_replaces_field_and_reuses_models(painted_dataset, field_hash):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.models import load_count
+    from fiftyone_ntt.fiftyone.dataset.model_cache import load_count
 
     dataset = painted_dataset
     nf.build_bank(dataset, GT, "colours", config=_fast())
@@ -295,8 +296,8 @@ def test_references_from_predictions_leave_their_sample_segmented_and_evaluated(
     segments it, the counts say so, and evaluation keeps it. Only references in the
     ground-truth field make reference samples."""
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.evaluate import evaluation_view
-    from fiftyone_ntt.fiftyone.preflight import segment_counts
+    from fiftyone_ntt.fiftyone.app.preflight import segment_counts
+    from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluation_view
 
     dataset = predicted
     sample_ids = dataset.values("id")

@@ -1,4 +1,4 @@
-"""``fiftyone_ntt.fiftyone.activity``: segmentation runs, evaluations and this plugin's
+"""``fiftyone_ntt.fiftyone.app.activity``: segmentation runs, evaluations and this plugin's
 delegated operations as one list (for ``ntt_runs`` and the panel), on a real MongoDB."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_activity_lists_runs_evaluations_and_delegated_operations(painted_datase
     from fiftyone.operators.delegated import DelegatedOperationService
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.activity import STATES, list_activity
+    from fiftyone_ntt.fiftyone.app.activity import STATES, list_activity
 
     dataset = painted_dataset
     nf.build_bank(dataset, GT, "colours")
@@ -62,7 +62,7 @@ def test_failed_operation_reports_its_error(painted_dataset):
     from fiftyone.operators.delegated import DelegatedOperationService
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.activity import list_activity
+    from fiftyone_ntt.fiftyone.app.activity import list_activity
 
     dataset = painted_dataset
     nf.build_bank(dataset, GT, "colours")
@@ -78,7 +78,7 @@ def test_mark_failed_ends_an_operation_stuck_in_running(painted_dataset):
     from fiftyone.operators.delegated import DelegatedOperationService
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.activity import list_activity, mark_failed
+    from fiftyone_ntt.fiftyone.app.activity import list_activity, mark_failed
 
     dataset = painted_dataset
     nf.build_bank(dataset, GT, "colours")

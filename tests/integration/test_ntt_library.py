@@ -390,7 +390,7 @@ def test_segment_gives_kept_cpu_buffers_back_after_a_run(painted_dataset, monkey
     from fiftyone_ntt.testing import ColorEncoder
 
     # the package's `segment` is the function; the module is reached by name
-    segment_module = importlib.import_module("fiftyone_ntt.fiftyone.segment")
+    segment_module = importlib.import_module("fiftyone_ntt.fiftyone.runs.job")
 
     calls = []
     monkeypatch.setattr(segment_module, "release_free_memory", lambda: calls.append(1))

@@ -212,7 +212,7 @@ def test_delegated_build_segment_evaluate(painted_dataset):
 def test_segment_operator_resumes_after_interruption(painted_dataset, monkeypatch):
     from fiftyone.operators.executor import ExecutionError
 
-    import fiftyone_ntt.fiftyone.models as ntt_models
+    import fiftyone_ntt.fiftyone.dataset.model_cache as ntt_models
     from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 
     dataset = painted_dataset

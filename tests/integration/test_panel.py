@@ -383,7 +383,7 @@ DISTRACTOR = [
 
 
 def _preview_boxes(dataset, sample_id):
-    from fiftyone_ntt.fiftyone.panel_state import PREVIEW_FIELD
+    from fiftyone_ntt.fiftyone.dataset.fields import PREVIEW_FIELD
 
     dataset.reload()
     sample = dataset[sample_id]

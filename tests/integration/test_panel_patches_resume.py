@@ -238,7 +238,7 @@ def test_resume_after_the_bank_was_rebuilt_says_why_not(panel):
 
 def test_cancel_a_live_run_stops_it_at_the_next_sample(panel):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = panel.dataset
     panel.call("build")

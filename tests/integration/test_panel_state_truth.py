@@ -58,7 +58,7 @@ def _queue_segment(dataset, out_field: str):
 
 
 def _failed_attempt(dataset, out_field: str, error: str = LONG_ERROR) -> str:
-    from fiftyone_ntt.fiftyone.activity import mark_failed
+    from fiftyone_ntt.fiftyone.app.activity import mark_failed
 
     op_id = _queue_segment(dataset, out_field)
     mark_failed(op_id, reason=error)
@@ -250,7 +250,7 @@ def test_prompts_opened_by_the_panel_refresh_it_silently_on_success(panel):
 
 def test_conflict_wording_for_a_deleted_and_rebuilt_bank(panel):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.preflight import output_conflict
+    from fiftyone_ntt.fiftyone.app.preflight import output_conflict
 
     dataset = panel.dataset
     nf.build_bank(dataset, GT, BANK)
@@ -318,7 +318,7 @@ def test_build_shows_what_it_does_disables_the_button_then_builds(panel):
 
 
 def test_build_progress_is_shown_while_it_runs(panel, monkeypatch):
-    import fiftyone_ntt.fiftyone.models as models
+    import fiftyone_ntt.fiftyone.dataset.model_cache as models
     from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 
     release = threading.Event()

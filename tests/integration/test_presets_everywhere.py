@@ -92,7 +92,7 @@ def _form_params(preset, proposer, encoder) -> dict:
 def form_config(painted_dataset, monkeypatch):
     """``resolve(preset, proposer, encoder)``: the configuration the *build memory bank* form
     runs with those choices (its execute's call to the library, recorded)."""
-    import fiftyone_ntt.fiftyone.banks as banks
+    import fiftyone_ntt.fiftyone.banks.build as banks
 
     seen = {}
 

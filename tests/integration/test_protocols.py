@@ -165,8 +165,8 @@ def test_coco_fsod_protocol_and_resume(protocol_env, tmp_path, fo_session):
     assert red and red[0]["bbox"][2:] == [29.0, 29.0]
     assert targets.info["ntt_protocols"][spec.name]["pred_field"] == report["pred_field"]
     # the fast mask paste of the export equals FiftyOne's rendering of the detections
-    from fiftyone_ntt.fiftyone.labels import detection_box_xyxy, detection_full_mask
-    from fiftyone_ntt.fiftyone.protocols import _full_mask
+    from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
+    from fiftyone_ntt.fiftyone.protocols.importing import full_mask as _full_mask
 
     checked = 0
     for sample in targets.select_fields([report["pred_field"], "metadata"]):
@@ -238,7 +238,7 @@ def test_voc_split_box_only(protocol_env, tmp_path, fo_session):
     report, _ = _run(spec, protocol_env, tmp_path)
     refs = fo_session.load_dataset(report["datasets"]["references"])
     # box-only references: the bank made their masks with the (fake) SAM 2
-    from fiftyone_ntt.fiftyone.banks import get_bank_info
+    from fiftyone_ntt.fiftyone.banks.index import get_bank_info
 
     assert get_bank_info(refs, report["bank"]["key"])["generated_masks"] == 5
     evaluation = report["evaluation"]
@@ -292,7 +292,7 @@ def test_cd_fsod_layout(protocol_env, tmp_path):
 def test_custom_coco_unequal_shots_repair_and_cli(protocol_env, tmp_path, fo_session, capsys):
     from PIL import Image
 
-    from fiftyone_ntt.fiftyone.protocols import main
+    from fiftyone_ntt.cli.protocol import main
 
     images = tmp_path / "custom" / "images"
     categories = [{"id": 7, "name": "bird"}, {"id": 9, "name": "boat"}]

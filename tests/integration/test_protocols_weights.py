@@ -59,7 +59,7 @@ def test_protocol_runs_with_meta_original_files(
     real_models_env, checkpoints, tmp_path, fo_session, capsys
 ):
     from fiftyone_ntt.cli import main
-    from fiftyone_ntt.fiftyone.banks import load_bank
+    from fiftyone_ntt.fiftyone.banks.index import load_bank
 
     sam2, dinov2 = checkpoints
     images = tmp_path / "custom" / "images"
@@ -114,7 +114,7 @@ def test_protocol_runs_with_meta_original_files(
     assert bank.metadata["config"]["models"]["sam2"] == str(sam2)
 
     # the same run through python -m: resumed (same models, nothing re-segmented)
-    from fiftyone_ntt.fiftyone.protocols import main as protocols_main
+    from fiftyone_ntt.cli.protocol import main as protocols_main
 
     assert protocols_main(argv[1:]) == 0
     report = json.loads((out / "toy_report.json").read_text())

@@ -815,13 +815,13 @@ if __name__ == "__main__":  # pragma: no cover
 
 def test_importing_a_submodule_keeps_the_exported_functions():
     """``segment`` and ``evaluate`` are submodules and exported functions: importing the
-    submodule first (``from fiftyone_ntt.fiftyone.segment import run_state``) must not turn
+    submodule first (``from fiftyone_ntt.fiftyone.runs.job import run_state``) must not turn
     ``nf.segment`` into the module."""
     import subprocess
     import sys
 
     code = (
-        "import fiftyone_ntt.fiftyone.segment, fiftyone_ntt.fiftyone.evaluate\n"
+        "import fiftyone_ntt.fiftyone.runs.job, fiftyone_ntt.fiftyone.evaluation.evaluate\n"
         "import fiftyone_ntt.fiftyone as nf\n"
         "assert callable(nf.segment) and callable(nf.evaluate), (nf.segment, nf.evaluate)\n"
     )

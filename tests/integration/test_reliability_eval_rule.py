@@ -138,7 +138,7 @@ EVALUATED_CASES = {
 @pytest.mark.parametrize("case", sorted(EVALUATED_CASES))
 def test_evaluated_and_left_out_samples(dataset, case):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.panel_actions import open_evaluation
+    from fiftyone_ntt.fiftyone.app.run_actions import open_evaluation
 
     collection, kwargs, evaluated, left_out, words = EVALUATED_CASES[case](dataset)
     ids = dataset.values("id")
@@ -200,7 +200,7 @@ def test_segment_skips_only_ground_truth_reference_samples(dataset, monkeypatch,
     samples 0 and 1 only, exactly those evaluation leaves out."""
     import fiftyone_ntt.fiftyone as nf
     from fiftyone_ntt.config import NTTConfig
-    from fiftyone_ntt.fiftyone.preflight import segment_counts
+    from fiftyone_ntt.fiftyone.app.preflight import segment_counts
 
     monkeypatch.setenv("FIFTYONE_NTT_TEST_MODELS", "fake")
     monkeypatch.setenv("FIFTYONE_NTT_BANKS_DIR", str(tmp_path / "banks"))

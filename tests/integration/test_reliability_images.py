@@ -35,7 +35,7 @@ def bad_dataset(painted_dataset, tmp_path):
 
 def test_segment_skips_and_reports_each_bad_image_and_a_rerun_goes_past_them(bad_dataset):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset, folder = bad_dataset
     good = len(dataset) - 2 - len(bad_images.BAD_IMAGES)  # references are not targets

@@ -141,8 +141,8 @@ def test_advanced_models_build_a_bank(prepared):
 
 
 def test_segment_frames_of_an_image_dataset_is_refused(prepared, field_hash):
-    from fiftyone_ntt.fiftyone.video import segment_frames
-    from fiftyone_ntt.memory_bank import build_memory_bank
+    from fiftyone_ntt.bank_build import build_memory_bank
+    from fiftyone_ntt.fiftyone.runs.job import segment_frames
     from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint
     from fiftyone_ntt.types import Reference
 

@@ -39,7 +39,7 @@ def _eval_view(dataset):
 
 
 def _refs_view(dataset):
-    from fiftyone_ntt.fiftyone.panel_actions import reference_view
+    from fiftyone_ntt.fiftyone.app.panel_actions import reference_view
 
     return reference_view(dataset)
 
@@ -277,7 +277,7 @@ if __name__ == "__main__":  # pragma: no cover
 @pytest.fixture
 def evaluated(painted_dataset):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.evaluate import evaluate
+    from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate
 
     dataset = painted_dataset
     nf.build_bank(dataset, GT, BANK)

@@ -25,7 +25,7 @@ PLUGIN = "@fiftyone-ntt/no-time-to-train"
 WORKER = r"""
 import json, sys, time
 mode, name, field, sleep = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-import fiftyone_ntt.fiftyone.models as models
+import fiftyone_ntt.fiftyone.dataset.model_cache as models
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 
 class Slow(RegionProposer):
@@ -40,7 +40,7 @@ if mode == "delegated":
     for result in DelegatedOperationService().execute_queued_operations(dataset_name=name):
         print(json.dumps({"error": str(getattr(result, "error", None))}))
 else:
-    from fiftyone_ntt.fiftyone.segment import segment
+    from fiftyone_ntt.fiftyone.runs.job import segment
     summary = segment(fo.load_dataset(name), "colours", field, points_per_side=16, batch_size=1)
     print(json.dumps({k: summary[k] for k in ("status", "processed", "done_before")}))
 """
@@ -121,7 +121,7 @@ def test_killed_delegated_run_resumes_to_the_same_predictions(runs_dataset):
     import fiftyone.operators as foo
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = runs_dataset
     reference = detections_by_sample(dataset, "ref")
@@ -180,7 +180,7 @@ def test_two_runs_into_different_fields_at_the_same_time(runs_dataset):
 
 def test_second_run_into_the_same_field_is_refused(runs_dataset):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import FieldLockedError, field_lock
+    from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError, field_lock
 
     dataset = runs_dataset
     reference = detections_by_sample(dataset, "ref")
@@ -224,7 +224,8 @@ def _dead_pid():
 )
 def test_field_lock_stale_detection(runs_dataset, holder, refused):
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import FieldLockedError, _lock_store, field_lock
+    from fiftyone_ntt.fiftyone.dataset.store import execution_store as _lock_store
+    from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError, field_lock
 
     dataset = runs_dataset
     h = holder()

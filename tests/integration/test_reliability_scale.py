@@ -23,7 +23,7 @@ FIELD = "pred"
 WORKER = r"""
 import json, sys, time
 name, field, index, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-import fiftyone_ntt.fiftyone.models as models
+import fiftyone_ntt.fiftyone.dataset.model_cache as models
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 
 class Slow(RegionProposer):
@@ -33,7 +33,7 @@ class Slow(RegionProposer):
 
 models.get_models = lambda *a, **k: (ColorEncoder(), Slow())
 import fiftyone as fo
-from fiftyone_ntt.fiftyone.segment import segment
+from fiftyone_ntt.fiftyone.runs.job import segment
 summary = segment(fo.load_dataset(name), "colours", field, shard=(index, count),
                   batch_size=1, progress=False)
 print(json.dumps({k: summary[k] for k in ("status", "processed", "total")}))
@@ -141,7 +141,7 @@ QUEUE_CASES = {
 def test_queue_shards_refuses_bad_input_and_queues_nothing(scale_dataset, case):
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    from fiftyone_ntt.fiftyone.segment import queue_shards
+    from fiftyone_ntt.fiftyone.runs.shards import queue_shards
 
     dataset = scale_dataset
     before = _protected_hashes(dataset)
@@ -160,10 +160,11 @@ def test_queue_shards_refuses_bad_input_and_queues_nothing(scale_dataset, case):
 
 
 def _hold(dataset, shard, pid=None, host=None, age=0.0):
-    from fiftyone_ntt.fiftyone.claims import lock_key, lock_store
+    from fiftyone_ntt.fiftyone.dataset.store import execution_store
+    from fiftyone_ntt.fiftyone.runs.claims import lock_key
 
     now = time.time()
-    lock_store(dataset).set(
+    execution_store(dataset).set(
         lock_key(FIELD, shard),
         {
             "owner": "test",
@@ -195,8 +196,8 @@ CLAIM_CASES = {
 
 @pytest.mark.parametrize("case", list(CLAIM_CASES))
 def test_claims_between_shards_and_whole_field_runs(scale_dataset, case):
-    from fiftyone_ntt.fiftyone.claims import lock_key, lock_store
-    from fiftyone_ntt.fiftyone.segment import FieldLockedError, field_lock
+    from fiftyone_ntt.fiftyone.dataset.store import execution_store
+    from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError, field_lock, lock_key
 
     dataset = scale_dataset
     held, attempted, words = CLAIM_CASES[case]
@@ -225,14 +226,15 @@ def test_claims_between_shards_and_whole_field_runs(scale_dataset, case):
             lock = field_lock(dataset, FIELD, attempted)
             assert lock is None or lock["owner"] == "test", lock
     finally:
-        lock_store(dataset).delete(lock_key(FIELD, held))
+        execution_store(dataset).delete(lock_key(FIELD, held))
     assert _protected_hashes(dataset) == before
 
 
 def test_two_workers_claiming_the_same_shard(scale_dataset):
     """A real worker process holds shard 1/2; the same shard here is refused naming it, the
     other shard runs alongside, and the worker finishes its shard untouched."""
-    from fiftyone_ntt.fiftyone.segment import FieldLockedError, field_lock, run_state
+    from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError, field_lock
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = scale_dataset
     before = _protected_hashes(dataset)
@@ -272,7 +274,7 @@ def test_two_workers_claiming_the_same_shard(scale_dataset):
 
 
 def test_shards_of_an_empty_view_complete_with_nothing(scale_dataset):
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = scale_dataset
     before = _protected_hashes(dataset)
@@ -289,7 +291,7 @@ def test_shards_of_an_empty_view_complete_with_nothing(scale_dataset):
 def test_more_shards_than_samples_gives_the_unsplit_field(scale_dataset, field_hash):
     """Some of 11 shards of 8 samples are empty; together they write exactly the unsplit
     run's field."""
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = scale_dataset
     _segment(dataset, "whole")
@@ -325,8 +327,8 @@ if __name__ == "__main__":  # pragma: no cover
 
 def test_deleting_a_split_run_forgets_its_shards(scale_dataset):
     """After ``delete_run``, a new split must not show the old shards as completed."""
-    from fiftyone_ntt.fiftyone.claims import lock_store
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.dataset.store import execution_store
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = scale_dataset
     for index in range(2):
@@ -334,7 +336,7 @@ def test_deleting_a_split_run_forgets_its_shards(scale_dataset):
     assert run_state(dataset, FIELD)["status"] == "completed"
     dataset.delete_run(FIELD)
     assert not dataset.has_sample_field(FIELD)
-    assert not [k for k in lock_store(dataset).list_keys() if FIELD in k]
+    assert not [k for k in execution_store(dataset).list_keys() if FIELD in k]
     _segment(dataset, shard=(0, 2))
     state = run_state(dataset, FIELD)
     assert [s["status"] for s in state["shards"]] == ["completed", "none"]

@@ -130,7 +130,7 @@ def _apply(dataset, field, **kw):
 
 
 def _queue(dataset, field, **kw):
-    from fiftyone_ntt.fiftyone.segment import queue_shards
+    from fiftyone_ntt.fiftyone.runs.shards import queue_shards
 
     return queue_shards(dataset, "colours", field, 2, **kw)
 
@@ -179,7 +179,7 @@ def test_segment_form_says_so_before_the_run(dataset, case, make):
     from fiftyone.operators.executor import _parse_ctx, resolve_type
     from fiftyone.operators.registry import OperatorRegistry
 
-    from fiftyone_ntt.fiftyone.output_field import foreign_labels
+    from fiftyone_ntt.fiftyone.runs.output_field import foreign_labels
 
     field, _, _ = make(dataset)
     expected = foreign_labels(dataset, field)

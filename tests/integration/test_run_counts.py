@@ -44,8 +44,8 @@ def _kill_after_two(worker, dataset, field):
 
 
 def _rows(dataset):
-    from fiftyone_ntt.fiftyone.activity import list_activity
-    from fiftyone_ntt.fiftyone.panel_state import run_rows
+    from fiftyone_ntt.fiftyone.app.activity import list_activity
+    from fiftyone_ntt.fiftyone.app.panel_state import run_rows
 
     return {r["id"]: r for r in list_activity(dataset)}, {r["id"]: r for r in run_rows(dataset)}
 
@@ -55,8 +55,8 @@ def test_a_killed_run_counts_what_it_wrote_and_a_resumed_one_counts_all(kill_dat
     import fiftyone.operators as foo
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.activity import mark_failed
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.app.activity import mark_failed
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = kill_dataset
     op_id = None
@@ -97,7 +97,7 @@ def test_the_count_is_of_this_runs_labels_only(kill_dataset):
     """Labels of an earlier run with other settings in the same field are not this run's:
     an overwrite that is stopped counts only what it rewrote."""
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = kill_dataset
     nf.segment(dataset, "colours", "ntt", points_per_side=16, progress=False)

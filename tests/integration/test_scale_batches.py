@@ -76,7 +76,7 @@ def test_segment_operator_splits_into_delegated_tasks(banked):
     from fiftyone.operators.delegated import DelegatedOperationService
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import run_state
+    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = banked
     nf.segment(dataset, "colours", "whole", progress=False)

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = r"""
 import os, sys, time
 delay_file, log_file = sys.argv[1], sys.argv[2]
-import fiftyone_ntt.fiftyone.models as models
+import fiftyone_ntt.fiftyone.dataset.model_cache as models
 import fiftyone_ntt.images as images
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 
@@ -145,8 +145,9 @@ def test_three_workers_three_shards_then_a_killed_worker_and_its_shard_rerun(six
     from bson import ObjectId
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import live_claims, queue_shards, run_state
-    from fiftyone_ntt.fiftyone.shards import shard_bounds
+    from fiftyone_ntt.fiftyone.runs.claims import live_claims
+    from fiftyone_ntt.fiftyone.runs.record import run_state
+    from fiftyone_ntt.fiftyone.runs.shards import queue_shards, shard_bounds
 
     dataset = sixty
     reference = detections_by_sample(dataset, "ref")

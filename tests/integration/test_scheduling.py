@@ -174,7 +174,7 @@ def test_unclaimed_run_says_how_to_start_a_worker(painted_dataset):
     from bson import ObjectId
     from panel_driver import PanelDriver
 
-    from fiftyone_ntt.fiftyone.scheduling import unclaimed_notice
+    from fiftyone_ntt.fiftyone.app.scheduling import unclaimed_notice
 
     dataset = painted_dataset
     _run("ntt_build_bank", dataset, {"gt_field": GT, "bank_key": "colours"})

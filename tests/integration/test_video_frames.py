@@ -34,7 +34,7 @@ def _found_boxes(frame, field: str) -> dict[str, tuple[float, ...]]:
 
 
 def test_frames_decode_without_ffmpeg(video_dataset):
-    from fiftyone_ntt.fiftyone.video import iter_frames, video_metadata
+    from fiftyone_ntt.fiftyone.dataset.media import iter_frames, video_metadata
 
     path = video_dataset.first().filepath
     assert path.endswith(".webm")
@@ -219,7 +219,7 @@ def test_a_second_writer_of_the_frame_field_is_refused(video_dataset):
     import os
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.segment import FieldLockedError
+    from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError
 
     dataset = video_dataset
     nf.build_bank(dataset, "frames.ground_truth", "squares")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from fiftyone_ntt.bank_build import build_memory_bank
 from fiftyone_ntt.config import NTTConfig
 from fiftyone_ntt.loader import batched, prefetched
-from fiftyone_ntt.memory_bank import build_memory_bank
 from fiftyone_ntt.models.batch_embed import embed_images
 from fiftyone_ntt.segmenter import Segmenter, StageTimer, default_batch_images
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint

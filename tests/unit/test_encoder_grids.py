@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fiftyone_ntt.bank_build import build_memory_bank
 from fiftyone_ntt.config import FEATURE_GRID, NTTConfig, encoder_input_size
-from fiftyone_ntt.memory_bank import EncoderMismatchError, build_memory_bank
+from fiftyone_ntt.memory_bank import EncoderMismatchError
 from fiftyone_ntt.models.tiny import tiny_dinov3_encoder
 from fiftyone_ntt.segmenter import Segmenter
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint

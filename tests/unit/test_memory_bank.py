@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from fiftyone_ntt.bank_build import build_memory_bank, masks_from_boxes
 from fiftyone_ntt.config import NTTConfig
 from fiftyone_ntt.memory_bank import (
     FORMAT_VERSION,
     BankFormatError,
     EncoderMismatchError,
     MemoryBank,
-    build_memory_bank,
-    masks_from_boxes,
 )
 from fiftyone_ntt.preprocess import context_crop_window, mask_to_patch_weights, reference_crop
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint

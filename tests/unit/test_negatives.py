@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from fiftyone_ntt.bank_build import build_memory_bank, split_negatives
 from fiftyone_ntt.config import NTTConfig
 from fiftyone_ntt.matching import suppressed_by_negatives
-from fiftyone_ntt.memory_bank import (
-    FORMAT_VERSION,
-    GLOBAL_NEGATIVE,
-    MemoryBank,
-    build_memory_bank,
-    split_negatives,
-)
+from fiftyone_ntt.memory_bank import FORMAT_VERSION, GLOBAL_NEGATIVE, MemoryBank
 from fiftyone_ntt.segmenter import Segmenter
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint
 from fiftyone_ntt.types import Reference

@@ -416,7 +416,7 @@ def test_unwritable_output_is_refused_before_the_models(d, capsys, no_models, co
 @pytest.mark.parametrize("what", ["a file", "below a file"])
 def test_protocol_output_dir_is_checked_before_fiftyone(d, capsys, monkeypatch, what):
     # FiftyOne must not even be imported: the check comes first.
-    monkeypatch.setitem(sys.modules, "fiftyone_ntt.fiftyone.protocols.cli", None)
+    monkeypatch.setitem(sys.modules, "fiftyone_ntt.fiftyone.protocols.run", None)
     folder = d / "train.json" if what == "a file" else d / "train.json" / "x"
     argv = ["protocol", "custom", str(d / "refs.json"), str(d / "targets.json"), str(d)]
     code, err = _run([*argv, "--output-dir", str(folder)], capsys)

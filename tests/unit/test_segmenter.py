@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from fiftyone_ntt.bank_build import build_memory_bank
 from fiftyone_ntt.config import NTTConfig
-from fiftyone_ntt.memory_bank import EncoderMismatchError, build_memory_bank
+from fiftyone_ntt.memory_bank import EncoderMismatchError
 from fiftyone_ntt.segmenter import Segmenter, StageTimer, point_grid
 from fiftyone_ntt.testing import ColorEncoder, RegionProposer, paint
 from fiftyone_ntt.types import Reference

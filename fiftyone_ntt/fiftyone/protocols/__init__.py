@@ -12,7 +12,7 @@ Each protocol (docs/method.md §2, §6, §9.5):
    custom data;
 3. builds the memory bank (reused when the references, classes, settings and models are the
    same); box-only references get SAM 2 masks;
-4. segments the targets with :func:`fiftyone_ntt.fiftyone.segment` (resumable) into the field
+4. segments the targets with :func:`fiftyone_ntt.fiftyone.runs.job` (resumable) into the field
    ``ntt_<run>``;
 5. exports the predictions as COCO results with the paper's box convention (1 px short,
    docs/method.md §6) and evaluates them with :func:`fiftyone_ntt.coco.evaluate` against the
@@ -22,15 +22,13 @@ Each protocol (docs/method.md §2, §6, §9.5):
 6. prints ours next to the published numbers (docs/method.md §7) and stores the report in the
    target dataset's ``info["ntt_protocols"]``.
 
-Command line: ``python -m fiftyone_ntt.fiftyone.protocols {coco-fsod,voc,cd-fsod,custom} ...``
+Command line (:mod:`fiftyone_ntt.cli.protocol`): ``python -m fiftyone_ntt.fiftyone.protocols {coco-fsod,voc,cd-fsod,custom} ...``
 (``--help`` for each).
 """
 
 from __future__ import annotations
 
-from fiftyone_ntt.fiftyone.protocols.cli import main
 from fiftyone_ntt.fiftyone.protocols.importing import (
-    _full_mask,  # noqa: F401 - used by the tests
     import_coco,
     results_from_field,
 )
@@ -66,7 +64,6 @@ __all__ = [
     "custom_spec",
     "format_report",
     "import_coco",
-    "main",
     "results_from_field",
     "run_protocol",
     "voc_spec",

@@ -1,6 +1,7 @@
-"""``python -m fiftyone_ntt.fiftyone.protocols``."""
+"""``python -m fiftyone_ntt.fiftyone.protocols``: the same command as ``fiftyone-ntt protocol``
+(:mod:`fiftyone_ntt.cli.protocol`, the top layer)."""
 
-from fiftyone_ntt.fiftyone.protocols.cli import main
+from fiftyone_ntt.cli.protocol import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

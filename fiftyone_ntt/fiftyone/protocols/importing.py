@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fiftyone_ntt.fiftyone.protocols.specs import GT_FIELD, _names
+from fiftyone_ntt.fiftyone.protocols.specs import GT_FIELD, category_names
 
 # ------------------------------------------------------------------------------------------
 # FiftyOne import
@@ -82,7 +82,7 @@ def import_coco(
     todo = [i for i in wanted if i not in have]
     if not todo:
         return dataset
-    names = _names(coco)
+    names = category_names(coco)
     by_image: dict[Any, list] = defaultdict(list)
     todo_set = set(todo)
     for ann in coco["annotations"]:
@@ -120,7 +120,7 @@ def import_coco(
 # results
 
 
-def _full_mask(det, box, width, height, fallback) -> np.ndarray | None:
+def full_mask(det, box, width, height, fallback) -> np.ndarray | None:
     """Full-image mask of a detection; the crop is pasted directly when it has the box's
     pixel size (as ``segment`` writes it), else FiftyOne's rendering (resize) is used."""
     if det.mask is None:
@@ -147,7 +147,7 @@ def results_from_field(
     docs/method.md §6) or the exact extent; masks as compressed RLE at full resolution."""
     from pycocotools import mask as mask_utils
 
-    from fiftyone_ntt.fiftyone.labels import detection_box_xyxy, detection_full_mask
+    from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
 
     if box_convention not in ("paper", "exact"):
         raise ValueError(f"box_convention={box_convention!r}; use 'paper' or 'exact'")
@@ -167,7 +167,7 @@ def results_from_field(
                 "bbox": [float(x1), float(y1), (x2 - shrink) - x1, (y2 - shrink) - y1],
                 "score": float(det.confidence if det.confidence is not None else 1.0),
             }
-            mask = _full_mask(det, (x1, y1, x2, y2), width, height, detection_full_mask)
+            mask = full_mask(det, (x1, y1, x2, y2), width, height, detection_full_mask)
             if mask is not None:
                 rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
                 counts = rle["counts"]

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from fiftyone_ntt.fiftyone.protocols.importing import import_coco, results_from_field
-from fiftyone_ntt.fiftyone.protocols.specs import _STATS, GT_FIELD, ProtocolSpec, _names, _slug
+from fiftyone_ntt.fiftyone.protocols.specs import (
+    GT_FIELD,
+    STATS,
+    ProtocolSpec,
+    category_names,
+    slugify,
+)
 
 # ------------------------------------------------------------------------------------------
 # running
@@ -33,8 +39,9 @@ def _ensure_bank(refs, key, tag, classes, config, preset, device, log) -> tuple[
     the same classes, settings and models; built (overwriting) otherwise."""
     import fiftyone as fo
 
-    from fiftyone_ntt.fiftyone.banks import bank_config, build_bank, get_bank_info, load_bank
-    from fiftyone_ntt.fiftyone.models import get_models, model_identity
+    from fiftyone_ntt.fiftyone.banks.build import bank_config, build_bank
+    from fiftyone_ntt.fiftyone.banks.index import get_bank_info, load_bank
+    from fiftyone_ntt.fiftyone.dataset.model_cache import get_models, model_identity
 
     tagged = refs.filter_labels(GT_FIELD, fo.ViewField("tags").contains(tag)).values(
         f"{GT_FIELD}.detections.id", unwind=True
@@ -122,13 +129,13 @@ def run_protocol(
     """
     from fiftyone_ntt.coco import evaluate as coco_evaluate
     from fiftyone_ntt.coco import write_json
-    from fiftyone_ntt.fiftyone.segment import segment
+    from fiftyone_ntt.fiftyone.runs.job import segment
 
     started = time.perf_counter()
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     prefix = prefix or f"ntt-{spec.kind}"
     output_dir = Path(output_dir or "ntt_protocols")
-    slug = _slug(spec.name)
+    slug = slugify(spec.name)
     tag = f"ntt:ref:{spec.name}"
     config = _config(preset, points_per_side, sam2, dinov2)
 
@@ -156,7 +163,7 @@ def run_protocol(
     refs.select_labels(ids=selected, fields=GT_FIELD).tag_labels(tag, label_fields=[GT_FIELD])
 
     # 3. bank (classes in category-id order, as the research code's label indices)
-    ref_names = _names(spec.ref_coco)
+    ref_names = category_names(spec.ref_coco)
     classes = [ref_names[c] for c in sorted(spec.class_ids)]
     bank, reused = _ensure_bank(refs, slug, tag, classes, config, preset, device, log)
 
@@ -173,7 +180,7 @@ def run_protocol(
         log(f"warning: {summary['failed']} image(s) could not be read (see the report)")
 
     # 5. results with the paper's box convention, evaluated on the original ground truth
-    target_by_name = {v: k for k, v in _names(spec.target_coco).items()}
+    target_by_name = {v: k for k, v in category_names(spec.target_coco).items()}
     results = results_from_field(view, out_field, target_by_name, box_convention="paper")
     evaluation = coco_evaluate(
         spec.target_coco,
@@ -202,12 +209,12 @@ def run_protocol(
         "published": {f"{k[0]} {k[1]}": v for k, v in spec.published.items()},
     }
     if fiftyone_eval:
-        from fiftyone_ntt.fiftyone.evaluate import evaluate as fo_evaluate
+        from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate as fo_evaluate
 
         eval_key = f"eval_{slug}"
         has_masks = "segm" in evaluation["iou_types"]
         log(f"FiftyOne evaluation {eval_key!r} ({'mask' if has_masks else 'box'} IoU)")
-        eval_names = _names(spec.target_coco)
+        eval_names = category_names(spec.target_coco)
         fo_summary = fo_evaluate(
             view,
             out_field,
@@ -223,7 +230,7 @@ def run_protocol(
     output_dir.mkdir(parents=True, exist_ok=True)
     report["results_file"] = str(write_json(output_dir / f"{slug}_results.json", results))
     if export_pngs:
-        from fiftyone_ntt.fiftyone.export import export_side_by_side
+        from fiftyone_ntt.fiftyone.evaluation.export import export_side_by_side
 
         files = export_side_by_side(
             view, output_dir / f"{slug}_vis", GT_FIELD, out_field,
@@ -267,7 +274,7 @@ def format_report(
         f"{'metric':<14}{'ours':>8}   published (docs/method.md §7)",
     ]
     for iou_type in ("bbox", "segm"):
-        for stat, _ in _STATS:
+        for stat, _ in STATS:
             label = f"{iou_type} {prefix}{stat}"
             if iou_type not in evaluation:
                 ours = "n/a"

@@ -59,7 +59,7 @@ CDFSOD_PUBLISHED = {
 #: The research code's toy custom dataset (bird + boat, 1 shot): bbox / segm AP.
 CUSTOM_TOY_PUBLISHED = (47.8, 45.8)
 
-_STATS = (("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"))
+STATS = (("AP", "AP"), ("AP50", "AP50"), ("AP75", "AP75"))
 
 
 @dataclass
@@ -112,12 +112,12 @@ def _load(path: str | os.PathLike, image_dir: str | os.PathLike, *, difficult_as
     return coco
 
 
-def _names(coco: Mapping[str, Any]) -> dict[int, str]:
+def category_names(coco: Mapping[str, Any]) -> dict[int, str]:
     return {int(c["id"]): str(c["name"]) for c in coco.get("categories", ())}
 
 
 def _ids_by_name(coco: Mapping[str, Any], names: Sequence[str], what: str) -> list[int]:
-    by_name = {v: k for k, v in _names(coco).items()}
+    by_name = {v: k for k, v in category_names(coco).items()}
     missing = [n for n in names if n not in by_name]
     if missing:
         raise ValueError(
@@ -126,7 +126,7 @@ def _ids_by_name(coco: Mapping[str, Any], names: Sequence[str], what: str) -> li
     return [by_name[n] for n in names]
 
 
-def _slug(text: str) -> str:
+def slugify(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
 
 
@@ -248,9 +248,9 @@ def _all_annotation_spec(
     anns = [a for a in ref_coco["annotations"] if not a.get("iscrowd")]
     if not anns:
         raise ValueError(f"{refs_json}: no (non-crowd) annotation to use as a reference")
-    ref_names = _names(ref_coco)
+    ref_names = category_names(ref_coco)
     class_ids = sorted({int(a["category_id"]) for a in anns})
-    target_by_name = {v: k for k, v in _names(target_coco).items()}
+    target_by_name = {v: k for k, v in category_names(target_coco).items()}
     missing = [ref_names[c] for c in class_ids if ref_names[c] not in target_by_name]
     if missing:
         raise ValueError(
@@ -296,7 +296,7 @@ def cd_fsod_spec(root: str | os.PathLike, shots: int, *, name: str | None = None
         published[("bbox", "AP")] = "; ".join(parts)
     return _all_annotation_spec(
         "cd-fsod",
-        f"cd-fsod-{_slug(dataset)}-{shots}shot",
+        f"cd-fsod-{slugify(dataset)}-{shots}shot",
         pick(f"{shots}_shot"),
         root / "train",
         pick("test"),
@@ -321,7 +321,7 @@ def custom_spec(
     images = Path(images)
     return _all_annotation_spec(
         "custom",
-        _slug(name) or "custom",
+        slugify(name) or "custom",
         Path(refs_json),
         images,
         Path(targets_json),

@@ -20,8 +20,10 @@ import torch
 
 from fiftyone_ntt.models.edgetam.repvit import REPVIT_VARIANTS, repvit_spec
 from fiftyone_ntt.models.sam2.conversion import (
+    EDGETAM_TRUNK,
     SAM2_VIDEO_PREFIXES,
     SAM2_WRAPPERS,
+    original_proposer_family,
     rename_sam2_tensors,
     sam2_head_configs,
     strip_sam2_prefixes,
@@ -41,10 +43,8 @@ __all__ = [
     "EdgeTamSpec",
     "convert_edgetam_state_dict",
     "infer_edgetam_architecture",
-    "original_proposer_family",
 ]
 
-_TRUNK = "image_encoder.trunk.body."
 _HF_TRUNK = "vision_encoder.backbone.timm_model."
 #: EdgeTAM's video-only modules, on top of SAM 2's.
 _EDGETAM_VIDEO_PREFIXES = (*SAM2_VIDEO_PREFIXES, "spatial_perceiver.")
@@ -79,19 +79,6 @@ _M1 = REPVIT_VARIANTS["repvit_m1"]
 EDGETAM_SPECS: dict[tuple[tuple[int, ...], tuple[int, ...]], EdgeTamSpec] = {
     (_M1.embed_dim, _M1.depth): EdgeTamSpec("edgetam", "repvit_m1", _M1.embed_dim, _M1.depth)
 }
-
-
-def original_proposer_family(state_dict: StateDict) -> str | None:
-    """``"edgetam"``, ``"sam2"`` or ``None`` (neither) for a Meta-layout state dict, by its
-    image trunk's tensor names (EdgeTAM: ``image_encoder.trunk.body.*``)."""
-    keys = strip_sam2_prefixes(dict(state_dict)).keys()
-    if not any(k.startswith("sam_mask_decoder.") for k in keys):
-        return None
-    if any(k.startswith(_TRUNK) for k in keys):
-        return "edgetam"
-    if any(k.startswith("image_encoder.trunk.") for k in keys):
-        return "sam2"
-    return None
 
 
 @dataclass(frozen=True)
@@ -149,21 +136,21 @@ class EdgeTamArchitecture:
 def _repvit_layout(sd: StateDict) -> dict[str, Any]:
     """RepViT widths, depths, legacy flag, MLP ratio and kernel read from trunk tensors."""
     what = "EdgeTAM"
-    stages = key_indices(sd, rf"^{re.escape(_TRUNK)}stages_(\d+)\.")
+    stages = key_indices(sd, rf"^{re.escape(EDGETAM_TRUNK)}stages_(\d+)\.")
     if not stages or stages != list(range(len(stages))):
         raise CheckpointError(
-            f"EdgeTAM trunk stages are not numbered 0..N-1 ('{_TRUNK}stages_<i>.*'): {stages}"
+            f"EdgeTAM trunk stages are not numbered 0..N-1 ('{EDGETAM_TRUNK}stages_<i>.*'): {stages}"
         )
     widths: list[int] = []
     depths: list[int] = []
     for i in stages:
-        prefix = f"{_TRUNK}stages_{i}.blocks."
+        prefix = f"{EDGETAM_TRUNK}stages_{i}.blocks."
         blocks = key_indices(sd, rf"^{re.escape(prefix)}(\d+)\.")
         if not blocks or blocks != list(range(len(blocks))):
             raise CheckpointError(f"EdgeTAM trunk stage {i} blocks are not 0..N-1: {blocks}")
         widths.append(tensor_shape(sd, f"{prefix}0.token_mixer.conv.c.weight", what)[0])
         depths.append(len(blocks))
-    first = f"{_TRUNK}stages_0.blocks.0."
+    first = f"{EDGETAM_TRUNK}stages_0.blocks.0."
     hidden = tensor_shape(sd, f"{first}channel_mixer.conv1.c.weight", what)[0]
     return {
         "embed_dim": tuple(widths),
@@ -189,7 +176,7 @@ def infer_edgetam_architecture(state_dict: StateDict) -> EdgeTamArchitecture:
     if original_proposer_family(sd) != "edgetam":
         sample = ", ".join(sorted(sd)[:5])
         raise CheckpointError(
-            f"this is not an EdgeTAM checkpoint: expected tensors named '{_TRUNK}*' and "
+            f"this is not an EdgeTAM checkpoint: expected tensors named '{EDGETAM_TRUNK}*' and "
             f"'sam_mask_decoder.*' (Meta's edgetam.pt), found e.g. {sample}"
         )
     layout = _repvit_layout(sd)
@@ -260,8 +247,8 @@ def convert_edgetam_state_dict(
     """
     sd = strip_sam2_prefixes(unwrap_state_dict(checkpoint, SAM2_WRAPPERS, "EdgeTAM"))
     arch = infer_edgetam_architecture(sd)
-    trunk = {k: v for k, v in sd.items() if k.startswith(_TRUNK)}
-    rest = {k: v for k, v in sd.items() if not k.startswith(_TRUNK)}
+    trunk = {k: v for k, v in sd.items() if k.startswith(EDGETAM_TRUNK)}
+    rest = {k: v for k, v in sd.items() if not k.startswith(EDGETAM_TRUNK)}
     out, skipped, unknown = rename_sam2_tensors(rest, _EDGETAM_VIDEO_PREFIXES)
     if unknown:
         raise CheckpointError(
@@ -271,10 +258,12 @@ def convert_edgetam_state_dict(
     # timm's features_only RepViT under "body." is the same module transformers wraps as
     # "timm_model." (and RepVitBackbone copies): names after the prefix are unchanged.
     for key, value in trunk.items():
-        out[_HF_TRUNK + key[len(_TRUNK) :]] = as_float32(value)
+        out[_HF_TRUNK + key[len(EDGETAM_TRUNK) :]] = as_float32(value)
         # Batch-norm step counters are only used in training; a checkpoint saved without
         # them (e.g. after fusing or by a tool that drops integer buffers) still loads.
         if key.endswith(".running_mean"):
-            counter = _HF_TRUNK + key[len(_TRUNK) : -len("running_mean")] + "num_batches_tracked"
+            counter = (
+                _HF_TRUNK + key[len(EDGETAM_TRUNK) : -len("running_mean")] + "num_batches_tracked"
+            )
             out.setdefault(counter, torch.tensor(0, dtype=torch.long))
     return out, arch, skipped

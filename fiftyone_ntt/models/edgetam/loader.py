@@ -32,8 +32,7 @@ from fiftyone_ntt.models.edgetam.proposer import (
     plain_sub_config,
     require_timm,
 )
-from fiftyone_ntt.models.families import original_proposer_family
-from fiftyone_ntt.models.sam2.conversion import SAM2_WRAPPERS
+from fiftyone_ntt.models.sam2.conversion import SAM2_WRAPPERS, original_proposer_family
 from fiftyone_ntt.models.state_dict import unwrap_state_dict
 
 __all__ = ["load_edgetam", "load_edgetam_proposer"]

@@ -455,3 +455,21 @@ def convert_sam2_state_dict(
             f"{arch.spec.arch} model: {unknown[:8]}"
         )
     return out, arch, skipped
+
+
+#: The image trunk's tensor names in Meta's EdgeTAM checkpoints (a RepViT trunk), which
+#: tell an EdgeTAM file from a SAM 2 one.
+EDGETAM_TRUNK = "image_encoder.trunk.body."
+
+
+def original_proposer_family(state_dict: StateDict) -> str | None:
+    """``"edgetam"``, ``"sam2"`` or ``None`` (neither) for a Meta-layout state dict, by its
+    image trunk's tensor names (EdgeTAM: ``image_encoder.trunk.body.*``)."""
+    keys = strip_sam2_prefixes(dict(state_dict)).keys()
+    if not any(k.startswith("sam_mask_decoder.") for k in keys):
+        return None
+    if any(k.startswith(EDGETAM_TRUNK) for k in keys):
+        return "edgetam"
+    if any(k.startswith("image_encoder.trunk.") for k in keys):
+        return "sam2"
+    return None

@@ -21,9 +21,13 @@ from fiftyone_ntt.models.checkpoints import (
     load_checkpoint_file,
     local_weights,
 )
-from fiftyone_ntt.models.families import proposer_file_hint
-from fiftyone_ntt.models.sam2.conversion import convert_sam2_state_dict
+from fiftyone_ntt.models.sam2.conversion import (
+    SAM2_WRAPPERS,
+    convert_sam2_state_dict,
+    original_proposer_family,
+)
 from fiftyone_ntt.models.sam2.specs import hiera_arch_name
+from fiftyone_ntt.models.state_dict import unwrap_state_dict
 
 __all__ = ["load_sam2"]
 
@@ -167,3 +171,23 @@ def _sam2_from_folder(folder: Path) -> tuple[Any, str, str]:
     arch = hiera_arch_name(backbone.hidden_size, backbone.blocks_per_stage)
     version = _sam2_version(raw, text, "folder")
     return finish_model(model.float()), version, arch
+
+
+def proposer_file_hint(checkpoint: Any) -> str:
+    """For a checkpoint that is not a usable SAM 2 file: what it is (EdgeTAM) or what would
+    be accepted, as the tail of an error message (empty when it is a SAM 2 file)."""
+    try:
+        family = original_proposer_family(unwrap_state_dict(checkpoint, SAM2_WRAPPERS, "SAM 2"))
+    except CheckpointError:
+        family = None
+    if family == "edgetam":
+        return (
+            "; it is Meta's EdgeTAM checkpoint (a RepViT trunk): load it with load_proposer "
+            "or fiftyone_ntt.models.edgetam.load_edgetam"
+        )
+    if family == "sam2":
+        return ""
+    return (
+        "; pass Meta's sam2*_hiera_*.pt / sam2.1_hiera_*.pt or EdgeTAM's edgetam.pt, a "
+        "save_pretrained folder, or a hub id"
+    )

@@ -1,0 +1,3 @@
+"""COCO-style evaluation of prediction fields (images and video frames) and side-by-side
+exports.
+"""

@@ -1,0 +1,258 @@
+"""The job over a view: segment a FiftyOne collection with a memory bank, resumably, with
+provenance (:func:`segment`). It checks the request, resolves the settings
+(:mod:`~fiftyone_ntt.fiftyone.runs.settings`), claims the output field
+(:mod:`~fiftyone_ntt.fiftyone.runs.claims`), and hands the plan to the loop over images
+(:mod:`~fiftyone_ntt.fiftyone.runs.image_loop`) or video frames
+(:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`); the per-image algorithm is
+:class:`fiftyone_ntt.segmenter.Segmenter`. Split runs: :mod:`~fiftyone_ntt.fiftyone.runs.shards`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.fiftyone.dataset.media import check_video_collection
+from fiftyone_ntt.fiftyone.runs.claims import (
+    claim,
+    release,
+)
+from fiftyone_ntt.fiftyone.runs.image_loop import RunPlan, run_segmentation
+from fiftyone_ntt.fiftyone.runs.output_field import check_output_field, reload_schema
+from fiftyone_ntt.fiftyone.runs.record import run_fingerprint
+from fiftyone_ntt.fiftyone.runs.settings import resolve_settings
+from fiftyone_ntt.fiftyone.runs.shards import check_shard
+from fiftyone_ntt.fiftyone.runs.video_loop import (
+    check_video_request,
+    is_video,
+    run_video_segmentation,
+)
+from fiftyone_ntt.models.allocator import release_free_memory
+
+__all__ = ["segment", "segment_frames"]
+
+
+def segment(
+    collection: Any,
+    bank: Any,
+    out_field: str,
+    *,
+    config: NTTConfig | None = None,
+    score_threshold: float | None = None,
+    max_detections: int | None = None,
+    points_per_side: int | None = None,
+    skip_references: bool = True,
+    overwrite: bool = False,
+    batch_size: int = 16,
+    batch_images: int | None = None,
+    prefetch: int = 2,
+    device: str | None = None,
+    encoder: Any = None,
+    proposer: Any = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool | Callable[[int, int], None] | None = True,
+) -> dict[str, Any]:
+    """Segment the bank's classes in every image of ``collection``; write ``fo.Detections``.
+
+    A video collection is segmented frame by frame into the frame field
+    ``frames.<out_field>`` (the ``frames.`` prefix is optional; the run key is the name
+    without it): frames are decoded with OpenCV's bundled FFmpeg, one model call per frame
+    (``batch_images`` and ``prefetch`` do not apply), ``batch_size`` counts frames, resume
+    and failures are per frame, ``skip_references`` skips the frames holding the bank's
+    references when it was built from frame labels, and the summary counts frames (plus
+    ``videos``). ``shard`` is refused (:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`).
+
+    Predictions have ``label``, ``confidence``, a relative box and a box-cropped mask. Writes
+    happen every ``batch_size`` samples (and on interruption). A rerun with the same bank and
+    settings skips the samples already done (resume) unless ``overwrite``. A sample whose
+    image cannot be read is skipped and reported; the run continues. Only ``out_field`` is
+    written. A field (image or frame) that holds labels No Time to Train did not write (a
+    person's labels, another model's predictions, a copy of the ground truth) is refused
+    unless ``overwrite`` (:func:`~fiftyone_ntt.fiftyone.runs.output_field.foreign_labels`); a
+    declared field without labels is not. A custom run keyed ``out_field`` records the provenance (see
+    :mod:`fiftyone_ntt.fiftyone.runs.config`).
+
+    Args:
+        collection: dataset, view or selection to segment.
+        bank: a :class:`~fiftyone_ntt.memory_bank.MemoryBank`, or the key of a bank of this
+            dataset (:func:`~fiftyone_ntt.fiftyone.banks.index.list_banks`).
+        out_field: the ``Detections`` field to write (also the run key).
+        config: settings; default the ones stored with the bank.
+        score_threshold: drop detections below this; None keeps all (the paper).
+        max_detections: detections per image (default: the config's, 100).
+        points_per_side: SAM 2 prompt grid (default: the config's, 32).
+        skip_references: leave out the samples that hold one of the bank's references.
+        overwrite: recompute samples already done, replace a run with other settings, and
+            replace labels in ``out_field`` that No Time to Train did not write.
+        batch_size: samples per database write.
+        batch_images: images per model call (default: 1 on CPU, 4 on a CUDA GPU; see
+            :func:`~fiftyone_ntt.segmenter.default_batch_images`). Results do not depend on
+            it beyond float rounding; 1 is the paper's path exactly.
+        prefetch: images read (and, for batches, resized) ahead in a background thread
+            (0: none).
+        device: compute device (overrides the config's).
+        encoder, proposer: model instances instead of the configured ones.
+        shard: ``(i, n)``: only shard ``i`` (0-based) of ``n`` contiguous ranges of the
+            sorted sample ids (:mod:`~fiftyone_ntt.fiftyone.runs.shards`); the shards of a split
+            run write the same field, each under its own claim, and together give exactly
+            what an unsplit run gives. :func:`queue_shards` queues all of them for
+            delegated workers.
+        progress: True (default) shows a progress bar (tqdm, on stderr; FiftyOne's
+            ``show_progress_bars`` setting turns it off), False or None none, or a callable
+            ``progress(done, total)`` called after each batch of images.
+
+    Returns:
+        A summary: ``run_key``, ``out_field``, ``status`` (``"completed"``), ``shard``
+        (``[i, n]`` or None), ``total`` (target samples), ``done_before`` (skipped as
+        already done), ``processed``, ``failed`` and ``failures`` (``sample_id``,
+        ``filepath``, ``error``), ``detections``, ``seconds``, ``pid`` and ``host`` of the
+        process that ran it.
+
+    One run at a time per output field, or per shard of it: the field (or the shard) is
+    claimed in the dataset's execution store (owner pid and host, heartbeat) before anything
+    is written and released at the end; a stale claim (its process gone, or no heartbeat
+    for :data:`LOCK_STALE_SECONDS`) is taken over. A whole-field run is refused while any
+    shard of the field is live, and a shard while a whole-field run or another split of the
+    field is live (:mod:`~fiftyone_ntt.fiftyone.runs.claims`). The run's results are saved with
+    ``status="running"`` at the start and the summary at the end (per shard for a split
+    run), so a killed run reads as interrupted (:func:`run_state`). A sample that runs out
+    of memory is retried once after freeing memory (a batch that does is redone one image
+    at a time), then skipped and reported.
+
+    Raises:
+        ValueError: refused output field, collection (whole grouped dataset, clips view)
+            or shard (on videos), bad bank, or, without overwrite, a run with other settings
+            or labels No Time to Train did not write in ``out_field``.
+        FieldLockedError: another live run is writing ``out_field`` (or this shard of it,
+            or a conflicting one); the message names its pid and host.
+    """
+    from fiftyone_ntt.fiftyone.banks.index import load_bank
+    from fiftyone_ntt.fiftyone.curation.references import check_image_collection
+    from fiftyone_ntt.fiftyone.dataset.model_cache import get_models, model_identity
+    from fiftyone_ntt.segmenter import Segmenter, default_batch_images
+
+    started = time.perf_counter()
+    shard = check_shard(shard)
+    batch_images = _check_batch_images(batch_images)
+    video = is_video(collection)
+    if video:
+        out_field = check_video_request(collection, out_field, shard)
+    else:
+        check_image_collection(collection)
+    reload_schema(collection._root_dataset)
+    bank_key = None
+    if isinstance(bank, str):
+        bank_key, bank = bank, load_bank(collection, bank)
+    gt_field = bank.metadata.get("gt_field")
+    check_output_field(collection, out_field, gt_field, frames=video, overwrite=overwrite)
+    config = resolve_settings(
+        bank.metadata.get("config"),
+        config,
+        score_threshold,
+        max_detections,
+        points_per_side,
+        device,
+    )
+    if encoder is None or proposer is None:
+        loaded = get_models(config.models)
+        encoder = encoder or loaded[0]
+        proposer = proposer or loaded[1]
+    segmenter = Segmenter(encoder, proposer, bank, config)
+    if batch_images is None:
+        batch_images = default_batch_images(proposer.device)
+    models = model_identity(encoder, proposer)
+    fingerprint = run_fingerprint(bank, config, models)
+
+    dataset = collection._root_dataset
+    if getattr(collection, "_is_patches", False):
+        # a patches view: segment the images its patches come from
+        collection = dataset.select(collection.distinct("sample_id"))
+    if out_field in dataset.list_runs() and not overwrite:
+        previous = getattr(dataset.get_run_info(out_field).config, "run_fingerprint", None)
+        if previous != fingerprint:
+            raise ValueError(
+                f"field {out_field!r} holds predictions of another run (other bank or "
+                "settings); choose another output field, or overwrite to replace them"
+            )
+    # one run at a time per field (or shard): claimed before anything is written
+    lock = claim(dataset, out_field, shard)
+    bar = None
+    try:
+        plan = RunPlan(
+            collection=collection,
+            dataset=dataset,
+            bank=bank,
+            bank_key=bank_key,
+            out_field=out_field,
+            gt_field=gt_field,
+            config=config,
+            segmenter=segmenter,
+            models=models,
+            fingerprint=fingerprint,
+            lock=lock,
+            shard=shard,
+            skip_references=skip_references,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            batch_images=batch_images,
+            prefetch=prefetch,
+            started=started,
+        )
+        report = progress if callable(progress) else None
+        if progress is True:
+            bar, report = _progress_bar(out_field, shard, "frame" if video else "img")
+        if video:
+            return run_video_segmentation(plan, report)
+        return run_segmentation(plan, report)
+    finally:
+        if bar is not None:
+            bar.close()
+        release(dataset, out_field, lock, shard)
+        # This process may live on (the App's server, a delegated worker): hand the CPU
+        # buffers kept for reuse during the run back to the system.
+        release_free_memory()
+
+
+def _check_batch_images(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"batch_images={value!r} must be a positive integer (images per model call, "
+            "e.g. 1 on CPU, 4 to 16 on a GPU), or None for the device's default"
+        )
+    return value
+
+
+def _progress_bar(out_field: str, shard: tuple[int, int] | None, unit: str = "img"):
+    """A tqdm bar and the ``progress(done, total)`` callback that moves it."""
+    import fiftyone as fo
+    from tqdm.auto import tqdm
+
+    what = out_field if shard is None else f"{out_field} (shard {shard[0] + 1}/{shard[1]})"
+    bar = tqdm(
+        desc=f"segmenting {what}",
+        unit=unit,
+        disable=not getattr(fo.config, "show_progress_bars", True),
+    )
+
+    def report(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, report
+
+
+def segment_frames(collection: Any, bank: Any, out_field: str = "ntt", **kwargs: Any) -> dict:
+    """Segment every frame of a video collection into ``frames.<out_field>``:
+    :func:`fiftyone_ntt.fiftyone.runs.job` (same arguments and summary, counted in frames),
+    refusing a collection that does not hold videos."""
+    from fiftyone_ntt.fiftyone.runs.job import segment
+
+    check_video_collection(collection)
+    kwargs.setdefault("progress", None)
+    return segment(collection, bank, out_field, **kwargs)

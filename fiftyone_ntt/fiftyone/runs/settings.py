@@ -1,0 +1,48 @@
+"""The one settings resolver: the :class:`~fiftyone_ntt.config.NTTConfig` that a run
+(:func:`~fiftyone_ntt.fiftyone.runs.job.segment`), a preview, ``apply_model`` and the App's
+pre-checks (:mod:`~fiftyone_ntt.fiftyone.app.preflight`) use, from the settings a bank was
+built with and the overrides of the request; and the part of them a run records and
+compares (everything but the device)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fiftyone_ntt.config import NTTConfig
+
+__all__ = ["recorded_settings", "resolve_settings"]
+
+
+def resolve_settings(
+    bank_settings: Mapping[str, Any] | None,
+    config: NTTConfig | None = None,
+    score_threshold: float | None = None,
+    max_detections: int | None = None,
+    points_per_side: int | None = None,
+    device: str | None = None,
+) -> NTTConfig:
+    """The settings of a run with a bank: ``config`` (default: ``bank_settings``, the
+    settings the bank was built with, ``bank.metadata["config"]`` or its index entry's
+    ``"config"``; else the defaults) with the given threshold, detection cap, point grid
+    and device."""
+    if config is None:
+        config = NTTConfig.from_dict(dict(bank_settings)) if bank_settings else NTTConfig()
+    changes: dict[str, Any] = {"score_threshold": score_threshold}
+    if max_detections is not None:
+        changes["max_detections"] = int(max_detections)
+    if points_per_side is not None:
+        changes["points_per_side"] = int(points_per_side)
+    if device:
+        changes["models"] = {"device": device}
+    return config.replace(**changes)
+
+
+def recorded_settings(config: NTTConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """What of the settings determines the predictions (and marks a run): all of them but
+    the device."""
+    settings = dict(config.to_dict() if isinstance(config, NTTConfig) else config)
+    settings["models"] = {
+        k: v for k, v in dict(settings.get("models") or {}).items() if k != "device"
+    }
+    return settings
