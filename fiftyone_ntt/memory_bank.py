@@ -282,20 +282,29 @@ class MemoryBank:
             EncoderMismatchError: names both encoders (and widths) and the fix.
         """
         width = identity.get("feature_dim") if feature_dim is None else feature_dim
-        if width is not None and int(width) != self.feature_dim:
+        widths_differ = width is not None and int(width) != self.feature_dim
+        ours = {k: self.encoder.get(k) for k in _ENCODER_KEYS}
+        theirs = {k: identity.get(k) for k in _ENCODER_KEYS}
+        if ours != theirs:
+            # Another encoder: name both first (the usual case, and the fix is the same
+            # whatever the widths); add the widths when they differ too.
+            widths = (
+                f" ({self.feature_dim}-wide features here, {int(width)}-wide from the encoder)"
+                if widths_differ
+                else ""
+            )
+            raise EncoderMismatchError(
+                f"memory bank was built with {_describe(self.encoder)} but the segmenter uses "
+                f"{_describe(identity)}{widths}; rebuild the bank with this encoder or choose "
+                f"{self.encoder.get('source', _describe(self.encoder))}"
+            )
+        if widths_differ:
+            # Same encoder record, other width: the record does not describe the features.
             raise EncoderMismatchError(
                 f"memory bank{self._where()} holds {self.feature_dim}-wide features (built with "
                 f"{_describe(self.encoder)}) but the encoder in use, {_describe(identity)}, "
                 f"gives {int(width)}-wide features; rebuild the bank with this encoder, or use "
                 f"the encoder that built it ({self.encoder.get('source', '?')})"
-            )
-        ours = {k: self.encoder.get(k) for k in _ENCODER_KEYS}
-        theirs = {k: identity.get(k) for k in _ENCODER_KEYS}
-        if ours != theirs:
-            raise EncoderMismatchError(
-                f"memory bank was built with {_describe(self.encoder)} but the segmenter uses "
-                f"{_describe(identity)}; rebuild the bank with this encoder or choose "
-                f"{self.encoder.get('source', _describe(self.encoder))}"
             )
         if self.encoder.get("source") != identity.get("source"):
             warnings.warn(

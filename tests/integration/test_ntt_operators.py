@@ -148,7 +148,10 @@ def test_immediate_workflow(painted_dataset, field_hash):
     # 5. manage banks
     table = _form("ntt_manage_banks", dataset, {"action": "list"})["type"]["properties"]
     table = table["banks_table"]["default"]
-    assert "| colours | red: 1, green: 1, blue: 1 | testing + fiftyone_ntt.testing" in table
+    assert (
+        "| colours | red: 1, green: 1, blue: 1 | fake RegionProposer (testing) + fake ColorEncoder (testing) |"
+        in table
+    )
     listed = _run("ntt_manage_banks", dataset, {"action": "list"}).result
     assert [b["key"] for b in listed["banks"]] == ["colours"]
     shown = _run("ntt_manage_banks", dataset, {"action": "inspect", "bank": "colours"}).result
