@@ -9,12 +9,14 @@ After each step the overlays drawn in the sample view and in the grid tiles are 
 the stored labels: a point is "drawn" when the canvas pixel there differs from the painted
 image's own colour (the painted images are flat colours, known exactly).
 
-Screenshots: ``test-artifacts/drawn-*.png``.
+Screenshots: ``test-artifacts/drawn-*.png``; what was drawn at each step:
+``test-artifacts/drawn-report.json``.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -112,13 +114,19 @@ def shot(page, artifacts_dir: Path, name: str) -> None:
     strict=True,
     raises=AssertionError,
     reason=(
-        "issue 20.3, not fixed (App side): (a) with the panel open, clicking a label in the "
-        "sample view can stop every overlay from being drawn (the looker still hit-tests "
-        "them: its tooltip shows the label), and the grid tiles then draw none after the "
-        "sample view closes; (b) after 'Preview on this sample' the sample view still draws "
-        "the previous preview's labels while its sidebar counts the stored ones: the App's "
-        "modalSample query is keyed by (dataset, view, sample id) only, so reload_samples "
-        "(a 'refresher' tick) and reload_dataset do not refetch it"
+        "issue 20.3, not fixed (App side; each step's result in test-artifacts/"
+        "drawn-report.json): (a) the sample view intermittently stops drawing every "
+        "overlay (its tooltip still finds them) after a label click or after Reject: 4 of "
+        "5 runs with the panel as it is, 0 of 2 with its poll timer removed, 0 of 2 with "
+        "its on_change_selected_labels/on_change_selected removed (every timer refresh and "
+        "selection event re-renders the grid's and the modal's panel instance: "
+        "Panel.execute always calls show_panel_output); (b) after the sample view closes, "
+        "no grid tile draws any label (every run where it was recorded, with or without "
+        "timer or handlers); (c) after 'Preview on this "
+        "sample' the sample view draws the previous preview (or nothing): FiftyOne 1.22's "
+        "modalSample is a recoil-relay graphQLSelector whose value is cached per variables "
+        "(dataset, view, sample id), and reload_samples (a 'refresher' tick) and "
+        "reload_dataset change none of them"
     ),
 )
 def test_drawn_equals_stored(page, app_url, loop_dataset, artifacts_dir):  # noqa: F811
@@ -231,4 +239,5 @@ def _flow(page, app_url, dataset, artifacts_dir):
         "modal-preview-v2": [False, True, True],
         "grid-closed": [False, True, True],
     }
+    (artifacts_dir / "drawn-report.json").write_text(json.dumps(report, indent=1))
     assert {k: report[k] for k in expected} == expected, report
