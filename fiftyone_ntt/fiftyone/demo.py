@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import os
 
+import fiftyone as fo
 import numpy as np
+from fiftyone import ViewField as F
+from PIL import Image
 
 __all__ = [
     "DEMO_DATASET_NAME",
@@ -59,6 +62,7 @@ def segment_coins(gray: np.ndarray) -> np.ndarray:
     Returns:
         (H, W) int array: 0 for background, 1..N for the coins in raster order.
     """
+    # deferred: SciPy loads only when this runs
     from scipy import ndimage as ndi
     from skimage import filters, measure, segmentation
 
@@ -87,7 +91,7 @@ def _split_row(labels: np.ndarray) -> int:
 def _detections(labels: np.ndarray, label: str):
     """FiftyOne detections for an instance-label image: relative [x, y, w, h] boxes and
     bool masks cropped to the box (FiftyOne's convention)."""
-    import fiftyone as fo
+    # deferred: scikit-image loads only when this runs
     from skimage import measure
 
     height, width = labels.shape
@@ -110,6 +114,7 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
 
 def _demo_items() -> list[dict]:
     """(file name, RGB image, instance labels or None, tags, description) of every sample."""
+    # deferred: scikit-image loads only when this runs
     from skimage import data
 
     coins = data.coins()
@@ -167,8 +172,6 @@ def build_demo_dataset(name: str = DEMO_DATASET_NAME, overwrite: bool = False):
         ValueError: a dataset called ``name`` exists that is not this demo and ``overwrite``
             is False.
     """
-    import fiftyone as fo
-    from PIL import Image
 
     if fo.dataset_exists(name):
         dataset = fo.load_dataset(name)
@@ -214,7 +217,6 @@ def build_demo_dataset(name: str = DEMO_DATASET_NAME, overwrite: bool = False):
     }
     dataset.persistent = True
     dataset.save()
-    from fiftyone import ViewField as F
 
     dataset.save_view(
         REFERENCES_VIEW,

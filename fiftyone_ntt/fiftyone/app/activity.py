@@ -22,7 +22,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import fiftyone as fo
+from bson import ObjectId
+from fiftyone.operators.delegated import DelegatedOperationService
+from fiftyone.operators.executor import ExecutionResult
+
 from fiftyone_ntt.fiftyone.runs.cancel import request_cancel
+from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
+from fiftyone_ntt.fiftyone.runs.record import run_state
 
 __all__ = ["PLUGIN_NAME", "STATES", "list_activity", "mark_failed", "operation_rows"]
 
@@ -70,8 +77,6 @@ def _row(**values: Any) -> dict[str, Any]:
 
 
 def _segmentation_rows(dataset: Any) -> list[dict[str, Any]]:
-    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
-    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     rows = []
     for key in list_ntt_runs(dataset):
@@ -140,7 +145,6 @@ def _evaluation_rows(dataset: Any) -> list[dict[str, Any]]:
 
 def _bank_of_field(dataset: Any, field: str | None) -> tuple[str | None, int | None]:
     """The bank (key, version) of the run that wrote ``field``, as its run row shows it."""
-    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
 
     if field and field in list_ntt_runs(dataset):
         config = dataset.get_run_info(field).config
@@ -150,7 +154,6 @@ def _bank_of_field(dataset: Any, field: str | None) -> tuple[str | None, int | N
 
 def operation_rows(dataset: Any, include_finished: bool = True) -> list[dict[str, Any]]:
     """The rows of this plugin's delegated operations on ``dataset`` (newest first)."""
-    from fiftyone.operators.delegated import DelegatedOperationService
 
     rows = []
     for op in DelegatedOperationService().list_operations(dataset_name=dataset.name):
@@ -224,7 +227,6 @@ def _run_of_operation(dataset: Any, out_field: str) -> dict[str, Any]:
     """The state of the run of a delegated segmentation that reads "running": ``status``
     ``"interrupted"`` when its process no longer holds the field (killed worker); before it
     has claimed the field, or when the state cannot be read, ``{}``."""
-    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     try:
         return run_state(dataset, out_field)
@@ -247,9 +249,6 @@ def mark_failed(op_id: str, reason: str | None = None) -> dict[str, Any]:
         KeyError: no delegated operation ``op_id``.
         ValueError: the operation is not this plugin's, or it already finished.
     """
-    from bson import ObjectId
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionResult
 
     service = DelegatedOperationService()
     try:
@@ -265,7 +264,6 @@ def mark_failed(op_id: str, reason: str | None = None) -> dict[str, Any]:
         raise ValueError(f"operation {op_id!r} already {state}; nothing to mark")
     message = reason or "marked failed by the user (its worker was stopped)"
     service.set_failed(op.id, result=ExecutionResult(error=message))
-    import fiftyone as fo
 
     dataset = fo.load_dataset(_params_dataset(op)) if _params_dataset(op) else None
     if dataset is not None:
@@ -300,8 +298,6 @@ def cancel(
         ValueError: ``op_id`` is not this plugin's, or already finished; neither ``op_id``
             nor ``out_field`` given.
     """
-    from fiftyone_ntt.fiftyone.app.activity import mark_failed
-
     if not op_id and not out_field:
         raise ValueError("cancel what? give the delegated operation id or the output field")
     operation = None

@@ -12,6 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fiftyone import ViewField as F
+
+import fiftyone_ntt.fiftyone as nf
+from fiftyone_ntt.config import get_preset
 from fiftyone_ntt.fiftyone.app.panel_state import (
     DEMO_REFERENCE_FILE,
     DEMO_TARGET_FILES,
@@ -19,7 +23,17 @@ from fiftyone_ntt.fiftyone.app.panel_state import (
     demo_split,
     label_fields_with_tags,
     prediction_fields,
+    selection_summary,
 )
+from fiftyone_ntt.fiftyone.banks.build import build_bank as _build
+from fiftyone_ntt.fiftyone.banks.index import list_banks
+from fiftyone_ntt.fiftyone.banks.inputs import validate_build
+from fiftyone_ntt.fiftyone.curation.references import (
+    sample_references,
+    tag_references,
+    untag_references,
+)
+from fiftyone_ntt.fiftyone.curation.selection import selected_labels as resolve
 from fiftyone_ntt.fiftyone.dataset.fields import NEG_TAG, PREVIEW_FIELD, REF_TAG
 
 __all__ = [
@@ -43,7 +57,6 @@ __all__ = [
 def reference_view(collection: Any, tag: str = REF_TAG, field: str | None = None) -> Any:
     """A patches view of exactly the labels tagged ``tag`` (of ``field``, default the field
     holding most of them); None when none is tagged."""
-    from fiftyone import ViewField as F
 
     dataset = collection._root_dataset
     tagged = {f: c.get(tag, 0) for f, c in label_fields_with_tags(dataset, (tag,)).items()}
@@ -78,7 +91,6 @@ def _selected(
 ) -> list[dict[str, Any]]:
     """The selected labels, and in a patches view the labels of the ticked patches
     (:func:`fiftyone_ntt.fiftyone.curation.selection.selected_labels`)."""
-    from fiftyone_ntt.fiftyone.curation.selection import selected_labels as resolve
 
     return resolve(collection, selected, selected_labels)
 
@@ -91,7 +103,6 @@ def tag_selected(
 ) -> Effect:
     """Tag the selected labels as references (``REF_TAG``) or negatives (``NEG_TAG``); the
     other tag is removed from them (a label is one or the other)."""
-    from fiftyone_ntt.fiftyone.curation.references import tag_references, untag_references
 
     what = "references" if tag == REF_TAG else "negatives"
     labels = [s for s in _selected(collection, selected_labels, selected) if not s.get("patch")]
@@ -115,7 +126,6 @@ def selection_counts(
 ) -> dict[str, int]:
     """``{"labels": n, "predictions": m}`` of what the panel's buttons would act on (the
     labels of ticked patches included)."""
-    from fiftyone_ntt.fiftyone.app.panel_state import selection_summary
 
     labels = _selected(collection, selected_labels, selected)
     return selection_summary(labels, prediction_fields(collection))
@@ -128,7 +138,6 @@ def untag_selected(
 ) -> Effect:
     """Remove the reference and negative tags from the selected labels (in a patches view:
     from every label of the ticked patches)."""
-    from fiftyone_ntt.fiftyone.curation.references import untag_references
 
     labels = _selected(collection, selected_labels, selected)
     collection = collection._root_dataset
@@ -143,7 +152,6 @@ def untag_selected(
 
 def default_bank_key(collection: Any, field: str | None = None) -> str:
     """The key the panel builds into: the newest bank's, else ``<field>-refs``."""
-    from fiftyone_ntt.fiftyone.banks.index import list_banks
 
     banks = sorted(list_banks(collection), key=lambda b: str(b.get("created", "")))
     if banks:
@@ -171,9 +179,6 @@ def build_problems(
     (:func:`~fiftyone_ntt.fiftyone.banks.inputs.validate_build`, the preset's name), plus: a
     new version of an existing bank keeps its preset (its versions are compared and a run
     is resumed with the next one), so another preset needs another key."""
-    from fiftyone_ntt.config import get_preset
-    from fiftyone_ntt.fiftyone.banks.index import list_banks
-    from fiftyone_ntt.fiftyone.banks.inputs import validate_build
 
     dataset = collection._root_dataset
     problems: list[tuple[str, str]] = []
@@ -213,7 +218,6 @@ def build_bank(
 ) -> Effect:
     """Build a new version of a bank from the dataset's references and negatives (in the
     ground truth and in prediction fields)."""
-    from fiftyone_ntt.fiftyone.banks.build import build_bank as _build
 
     dataset = collection._root_dataset
     gt_field = reference_field(dataset)
@@ -243,7 +247,6 @@ def sample_references_prompt(collection: Any, plugin: str) -> Effect:
 def demo_references(collection: Any, shots: int = 3, seed: int = 0) -> Effect:
     """On the demo dataset: tag ``shots`` coins of ``coins_top.png`` as references and show
     the targets (``coins_bottom.png`` and the cat), the intended split."""
-    from fiftyone_ntt.fiftyone.curation.references import sample_references
 
     split = demo_split(collection)
     if split is None:
@@ -273,7 +276,6 @@ def run_preview(
 ) -> Effect:
     """Preview ``bank`` on ``sample_ids`` (the modal's sample) or on ``n`` samples of the
     view; writes :data:`PREVIEW_FIELD` and shows those samples."""
-    import fiftyone_ntt.fiftyone as nf
 
     missing = need_bank(bank)
     if missing:
@@ -321,7 +323,6 @@ def _by_field(
 def _judge(
     collection: Any, selected_labels: Any, accept: bool, selected: Iterable[str] | None
 ) -> Effect:
-    import fiftyone_ntt.fiftyone as nf
 
     verb = "Accepted" if accept else "Rejected"
     what = "references" if accept else "negatives (false positives)"

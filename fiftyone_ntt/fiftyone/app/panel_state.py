@@ -14,19 +14,27 @@ for it; accepting or rejecting predictions tags the prediction labels where they
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fiftyone_ntt.fiftyone.app.activity import list_activity, operation_rows
 from fiftyone_ntt.fiftyone.app.dismissed_runs import dismissed_rows, row_key, without_dismissed
+from fiftyone_ntt.fiftyone.banks.index import bank_versions, list_banks
+from fiftyone_ntt.fiftyone.curation.decisions import reference_table
 from fiftyone_ntt.fiftyone.dataset.fields import (
     CURATED_FIELD,
     NEG_TAG,
     PREVIEW_FIELD,
     REF_TAG,
+    detections_fields,
 )
+from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
+from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
 
 __all__ = [
     "CURATED_FIELD",
@@ -94,7 +102,6 @@ def label_fields_with_tags(
     collection: Any, tags: Sequence[str] = (REF_TAG, NEG_TAG)
 ) -> dict[str, dict[str, int]]:
     """``{field: {tag: count}}`` of the ``Detections`` fields holding labels tagged ``tags``."""
-    from fiftyone_ntt.fiftyone.dataset.fields import detections_fields
 
     out: dict[str, dict[str, int]] = {}
     for name in detections_fields(collection):
@@ -109,7 +116,6 @@ def reference_rows(collection: Any) -> list[dict[str, Any]]:
     """One row per class (:func:`fiftyone_ntt.fiftyone.curation.decisions.reference_table`):
     ``class``, ``positives``, ``negatives``, ``fields`` (where the tagged labels are, e.g.
     ``"ground_truth, ntt_preview"``), sorted by class."""
-    from fiftyone_ntt.fiftyone.curation.decisions import reference_table
 
     rows = reference_table(collection._root_dataset)
     return [
@@ -145,7 +151,6 @@ def format_time(value: Any) -> str:
 
 
 def _models(info: Mapping[str, Any]) -> str:
-    from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
 
     return describe_models(info.get("models"))
 
@@ -161,7 +166,6 @@ def bank_rows(collection: Any) -> list[dict[str, Any]]:
     ``"red 1, green 2"``), ``negatives``, ``models``, ``size``, ``created`` (``YYYY-MM-DD
     HH:MM``), ``when`` (``MM-DD HH:MM``), ``change`` (what changed from the previous version,
     e.g. ``"+1 negative"``), ``exists`` (the file is still there)."""
-    from fiftyone_ntt.fiftyone.banks.index import bank_versions, list_banks
 
     rows = []
     for info in list_banks(collection):
@@ -208,7 +212,6 @@ def run_rows(collection: Any) -> list[dict[str, Any]]:
     and which buttons apply: ``can_show``, ``can_resume``, ``can_cancel``,
     ``can_mark_failed``, ``can_evaluate``, ``can_open_eval``.
     """
-    from fiftyone_ntt.fiftyone.app.activity import list_activity
 
     dataset = collection._root_dataset
     activity = list_activity(dataset)
@@ -337,11 +340,6 @@ def change_stamp(collection: Any) -> str:
     """A digest of what the panel shows that operators change (banks and their versions,
     runs, evaluations, delegated operations, label tags, fields, dismissed rows): the
     panel's timer refreshes it when this changes."""
-    import hashlib
-    import json
-
-    from fiftyone_ntt.fiftyone.app.activity import operation_rows
-    from fiftyone_ntt.fiftyone.banks.index import list_banks
 
     dataset = collection._root_dataset
     parts = [
@@ -380,7 +378,6 @@ def _stop_buttons(source: str, state: str) -> dict[str, bool]:
 def prediction_fields(collection: Any) -> list[str]:
     """Fields holding predictions: the No Time to Train runs' output fields, the preview
     field and the prediction fields of the dataset's evaluations."""
-    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
 
     dataset = collection._root_dataset
     fields = set(list_ntt_runs(dataset))
@@ -429,7 +426,6 @@ def first_use(collection: Any) -> dict[str, Any] | None:
         ``steps`` (three ``{"title", "text", "done"}``), ``demo`` (whether the demo split
         applies) and ``demo_text``.
     """
-    from fiftyone_ntt.fiftyone.banks.index import list_banks
 
     tagged = label_fields_with_tags(collection, (REF_TAG,))
     if tagged:

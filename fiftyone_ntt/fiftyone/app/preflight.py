@@ -17,7 +17,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fiftyone_ntt.fiftyone.app.activity import operation_rows
+from fiftyone_ntt.fiftyone.banks.index import bank_versions, get_bank_info, load_bank
+from fiftyone_ntt.fiftyone.curation.references import reference_sample_ids
+from fiftyone_ntt.fiftyone.dataset.fields import RUN_METHOD
+from fiftyone_ntt.fiftyone.dataset.model_cache import TEST_MODELS_ENV, test_models
+from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
+from fiftyone_ntt.fiftyone.runs.record import run_state
 from fiftyone_ntt.fiftyone.runs.settings import recorded_settings, resolve_settings
+from fiftyone_ntt.fiftyone.runs.video_loop import frame_counts
 
 __all__ = [
     "bank_dependents",
@@ -51,8 +59,6 @@ def output_conflict(
     :func:`~fiftyone_ntt.fiftyone.runs.settings.resolve_settings`). The identities of the
     loaded weights are checked only when the run executes (they need the models loaded).
     """
-    from fiftyone_ntt.fiftyone.banks.index import get_bank_info
-    from fiftyone_ntt.fiftyone.dataset.fields import RUN_METHOD
 
     dataset = collection._root_dataset
     if not out_field or out_field not in dataset.list_runs() or not bank_key:
@@ -109,7 +115,6 @@ def _other_build(dataset: Any, bank_key: str, config: Any, bank: dict[str, Any])
     """Which build of bank ``bank_key`` a run used, when not its latest version: an
     earlier version still listed (``"an earlier version (v1) of bank 'k' (now v2)"``), or
     one deleted since (a key deleted and built again starts at v1 once more)."""
-    from fiftyone_ntt.fiftyone.banks.index import bank_versions
 
     fingerprint = getattr(config, "bank_fingerprint", None)
     now = f"v{bank.get('version', 1)}"
@@ -152,12 +157,8 @@ def segment_counts(
     skipped when ``skip_references``) and ``to_segment``, as ``segment`` counts
     them; on a video collection counted in frames, plus ``videos`` and ``unit``
     (``"frames"``)."""
-    from fiftyone_ntt.fiftyone.banks.index import get_bank_info, load_bank
-    from fiftyone_ntt.fiftyone.curation.references import reference_sample_ids
 
     if getattr(collection, "media_type", None) == "video":
-        from fiftyone_ntt.fiftyone.runs.video_loop import frame_counts
-
         return frame_counts(collection, bank_key, skip_references)
     total = len(collection)
     skipped = 0
@@ -178,9 +179,6 @@ def segment_counts(
 def bank_dependents(collection: Any, bank_key: str) -> dict[str, list[dict[str, Any]]]:
     """``runs``: the segmentation runs made with bank ``bank_key`` (out_field, state);
     ``operations``: this plugin's queued or running delegated operations that name it."""
-    from fiftyone_ntt.fiftyone.app.activity import operation_rows
-    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
-    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = collection._root_dataset
     runs = []
@@ -205,6 +203,7 @@ def check_device(name: str | None) -> str:
     text = (name or "auto").strip().lower()
     if text == "auto":
         return "auto"
+    # deferred: torch loads only when this runs
     from fiftyone_ntt.models import resolve_device
 
     try:
@@ -216,6 +215,7 @@ def check_device(name: str | None) -> str:
 
 def available_devices() -> list[str]:
     """The device names that work on this machine."""
+    # deferred: torch loads only when this runs
     import torch
 
     names = ["auto", "cpu"]
@@ -231,7 +231,6 @@ def available_devices() -> list[str]:
 def test_models_notice() -> str | None:
     """In test-model mode (``FIFTYONE_NTT_TEST_MODELS``), the sentence forms and *about*
     show; else None."""
-    from fiftyone_ntt.fiftyone.dataset.model_cache import TEST_MODELS_ENV, test_models
 
     try:
         mode = test_models()

@@ -8,11 +8,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from fiftyone import ViewField as F
+
+from fiftyone_ntt.fiftyone.app.activity import cancel, mark_failed
+from fiftyone_ntt.fiftyone.app.dismissed_runs import dismiss_row
 from fiftyone_ntt.fiftyone.app.panel_actions import need_bank
 from fiftyone_ntt.fiftyone.app.panel_state import (
     EVAL_PANEL,
     Effect,
 )
+from fiftyone_ntt.fiftyone.app.preflight import output_conflict
+from fiftyone_ntt.fiftyone.banks.index import list_banks
+from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate
+from fiftyone_ntt.fiftyone.runs.record import run_state
 
 
 def segment_prompt(
@@ -54,7 +62,6 @@ def resume_params(collection: Any, out_field: str) -> dict[str, Any]:
     settings, as its run record holds them: bank, output field, points per side, score
     threshold, max detections, whether reference samples are skipped, and the number of
     shards of a split run; ``resume`` marks the form as a resume."""
-    from fiftyone_ntt.fiftyone.runs.record import run_state
 
     dataset = collection._root_dataset
     config = dataset.get_run_info(out_field).config
@@ -75,8 +82,6 @@ def resume_params(collection: Any, out_field: str) -> dict[str, Any]:
 def resume_problem(collection: Any, params: Mapping[str, Any]) -> str | None:
     """Why the run into ``params["out_field"]`` cannot be resumed with ``params`` (its bank
     was deleted or rebuilt since, or a setting differs), or None."""
-    from fiftyone_ntt.fiftyone.app.preflight import output_conflict
-    from fiftyone_ntt.fiftyone.banks.index import list_banks
 
     dataset = collection._root_dataset
     out, bank = params.get("out_field"), params.get("bank")
@@ -111,7 +116,6 @@ def resume_prompt(collection: Any, plugin: str, row: Mapping[str, Any] | None) -
 def dismiss_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     """Hide a failed or interrupted row from the Runs table (until its field gets a new
     attempt); the run record, the operation, the predictions and the labels are kept."""
-    from fiftyone_ntt.fiftyone.app.dismissed_runs import dismiss_row
 
     row = _need_row(row)
     if not row.get("can_dismiss"):
@@ -144,7 +148,6 @@ def mark_run_failed(collection: Any, row: Mapping[str, Any] | None) -> Effect:
             "Cancel (Mark failed is for an operation whose worker is gone)",
             variant="warning",
         )
-    from fiftyone_ntt.fiftyone.app.activity import mark_failed
 
     mark_failed(op_id)
     return Effect(f"Marked operation {op_id} as failed", result=op_id)
@@ -154,7 +157,6 @@ def cancel_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     """Cancel a queued or running row: a delegated operation is marked failed ("cancelled
     by the user", no worker picks it up any more), and a live segmentation stops before
     its next sample, keeping what it wrote (:func:`fiftyone_ntt.fiftyone.app.activity.cancel`)."""
-    from fiftyone_ntt.fiftyone.app.activity import cancel
 
     row = _need_row(row)
     if not row.get("can_cancel"):
@@ -179,7 +181,6 @@ def cancel_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
 def evaluate_run(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     """Evaluate a run's predictions (FiftyOne's COCO evaluation, masks) on the samples it
     segmented, reference samples left out; key ``eval_<field>``."""
-    from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate
 
     row = _need_row(row)
     dataset = collection._root_dataset
@@ -192,7 +193,6 @@ def open_evaluation(collection: Any, row: Mapping[str, Any] | None) -> Effect:
     """Open FiftyOne's Model Evaluation panel on the run's evaluation, and show its TP/FP/FN
     patches: those of the samples it evaluated (its stored view: reference samples left
     out), nothing else."""
-    from fiftyone import ViewField as F
 
     row = _need_row(row)
     key = row.get("evaluation")

@@ -17,6 +17,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import fiftyone as fo
+
+from fiftyone_ntt.fiftyone.app.activity import operation_rows
+
 __all__ = [
     "SCHEDULING_CONFIG_KEY",
     "SCHEDULING_ENV",
@@ -45,7 +49,6 @@ def scheduling_available() -> bool:
     """Whether this FiftyOne process offers scheduled runs in the App (read at call time).
 
     FiftyOne releases before the setting existed always offered them."""
-    import fiftyone as fo
 
     return bool(getattr(fo.config, SCHEDULING_CONFIG_KEY, True))
 
@@ -106,7 +109,6 @@ def unclaimed_notice(
 ) -> str | None:
     """A notice when a run of this plugin on ``dataset`` has been queued for more than
     ``after_s`` seconds and no worker has picked it up; None otherwise."""
-    from fiftyone_ntt.fiftyone.app.activity import operation_rows
 
     now = now or datetime.datetime.now(datetime.timezone.utc)
     dataset = getattr(dataset, "_root_dataset", dataset)

@@ -11,14 +11,24 @@ from typing import Any
 from fiftyone_ntt.config import NTTConfig, get_preset
 from fiftyone_ntt.fiftyone.banks.history import (
     all_versions,
+    describe_diff,
     instance_contents,
     version_entries,
     version_store_key,
 )
 from fiftyone_ntt.fiftyone.banks.index import latest_version, version_summary
-from fiftyone_ntt.fiftyone.banks.inputs import validate_build
+from fiftyone_ntt.fiftyone.banks.inputs import (
+    collect_instances,
+    duplicated_labels,
+    source_fields,
+    validate_build,
+)
 from fiftyone_ntt.fiftyone.banks.keys import bank_path
+from fiftyone_ntt.fiftyone.curation.frame_references import collect_frame_instances
+from fiftyone_ntt.fiftyone.curation.references import invalid_references
+from fiftyone_ntt.fiftyone.dataset import model_cache
 from fiftyone_ntt.fiftyone.dataset.fields import DEFAULT_REFERENCE_TAG, NEG_TAG
+from fiftyone_ntt.fiftyone.dataset.model_cache import model_identity, test_models
 from fiftyone_ntt.fiftyone.dataset.store import BANK_KEY_PREFIX, execution_store, root_dataset
 
 
@@ -88,15 +98,8 @@ def build_bank(
         ValueError: invalid field, key, classes, version, or no references (the message
             says which).
     """
+    # deferred: torch loads only when this runs
     from fiftyone_ntt.bank_build import build_memory_bank, split_negatives
-    from fiftyone_ntt.fiftyone.banks.history import describe_diff
-    from fiftyone_ntt.fiftyone.banks.inputs import (
-        collect_instances,
-        duplicated_labels,
-        source_fields,
-    )
-    from fiftyone_ntt.fiftyone.curation.references import invalid_references
-    from fiftyone_ntt.fiftyone.dataset.model_cache import get_models, model_identity, test_models
     from fiftyone_ntt.memory_bank import BACKGROUND_LABELS
 
     background = tuple(BACKGROUND_LABELS if background_labels is None else background_labels)
@@ -121,10 +124,6 @@ def build_bank(
         config = config.replace(models={"device": device})
     if getattr(collection, "media_type", None) == "video":
         # references from frame labels: frames.<gt_field>
-        from fiftyone_ntt.fiftyone.curation.frame_references import (
-            collect_frame_instances,
-        )
-
         gt_field = "frames." + gt_field.removeprefix("frames.")
         sources = [gt_field]
         positives, negatives, where = collect_frame_instances(
@@ -158,7 +157,7 @@ def build_bank(
             stacklevel=2,
         )
     if encoder is None or proposer is None:
-        loaded = get_models(config.models)
+        loaded = model_cache.get_models(config.models)
         encoder = encoder or loaded[0]
         proposer = proposer or loaded[1]
 
@@ -251,7 +250,6 @@ def bank_config(config: Any, encoder: Any, proposer: Any) -> dict[str, Any]:
     reuse check must compare with): the device is left out, so the same references give the
     same fingerprint on any device; in test-model mode the models that really ran replace
     the preset's names, which name weights that did not run."""
-    from fiftyone_ntt.fiftyone.dataset.model_cache import model_identity, test_models
 
     stored = config.to_dict()
     stored["models"]["device"] = "auto"

@@ -23,6 +23,7 @@ field and label id.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,8 @@ def load_bank(collection: Any, key: str, version: int | None = None):
     """Load bank ``key`` of the dataset (its latest version, or ``version``), a
     :class:`~fiftyone_ntt.memory_bank.MemoryBank` whose ``origin`` names the key, version
     and file (segmentation runs record them)."""
-    import dataclasses
 
+    # deferred: torch loads only when this runs
     from fiftyone_ntt.memory_bank import BankFormatError, MemoryBank
 
     info = get_bank_info(collection, key, version)
@@ -200,9 +201,6 @@ def bank_versions(collection: Any, key: str) -> list[dict[str, Any]]:
     Raises:
         KeyError: no bank ``key`` on this dataset.
     """
-    from fiftyone_ntt.fiftyone.banks.index import get_bank_info
-    from fiftyone_ntt.fiftyone.dataset.store import BANK_KEY_PREFIX, execution_store
-
     store = execution_store(collection)
     entries = all_versions(store, key, BANK_KEY_PREFIX + key)
     if not entries:

@@ -8,12 +8,27 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from fiftyone_ntt.fiftyone.curation.references import samples_view
+import numpy as np
+from fiftyone import ViewField as F
+
+from fiftyone_ntt.fiftyone.banks.history import version_store_key
+from fiftyone_ntt.fiftyone.banks.keys import validate_bank_key
+from fiftyone_ntt.fiftyone.curation.decisions import reference_table, tagged_fields
+from fiftyone_ntt.fiftyone.curation.frame_references import check_frame_references
+from fiftyone_ntt.fiftyone.curation.references import (
+    check_image_collection,
+    invalid_references,
+    samples_view,
+    tagged_in_other_fields,
+)
 from fiftyone_ntt.fiftyone.dataset.fields import (
     DEFAULT_REFERENCE_TAG,
     NEG_TAG,
     check_detections_field,
 )
+from fiftyone_ntt.fiftyone.dataset.labels import detection_to_reference
+from fiftyone_ntt.fiftyone.dataset.store import execution_store
+from fiftyone_ntt.images import load_image
 
 __all__ = [
     "collect_instances",
@@ -32,8 +47,6 @@ def source_fields(
 ) -> list[str]:
     """The fields a build reads: ``fields`` if given (each checked), else ``gt_field`` and
     every other ``Detections`` field holding a label tagged with one of ``tags``."""
-    from fiftyone_ntt.fiftyone.curation.decisions import tagged_fields
-    from fiftyone_ntt.fiftyone.dataset.fields import check_detections_field
 
     if fields:
         out = list(dict.fromkeys(fields))
@@ -46,7 +59,6 @@ def source_fields(
 
 def tagged_in_both(collection: Any, fields: Sequence[str], tag: str, neg_tag: str) -> list[str]:
     """Ids of labels tagged both ``tag`` and ``neg_tag``."""
-    from fiftyone import ViewField as F
 
     out = []
     both = F("tags").contains([tag, neg_tag], all=True)
@@ -67,7 +79,6 @@ def duplicated_labels(
         mask: one reference, used once), and ``{label id: message}`` of those that do not
         (which one is the reference is the user's call).
     """
-    from fiftyone import ViewField as F
 
     if len(fields) < 2:
         return {}, {}
@@ -99,7 +110,6 @@ def duplicated_labels(
 
 
 def _differences(a: Any, b: Any) -> list[str]:
-    import numpy as np
 
     out = []
     if a.label != b.label:
@@ -133,10 +143,6 @@ def collect_instances(
         negatives (all classes; the caller decides which it can use), and ``{label id:
         field}``.
     """
-    from fiftyone import ViewField as F
-
-    from fiftyone_ntt.fiftyone.dataset.labels import detection_to_reference
-    from fiftyone_ntt.images import load_image
 
     samples = samples_view(collection)
     wanted = None if not classes else set(classes)
@@ -190,20 +196,10 @@ def validate_build(
         to ``classes``, and ``(parameter, message)`` for every problem found (empty when
         the build can run).
     """
-    from fiftyone_ntt.fiftyone.curation.decisions import reference_table
-    from fiftyone_ntt.fiftyone.curation.references import (
-        check_image_collection,
-        invalid_references,
-        tagged_in_other_fields,
-    )
 
     problems: list[tuple[str, str]] = []
     if getattr(collection, "media_type", None) == "video":
         # references from frame labels (frames.<gt_field>)
-        from fiftyone_ntt.fiftyone.curation.frame_references import (
-            check_frame_references,
-        )
-
         summary, problems = check_frame_references(collection, gt_field, tag, neg_tag, classes)
         return summary, problems + _key_problems(collection, bank_key, version, overwrite)
     try:
@@ -289,9 +285,6 @@ def _key_problems(
     collection: Any, bank_key: str | None, version: int | None, overwrite: bool
 ) -> list[tuple[str, str]]:
     """Problems of the bank key and version of a build."""
-    from fiftyone_ntt.fiftyone.banks.history import version_store_key
-    from fiftyone_ntt.fiftyone.banks.keys import validate_bank_key
-    from fiftyone_ntt.fiftyone.dataset.store import execution_store
 
     problems: list[tuple[str, str]] = []
     if bank_key is not None:

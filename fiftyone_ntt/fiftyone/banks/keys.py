@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import fiftyone as fo
+
 from fiftyone_ntt.fiftyone.dataset.store import root_dataset
 
 BANKS_DIR_ENV = "FIFTYONE_NTT_BANKS_DIR"
@@ -22,7 +24,6 @@ def banks_dir() -> Path:
     env = os.environ.get(BANKS_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    import fiftyone as fo
 
     return Path(fo.config.default_dataset_dir) / "ntt" / "banks"
 

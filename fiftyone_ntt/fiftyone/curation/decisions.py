@@ -19,14 +19,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import fiftyone as fo
+from fiftyone import ViewField as F
+
 from fiftyone_ntt.fiftyone.curation.references import check_image_collection
 from fiftyone_ntt.fiftyone.dataset.fields import (
+    CURATED_FIELD,
     NEG_TAG,
     REF_TAG,
     check_detections_field,
     ground_truth_fields,
     label_type,
 )
+from fiftyone_ntt.fiftyone.dataset.labels import DECISION_ATTRIBUTE, decision_of
 
 __all__ = [
     "NEG_TAG",
@@ -67,7 +72,6 @@ def _dataset_label_ids(dataset: Any, field: str, ids: list[str]) -> set[str]:
 def _all_label_ids(collection: Any, field: str) -> list[str]:
     """Ids of every label of ``field`` in ``collection`` (a patches view holds one label per
     patch)."""
-    import fiftyone as fo
 
     kind = label_type(collection, field)
     if kind is fo.Detection:
@@ -77,7 +81,6 @@ def _all_label_ids(collection: Any, field: str) -> list[str]:
 
 def _resolve(collection: Any, field: str, label_ids: Iterable[Any] | None, action: str):
     """Checked ``(dataset, ids)`` of the labels an accept/reject applies to."""
-    from fiftyone import ViewField as F
 
     check_image_collection(collection)
     check_detections_field(collection, field, "prediction field")
@@ -128,8 +131,6 @@ def _resolve(collection: Any, field: str, label_ids: Iterable[Any] | None, actio
 def _set_decisions(view: Any, field: str, ids: list[str], decision: str | None) -> None:
     """Curated labels carry their decision (what their tags say) for the App's colours:
     kept in step when a curated label is accepted, rejected or untagged again."""
-    from fiftyone_ntt.fiftyone.dataset.fields import CURATED_FIELD
-    from fiftyone_ntt.fiftyone.dataset.labels import DECISION_ATTRIBUTE
 
     if field != CURATED_FIELD or not ids:
         return
@@ -138,7 +139,6 @@ def _set_decisions(view: Any, field: str, ids: list[str], decision: str | None) 
 
 
 def _retag(dataset: Any, field: str, ids: list[str], add: str, remove: str) -> int:
-    from fiftyone_ntt.fiftyone.dataset.labels import decision_of
 
     if not ids:
         return 0
@@ -201,7 +201,6 @@ def untag_labels(
     Returns:
         How many labels carried one of ``tags`` before.
     """
-    from fiftyone import ViewField as F
 
     fields = [fields] if isinstance(fields, str) else list(fields)
     for field in fields:
@@ -245,9 +244,8 @@ def reference_table(
         apply to every class: :data:`fiftyone_ntt.memory_bank.BACKGROUND_LABELS`). A label
         in several fields (a cloned field keeps label ids) counts once, in the first.
     """
-    import fiftyone as fo
-    from fiftyone import ViewField as F
 
+    # deferred: torch loads only when this runs
     from fiftyone_ntt.memory_bank import BACKGROUND_LABELS
 
     check_image_collection(collection)
@@ -296,7 +294,6 @@ def reference_table(
 def tagged_fields(collection: Any, tags: Sequence[str] = (REF_TAG, NEG_TAG)) -> list[str]:
     """The ``Detections`` fields of ``collection`` (``Detection`` in a patches view) that
     hold a label tagged with one of ``tags``, sorted."""
-    import fiftyone as fo
 
     schema = collection.get_field_schema()
     out = []

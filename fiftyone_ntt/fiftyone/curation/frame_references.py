@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import fiftyone as fo
+
+from fiftyone_ntt.fiftyone.dataset.labels import detection_to_reference
 from fiftyone_ntt.fiftyone.dataset.media import (
     check_video_collection,
     frame_field_name,
@@ -43,7 +46,6 @@ def check_frame_references(
     """The build check of a video collection (as :func:`~.bank_inputs.validate_build`):
     ``({class: {"references", "box_only", "negatives"}}, [(parameter, problem)])`` of the
     tagged labels of the frame field ``gt_field`` (``frames.`` prefix optional)."""
-    import fiftyone as fo
 
     field = frame_field_name(gt_field or "")
     schema = collection.get_frame_field_schema() or {}
@@ -113,7 +115,6 @@ def collect_frame_instances(
     """``(references, negatives, {label id: "frames.<field>"})`` of the tagged labels of a
     frame-level ``Detections`` field, decoding only the frames that hold them (as
     :func:`~.bank_inputs.collect_instances` for images)."""
-    from fiftyone_ntt.fiftyone.dataset.labels import detection_to_reference
 
     check_video_collection(collection)
     field = frame_field_name(gt_field)

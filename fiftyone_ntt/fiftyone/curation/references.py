@@ -8,13 +8,22 @@ what is tagged. Nothing here loads a model.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import fiftyone as fo
 import numpy as np
+from fiftyone import ViewField as F
 
 from fiftyone_ntt.fiftyone.dataset.fields import DEFAULT_REFERENCE_TAG, check_detections_field
-from fiftyone_ntt.sampling import Candidate, SampledReferences, count_candidates
+from fiftyone_ntt.sampling import (
+    Candidate,
+    SampledReferences,
+    SamplingShortfallWarning,
+    count_candidates,
+)
 from fiftyone_ntt.sampling import sample_references as _sample_candidates
 
 __all__ = [
@@ -79,11 +88,6 @@ def invalid_references(
         One dict per problem, in sample order: ``sample_id``, ``label_id``, ``field``,
         ``label``, ``filepath``, ``reason`` and ``message`` (all of it in a sentence).
     """
-    import math
-
-    from fiftyone import ViewField as F
-
-    from fiftyone_ntt.fiftyone.curation.references import samples_view
 
     fields = [fields] if isinstance(fields, str) else list(fields)
     tags = [tags] if isinstance(tags, str) else list(tags)
@@ -148,7 +152,6 @@ def tagged_in_other_fields(
     collection: Any, gt_field: str, tag: str = DEFAULT_REFERENCE_TAG
 ) -> list[str]:
     """Label fields other than ``gt_field`` holding labels tagged ``tag``."""
-    import fiftyone as fo
 
     out = []
     for name, field in collection.get_field_schema().items():
@@ -242,7 +245,6 @@ def reference_summary(
     ``box_only`` counts references without an instance mask (their masks come from SAM 2
     box prompting when the bank is built).
     """
-    from fiftyone import ViewField as F
 
     check_detections_field(collection, gt_field, "ground-truth field")
     view = collection.filter_labels(gt_field, F("tags").contains(tag), only_matches=True)
@@ -275,7 +277,6 @@ def reference_sample_ids(
     that one instance easy; its ground truth and every other instance count as usual).
     Frame-level fields (``frames.``) and fields ``collection`` lacks hold none.
     """
-    from fiftyone import ViewField as F
 
     if not gt_field or gt_field.startswith("frames.") or not collection.has_sample_field(gt_field):
         return []
@@ -394,9 +395,6 @@ def sample_references(
     Returns:
         The sampled candidates (``ref_id`` = label id), with ``shortfalls``/``available``.
     """
-    import warnings
-
-    from fiftyone_ntt.sampling import SamplingShortfallWarning
 
     candidates = reference_candidates(collection, gt_field, classes, with_sizes=paper_rules)
     with warnings.catch_warnings():

@@ -22,12 +22,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import fiftyone as fo
+
 __all__ = ["selected_labels"]
 
 
 def _patch_label_paths(view: Any) -> dict[str, str]:
     """``{field: path of its label ids}`` of a patches view's label fields."""
-    import fiftyone as fo
 
     schema = view.get_field_schema()
     paths = {}

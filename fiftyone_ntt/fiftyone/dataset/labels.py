@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
+import fiftyone as fo
 import numpy as np
 
 from fiftyone_ntt.fiftyone.dataset.fields import (
@@ -95,7 +96,6 @@ def apply_field_look(collection: Any, fields: Iterable[str]) -> list[str]:
     Returns:
         The fields whose entry was added.
     """
-    import fiftyone as fo
 
     dataset = collection._root_dataset
     dataset.reload()  # the App's process may have saved settings since
@@ -118,7 +118,6 @@ def _set_active(dataset: Any, config: Any, added: list[str]) -> None:
     got their look (new fields, which no one has chosen to show or hide yet) are. An
     exclusion list would activate every metadata and primitive field too, so the App's
     default (its label fields) becomes an explicit list the first time."""
-    import fiftyone as fo
 
     active = config.active_fields
     if active is None:
@@ -183,7 +182,6 @@ def predictions_to_detections(predictions: Predictions, **attributes: Any) -> An
         predictions: detections of one image.
         **attributes: extra attributes set on the ``fo.Detections`` container.
     """
-    import fiftyone as fo
 
     height, width = predictions.image_size
     detections = []

@@ -15,9 +15,11 @@ overwritten unless asked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import fiftyone as fo
 import numpy as np
 
 __all__ = [
@@ -32,6 +34,7 @@ class VideoDecodeError(ValueError):
 
 
 def _open(path: str) -> Any:
+    # deferred: OpenCV loads only when this runs
     import cv2
 
     capture = cv2.VideoCapture(str(path))
@@ -45,10 +48,9 @@ def _open(path: str) -> Any:
 
 def video_metadata(path: str) -> Any:
     """``fo.VideoMetadata`` of a video file read by OpenCV (no ffprobe needed)."""
-    import os
 
+    # deferred: OpenCV loads only when this runs
     import cv2
-    import fiftyone as fo
 
     capture = _open(path)
     try:

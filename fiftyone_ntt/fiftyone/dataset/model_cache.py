@@ -14,12 +14,14 @@ Unset (the default), the models named by the configuration are loaded with
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 from fiftyone_ntt.config import ModelConfig
+from fiftyone_ntt.presets import model_label
 
 __all__ = [
     "TEST_MODELS_ENV",
@@ -63,6 +65,7 @@ def _load(mode: str | None, models: ModelConfig) -> tuple[Any, Any]:
         from fiftyone_ntt.models import tiny_encoder, tiny_proposer
 
         return tiny_encoder(), tiny_proposer()
+    # deferred: torch loads only when this runs
     from fiftyone_ntt.models import load_models
 
     return load_models(models)
@@ -99,7 +102,6 @@ def _release() -> None:
     if not _cache:
         return
     _cache.clear()
-    import gc
 
     gc.collect()
     try:
@@ -163,8 +165,8 @@ def describe_model(model: Mapping[str, Any] | str | None) -> str:
     (``"SAM 2.1 hiera-tiny (x.pt)"``); the test models say so (``"fake ColorEncoder
     (testing)"``, ``"tiny random DINOv2 (testing)"``).
     """
+    # deferred: torch loads only when this runs
     from fiftyone_ntt.models.catalog import FAMILY_NAMES
-    from fiftyone_ntt.presets import model_label
 
     if isinstance(model, Mapping):
         identity = dict(model)

@@ -8,8 +8,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from fiftyone import ViewField as F
 
+from fiftyone_ntt.coco import evaluate as coco_evaluate
+from fiftyone_ntt.fiftyone.curation.references import reference_sample_ids
 from fiftyone_ntt.fiftyone.dataset.fields import DEFAULT_REFERENCE_TAG
+from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
 from fiftyone_ntt.fiftyone.dataset.media import (
     check_video_collection,
     ensure_video_metadata,
@@ -42,7 +46,6 @@ def _left_out(
 ) -> tuple[Any, list[dict[str, str]]]:
     """The view to evaluate and the reference samples left out of it (``id``, ``name``: the
     file name, ``reason``)."""
-    from fiftyone_ntt.fiftyone.curation.references import reference_sample_ids
 
     if not exclude:
         return collection, []
@@ -121,7 +124,6 @@ def _frames_without_references(
     """A video collection without the frames holding a reference (when asked)."""
     if not exclude or not gt_field.startswith("frames."):
         return collection
-    from fiftyone import ViewField as F
 
     labels = F(gt_field.removeprefix("frames.") + ".detections")
     return collection.match_frames(labels.filter(F("tags").contains(reference_tag)).length() == 0)
@@ -136,10 +138,8 @@ def coco_protocol(
 
     Category ids are 1..C in sorted class-name order (``category_names`` in the output).
     """
+    # deferred: pycocotools (optional) loads only when this runs
     from pycocotools import mask as mask_utils
-
-    from fiftyone_ntt.coco import evaluate as coco_evaluate
-    from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
 
     collection.compute_metadata()
     names: set[str] = set()

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fiftyone_ntt.export import Instance, save_side_by_side, side_by_side
+from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
+from fiftyone_ntt.images import load_image
+
 __all__ = ["export_side_by_side"]
 
 
 def _instances(detections: Any, width: int, height: int, with_scores: bool) -> list:
-    from fiftyone_ntt.export import Instance
-    from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
 
     out = []
     for det in detections.detections if detections is not None else []:
@@ -58,8 +60,6 @@ def export_side_by_side(
     Returns:
         The written files.
     """
-    from fiftyone_ntt.export import save_side_by_side, side_by_side
-    from fiftyone_ntt.images import load_image
 
     if labels is None:
         names: set[str] = set()

@@ -9,8 +9,11 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import fiftyone as fo
 import numpy as np
 
+from fiftyone_ntt.coco import annotation_to_mask, image_path
+from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
 from fiftyone_ntt.fiftyone.protocols.specs import GT_FIELD, category_names
 
 # ------------------------------------------------------------------------------------------
@@ -18,7 +21,6 @@ from fiftyone_ntt.fiftyone.protocols.specs import GT_FIELD, category_names
 
 
 def _detection(fo, ann: Mapping[str, Any], name: str, width: int, height: int):
-    from fiftyone_ntt.coco import annotation_to_mask
 
     x, y, w, h = (float(v) for v in ann["bbox"])
     attrs = {
@@ -63,9 +65,6 @@ def import_coco(
 
     Samples carry ``coco_id`` (the image id) and their metadata from the record.
     """
-    import fiftyone as fo
-
-    from fiftyone_ntt.coco import image_path
 
     if fo.dataset_exists(name):
         dataset = fo.load_dataset(name)
@@ -145,9 +144,8 @@ def results_from_field(
     """COCO results of the predictions in ``pred_field`` (image id = the sample's
     ``coco_id``), with the paper's box convention (``[x1, y1, x2 - 1 - x1, y2 - 1 - y1]``,
     docs/method.md §6) or the exact extent; masks as compressed RLE at full resolution."""
+    # deferred: pycocotools (optional) loads only when this runs
     from pycocotools import mask as mask_utils
-
-    from fiftyone_ntt.fiftyone.dataset.labels import detection_box_xyxy, detection_full_mask
 
     if box_convention not in ("paper", "exact"):
         raise ValueError(f"box_convention={box_convention!r}; use 'paper' or 'exact'")

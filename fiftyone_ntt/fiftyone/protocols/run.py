@@ -10,6 +10,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import fiftyone as fo
+from fiftyone import ViewField as F
+
+from fiftyone_ntt.coco import evaluate as coco_evaluate
+from fiftyone_ntt.coco import write_json
+from fiftyone_ntt.fiftyone.banks.build import bank_config, build_bank
+from fiftyone_ntt.fiftyone.banks.index import get_bank_info, load_bank
+from fiftyone_ntt.fiftyone.dataset import model_cache
+from fiftyone_ntt.fiftyone.dataset.model_cache import model_identity
+from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate as fo_evaluate
+from fiftyone_ntt.fiftyone.evaluation.export import export_side_by_side
 from fiftyone_ntt.fiftyone.protocols.importing import import_coco, results_from_field
 from fiftyone_ntt.fiftyone.protocols.specs import (
     GT_FIELD,
@@ -18,6 +29,8 @@ from fiftyone_ntt.fiftyone.protocols.specs import (
     category_names,
     slugify,
 )
+from fiftyone_ntt.fiftyone.runs.job import segment
+from fiftyone_ntt.presets import resolve_config
 
 # ------------------------------------------------------------------------------------------
 # running
@@ -26,7 +39,6 @@ from fiftyone_ntt.fiftyone.protocols.specs import (
 def _config(
     preset: str, points_per_side: int | None, sam2: str | None = None, dinov2: str | None = None
 ):
-    from fiftyone_ntt.presets import resolve_config
 
     # Meta's files (checkpoints/sam2_hiera_large.pt, ...), folders or other hub ids; resolved
     # as the command line, Python and the App forms resolve a preset
@@ -37,16 +49,11 @@ def _config(
 def _ensure_bank(refs, key, tag, classes, config, preset, device, log) -> tuple[Any, bool]:
     """The bank ``key`` of ``refs``: reused when it holds exactly the tagged references with
     the same classes, settings and models; built (overwriting) otherwise."""
-    import fiftyone as fo
-
-    from fiftyone_ntt.fiftyone.banks.build import bank_config, build_bank
-    from fiftyone_ntt.fiftyone.banks.index import get_bank_info, load_bank
-    from fiftyone_ntt.fiftyone.dataset.model_cache import get_models, model_identity
 
     tagged = refs.filter_labels(GT_FIELD, fo.ViewField("tags").contains(tag)).values(
         f"{GT_FIELD}.detections.id", unwind=True
     )
-    encoder, proposer = get_models(config.models, device)
+    encoder, proposer = model_cache.get_models(config.models, device)
     wanted_config = bank_config(config, encoder, proposer)
     try:
         info = get_bank_info(refs, key)
@@ -127,9 +134,6 @@ def run_protocol(
         ``segment`` (the segment summary), ``evaluation`` (:func:`fiftyone_ntt.coco.evaluate`
         output), ``table`` (text), file paths.
     """
-    from fiftyone_ntt.coco import evaluate as coco_evaluate
-    from fiftyone_ntt.coco import write_json
-    from fiftyone_ntt.fiftyone.runs.job import segment
 
     started = time.perf_counter()
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -168,7 +172,6 @@ def run_protocol(
     bank, reused = _ensure_bank(refs, slug, tag, classes, config, preset, device, log)
 
     # 4. segment (resumable)
-    from fiftyone import ViewField as F
 
     view = targets.match(F("coco_id").is_in(target_ids))
     out_field = f"ntt_{slug}"
@@ -209,8 +212,6 @@ def run_protocol(
         "published": {f"{k[0]} {k[1]}": v for k, v in spec.published.items()},
     }
     if fiftyone_eval:
-        from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate as fo_evaluate
-
         eval_key = f"eval_{slug}"
         has_masks = "segm" in evaluation["iou_types"]
         log(f"FiftyOne evaluation {eval_key!r} ({'mask' if has_masks else 'box'} IoU)")
@@ -230,8 +231,6 @@ def run_protocol(
     output_dir.mkdir(parents=True, exist_ok=True)
     report["results_file"] = str(write_json(output_dir / f"{slug}_results.json", results))
     if export_pngs:
-        from fiftyone_ntt.fiftyone.evaluation.export import export_side_by_side
-
         files = export_side_by_side(
             view, output_dir / f"{slug}_vis", GT_FIELD, out_field,
             threshold=vis_threshold, labels=classes, limit=export_pngs,

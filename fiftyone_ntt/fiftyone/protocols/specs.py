@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fiftyone_ntt.coco import load_coco
+from fiftyone_ntt.sampling import sample_references_paper
+
 GT_FIELD = "ground_truth"
 
 #: The 20 novel classes of COCO-FSOD (the PASCAL VOC classes), COCO ids (docs/method.md §2.1).
@@ -99,7 +102,6 @@ class ProtocolSpec:
 
 
 def _load(path: str | os.PathLike, image_dir: str | os.PathLike, *, difficult_as_crowd=False):
-    from fiftyone_ntt.coco import load_coco
 
     path = Path(path)
     if not path.is_file():
@@ -145,7 +147,6 @@ def coco_fsod_spec(
     """COCO-FSOD: references sampled from train2017 with the paper's rules and ``seed`` for the
     20 novel classes; targets = all val2017 images with novel-class ground truth (docs/method.md
     §2)."""
-    from fiftyone_ntt.sampling import sample_references_paper
 
     root = Path(coco_root)
     train_json = Path(train_json or root / "annotations" / "instances_train2017.json")
@@ -197,7 +198,6 @@ def voc_spec(
     research code's file), ``annotations/voc07_test_with_segm.json`` and one image folder
     ``JPEGImages/`` for both (each can be given explicitly).
     """
-    from fiftyone_ntt.sampling import sample_references_paper
 
     if split not in VOC_NOVEL_CLASSES:
         raise ValueError(f"split={split!r}; PASCAL VOC few-shot splits are 1, 2 and 3")

@@ -8,6 +8,12 @@ from typing import Any
 import fiftyone.core.models as fom
 import numpy as np
 
+from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
+from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
+from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
+from fiftyone_ntt.fiftyone.runs.settings import resolve_settings, segmenter_for
+from fiftyone_ntt.images import to_rgb_uint8
+
 __all__ = ["NTTModel"]
 
 
@@ -48,10 +54,8 @@ class NTTModel(fom.Model):
         encoder: Any = None,
         proposer: Any = None,
     ) -> None:
-        from fiftyone_ntt.fiftyone.dataset.model_cache import get_models
-        from fiftyone_ntt.fiftyone.runs.settings import resolve_settings
+        # deferred: torch loads only when this runs
         from fiftyone_ntt.memory_bank import MemoryBank
-        from fiftyone_ntt.segmenter import Segmenter
 
         if not isinstance(bank, MemoryBank):
             bank = MemoryBank.load(bank)
@@ -63,12 +67,8 @@ class NTTModel(fom.Model):
             points_per_side,
             device,
         )
-        if encoder is None or proposer is None:
-            loaded = get_models(self.config.models)
-            encoder = encoder or loaded[0]
-            proposer = proposer or loaded[1]
         self.bank = bank
-        self.segmenter = Segmenter(encoder, proposer, bank, self.config)
+        self.segmenter = segmenter_for(bank, self.config, encoder, proposer)
         self._preprocess = False
 
     @property
@@ -101,8 +101,6 @@ class NTTModel(fom.Model):
 
     def predict(self, arg: np.ndarray) -> Any:
         """``fo.Detections`` of one image (numpy ``(H, W[, C])``, RGB(A) or grey)."""
-        from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
-        from fiftyone_ntt.images import to_rgb_uint8
 
         image = to_rgb_uint8(np.asarray(arg))
         return predictions_to_detections(self.segmenter.predict(image))
@@ -110,8 +108,6 @@ class NTTModel(fom.Model):
     def predict_all(self, args: Any) -> list[Any]:
         """``fo.Detections`` of several images, both encoders running once per batch (give
         ``apply_model(..., batch_size=B)``; images of different sizes may share a batch)."""
-        from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
-        from fiftyone_ntt.images import to_rgb_uint8
 
         images = [to_rgb_uint8(np.asarray(arg)) for arg in args]
         return [predictions_to_detections(p) for p in self.segmenter.predict_batch(images)]
@@ -129,8 +125,6 @@ class NTTModel(fom.Model):
                 record would no longer describe it), or, unless ``overwrite``, a field
                 holding labels No Time to Train did not write.
         """
-        from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
-        from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
 
         check_output_field(
             collection, label_field, self.bank.metadata.get("gt_field"), overwrite=overwrite

@@ -17,6 +17,7 @@ from typing import Any
 import fiftyone.core.runs as fors
 
 from fiftyone_ntt.fiftyone.dataset.fields import RUN_METHOD
+from fiftyone_ntt.fiftyone.runs.record import forget_shards
 
 __all__ = [
     "RUN_METHOD",
@@ -56,8 +57,6 @@ class NTTRun(fors.Run):
         elif field and dataset.has_sample_field(field):
             dataset.delete_sample_field(field)
         if field:
-            from fiftyone_ntt.fiftyone.runs.record import forget_shards
-
             forget_shards(dataset, key)
 
     def rename(self, samples, key, new_key):

@@ -10,12 +10,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import fiftyone as fo
+from fiftyone import ViewField as F
+
 from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.fiftyone.curation.references import reference_sample_ids
 from fiftyone_ntt.fiftyone.dataset.fields import RUN_ATTRIBUTE
+from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
 from fiftyone_ntt.fiftyone.runs.cancel import cancel_requested
 from fiftyone_ntt.fiftyone.runs.claims import HEARTBEAT_SECONDS, heartbeat, schema_turn
+from fiftyone_ntt.fiftyone.runs.config import run_config_for
 from fiftyone_ntt.fiftyone.runs.output_field import reload_schema
 from fiftyone_ntt.fiftyone.runs.record import record_run
+from fiftyone_ntt.fiftyone.runs.shards import shard_view
+from fiftyone_ntt.images import ImageLoadError, load_image
 
 __all__ = ["RUN_ATTRIBUTE", "RunPlan", "is_out_of_memory", "run_segmentation"]
 
@@ -46,6 +54,7 @@ class RunPlan:
 
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether an exception is an out-of-memory error of torch (CUDA or CPU allocator)."""
+    # deferred: torch loads only when this runs
     import torch
 
     kinds = tuple(
@@ -64,6 +73,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def free_memory() -> None:
+    # deferred: torch loads only when this runs
     import torch
 
     gc.collect()
@@ -103,9 +113,6 @@ def predict_retrying_oom(
 
 
 def _register(plan: RunPlan) -> None:
-    import fiftyone as fo
-
-    from fiftyone_ntt.fiftyone.runs.config import run_config_for
 
     dataset, run_key = plan.dataset, plan.out_field
     run_config = run_config_for(plan, plan.out_field)
@@ -130,8 +137,6 @@ def _register(plan: RunPlan) -> None:
 
 def _targets(plan: RunPlan) -> tuple[Any, int]:
     """The samples of this run (its shard, references left out) and how many."""
-    from fiftyone_ntt.fiftyone.curation.references import reference_sample_ids
-    from fiftyone_ntt.fiftyone.runs.shards import shard_view
 
     dataset, target = plan.dataset, plan.collection
     if plan.shard is not None:
@@ -174,10 +179,8 @@ def run_outcome(
 
 def run_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None) -> dict:
     """Run the plan; return the summary (see :func:`~.segment.segment`)."""
-    from fiftyone import ViewField as F
 
-    from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
-    from fiftyone_ntt.images import ImageLoadError, load_image
+    # deferred: torch loads only when this runs
     from fiftyone_ntt.loader import batched, prefetched
 
     dataset, out_field, segmenter = plan.dataset, plan.out_field, plan.segmenter

@@ -13,8 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import fiftyone as fo
+from tqdm.auto import tqdm
+
 from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.fiftyone.banks.index import load_bank
+from fiftyone_ntt.fiftyone.curation.references import check_image_collection
 from fiftyone_ntt.fiftyone.dataset.media import check_video_collection
+from fiftyone_ntt.fiftyone.dataset.model_cache import model_identity
 from fiftyone_ntt.fiftyone.runs.claims import (
     claim,
     release,
@@ -22,7 +28,7 @@ from fiftyone_ntt.fiftyone.runs.claims import (
 from fiftyone_ntt.fiftyone.runs.image_loop import RunPlan, run_segmentation
 from fiftyone_ntt.fiftyone.runs.output_field import check_output_field, reload_schema
 from fiftyone_ntt.fiftyone.runs.record import run_fingerprint
-from fiftyone_ntt.fiftyone.runs.settings import resolve_settings
+from fiftyone_ntt.fiftyone.runs.settings import resolve_settings, segmenter_for
 from fiftyone_ntt.fiftyone.runs.shards import check_shard
 from fiftyone_ntt.fiftyone.runs.video_loop import (
     check_video_request,
@@ -128,10 +134,8 @@ def segment(
         FieldLockedError: another live run is writing ``out_field`` (or this shard of it,
             or a conflicting one); the message names its pid and host.
     """
-    from fiftyone_ntt.fiftyone.banks.index import load_bank
-    from fiftyone_ntt.fiftyone.curation.references import check_image_collection
-    from fiftyone_ntt.fiftyone.dataset.model_cache import get_models, model_identity
-    from fiftyone_ntt.segmenter import Segmenter, default_batch_images
+    # deferred: torch loads only when this runs
+    from fiftyone_ntt.segmenter import default_batch_images
 
     started = time.perf_counter()
     shard = check_shard(shard)
@@ -155,11 +159,8 @@ def segment(
         points_per_side,
         device,
     )
-    if encoder is None or proposer is None:
-        loaded = get_models(config.models)
-        encoder = encoder or loaded[0]
-        proposer = proposer or loaded[1]
-    segmenter = Segmenter(encoder, proposer, bank, config)
+    segmenter = segmenter_for(bank, config, encoder, proposer)
+    encoder, proposer = segmenter.encoder, segmenter.proposer
     if batch_images is None:
         batch_images = default_batch_images(proposer.device)
     models = model_identity(encoder, proposer)
@@ -228,8 +229,6 @@ def _check_batch_images(value: Any) -> int | None:
 
 def _progress_bar(out_field: str, shard: tuple[int, int] | None, unit: str = "img"):
     """A tqdm bar and the ``progress(done, total)`` callback that moves it."""
-    import fiftyone as fo
-    from tqdm.auto import tqdm
 
     what = out_field if shard is None else f"{out_field} (shard {shard[0] + 1}/{shard[1]})"
     bar = tqdm(
@@ -251,8 +250,6 @@ def segment_frames(collection: Any, bank: Any, out_field: str = "ntt", **kwargs:
     """Segment every frame of a video collection into ``frames.<out_field>``:
     :func:`fiftyone_ntt.fiftyone.runs.job` (same arguments and summary, counted in frames),
     refusing a collection that does not hold videos."""
-    from fiftyone_ntt.fiftyone.runs.job import segment
-
     check_video_collection(collection)
     kwargs.setdefault("progress", None)
     return segment(collection, bank, out_field, **kwargs)

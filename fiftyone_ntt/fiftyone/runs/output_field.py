@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import fiftyone as fo
+
+from fiftyone_ntt.fiftyone.dataset.fields import (
+    CURATED_FIELD,
+    PREVIEW_FIELD,
+    RUN_ATTRIBUTE,
+    RUN_METHOD,
+)
+
 __all__ = ["check_output_field", "foreign_labels", "reload_schema"]
 
 
@@ -28,9 +37,6 @@ def check_output_field(
     the *Segment* form both call this function, so the form says before the run what the
     run would refuse.
     """
-    import fiftyone as fo
-
-    from fiftyone_ntt.fiftyone.dataset.fields import RUN_METHOD
 
     if not isinstance(out_field, str) or not out_field.isidentifier():
         raise ValueError(
@@ -49,7 +55,6 @@ def check_output_field(
             f"output field {out_field!r} is the ground-truth field; choose another name so "
             "that the ground truth is not overwritten"
         )
-    from fiftyone_ntt.fiftyone.dataset.fields import CURATED_FIELD, PREVIEW_FIELD
 
     if out_field in (CURATED_FIELD, PREVIEW_FIELD):
         role = (
@@ -102,7 +107,6 @@ def foreign_labels(collection: Any, field: str, *, frames: bool = False) -> str 
     The message names the field, how many labels on how many samples (frames), and the way
     out (``overwrite``, or another field).
     """
-    from fiftyone_ntt.fiftyone.dataset.fields import RUN_ATTRIBUTE, RUN_METHOD
 
     dataset = collection._root_dataset
     schema = dataset.get_frame_field_schema() if frames else dataset.get_field_schema()

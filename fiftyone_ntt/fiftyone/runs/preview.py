@@ -19,7 +19,29 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fiftyone_ntt.fiftyone.dataset.fields import CURATED_FIELD, PREVIEW_ATTRIBUTE, PREVIEW_FIELD
+import fiftyone as fo
+from fiftyone import ViewField as F
+
+from fiftyone_ntt.fiftyone.banks.index import load_bank
+from fiftyone_ntt.fiftyone.curation.references import check_image_collection
+from fiftyone_ntt.fiftyone.dataset.fields import (
+    CURATED_FIELD,
+    DEFAULT_REFERENCE_TAG,
+    NEG_TAG,
+    PREVIEW_ATTRIBUTE,
+    PREVIEW_FIELD,
+    RUN_METHOD,
+    ground_truth_fields,
+)
+from fiftyone_ntt.fiftyone.dataset.labels import (
+    DECISION_ATTRIBUTE,
+    apply_field_look,
+    decision_of,
+    predictions_to_detections,
+)
+from fiftyone_ntt.fiftyone.dataset.model_cache import load_count
+from fiftyone_ntt.fiftyone.runs.settings import resolve_settings, segmenter_for
+from fiftyone_ntt.images import ImageLoadError, load_image
 
 __all__ = ["CURATED_FIELD", "PREVIEW_ATTRIBUTE", "PREVIEW_FIELD", "preview"]
 
@@ -30,10 +52,6 @@ _SETTINGS = ("score_threshold", "max_detections", "points_per_side", "device")
 def _check_field(dataset: Any, field: str, gt_fields: Sequence[str]) -> None:
     """Refuse a field that holds anything but previews (the ground truth, predictions of a
     run, another label type)."""
-    import fiftyone as fo
-    from fiftyone import ViewField as F
-
-    from fiftyone_ntt.fiftyone.dataset.fields import RUN_METHOD
 
     if not isinstance(field, str) or not field.isidentifier() or "__" in field:
         raise ValueError(
@@ -71,11 +89,6 @@ def _keep_curated(dataset: Any, field: str, sample_ids: list[str]) -> int:
     """Move labels tagged as references or negatives out of the preview field (of the
     samples about to be overwritten or cleared) into :data:`CURATED_FIELD`; each carries its
     decision (:data:`~fiftyone_ntt.fiftyone.dataset.labels.DECISION_ATTRIBUTE`)."""
-    import fiftyone as fo
-    from fiftyone import ViewField as F
-
-    from fiftyone_ntt.fiftyone.dataset.fields import DEFAULT_REFERENCE_TAG, NEG_TAG
-    from fiftyone_ntt.fiftyone.dataset.labels import DECISION_ATTRIBUTE, decision_of
 
     tagged = F("tags").contains([DEFAULT_REFERENCE_TAG, NEG_TAG], all=False)
     view = dataset.select(sample_ids).filter_labels(field, tagged)
@@ -137,14 +150,6 @@ def preview(
     Raises:
         ValueError: a bad field, bank, ``n``, or sample id (the message says which).
     """
-    from fiftyone_ntt.fiftyone.banks.index import load_bank
-    from fiftyone_ntt.fiftyone.curation.references import check_image_collection
-    from fiftyone_ntt.fiftyone.dataset.fields import ground_truth_fields
-    from fiftyone_ntt.fiftyone.dataset.labels import apply_field_look, predictions_to_detections
-    from fiftyone_ntt.fiftyone.dataset.model_cache import get_models, load_count
-    from fiftyone_ntt.fiftyone.runs.settings import resolve_settings
-    from fiftyone_ntt.images import ImageLoadError, load_image
-    from fiftyone_ntt.segmenter import Segmenter
 
     started = time.perf_counter()
     check_image_collection(collection)
@@ -183,12 +188,8 @@ def preview(
     if settings:
         config = config.replace(**settings)
     before = load_count()
-    if encoder is None or proposer is None:
-        loaded = get_models(config.models)
-        encoder = encoder or loaded[0]
-        proposer = proposer or loaded[1]
+    segmenter = segmenter_for(bank, config, encoder, proposer)
     models_loaded = load_count() > before
-    segmenter = Segmenter(encoder, proposer, bank, config)
 
     marker = f"{bank.origin.get('bank_key', 'bank')}@v{bank.origin.get('bank_version', '?')}"
     values: dict[str, Any] = {}

@@ -7,9 +7,14 @@ import hashlib
 import json
 from typing import Any
 
+import fiftyone.core.runs as fors
+from fiftyone import ViewField as F
+
 from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.fiftyone.dataset.fields import RUN_ATTRIBUTE
 from fiftyone_ntt.fiftyone.dataset.store import execution_store
 from fiftyone_ntt.fiftyone.runs.claims import describe, field_lock
+from fiftyone_ntt.fiftyone.runs.output_field import reload_schema
 from fiftyone_ntt.fiftyone.runs.settings import recorded_settings
 
 __all__ = ["forget_shards", "record_run", "run_fingerprint", "run_state", "written_count"]
@@ -66,7 +71,6 @@ def record_run(
     per run, which concurrent writers would overwrite), and marks the field as split into
     ``n`` shards with these settings.
     """
-    import fiftyone.core.runs as fors
 
     store = execution_store(dataset)
     if shard is None:
@@ -96,7 +100,6 @@ def run_state(collection: Any, out_field: str) -> dict[str, Any]:
         as above or ``"none"`` when never started, ``total``, ``processed`` (as its worker
         last recorded), ``failed``, ``pid``, ``host``, ``lock``).
     """
-    from fiftyone_ntt.fiftyone.runs.output_field import reload_schema
 
     dataset = collection._root_dataset
     reload_schema(dataset)  # another process (a worker) may have registered the run
@@ -129,9 +132,6 @@ def written_count(dataset: Any, out_field: str) -> int | None:
     a resumed run's counter holds only what the last process did. None when the run
     records no fingerprint.
     """
-    from fiftyone import ViewField as F
-
-    from fiftyone_ntt.fiftyone.dataset.fields import RUN_ATTRIBUTE
 
     config = dataset.get_run_info(out_field).config
     fingerprint = getattr(config, "run_fingerprint", None)

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from fiftyone_ntt.config import NTTConfig
+from fiftyone_ntt.fiftyone.dataset import model_cache
 
-__all__ = ["recorded_settings", "resolve_settings"]
+__all__ = ["recorded_settings", "resolve_settings", "segmenter_for"]
 
 
 def resolve_settings(
@@ -46,3 +47,17 @@ def recorded_settings(config: NTTConfig | Mapping[str, Any]) -> dict[str, Any]:
         k: v for k, v in dict(settings.get("models") or {}).items() if k != "device"
     }
     return settings
+
+
+def segmenter_for(bank: Any, config: NTTConfig, encoder: Any = None, proposer: Any = None) -> Any:
+    """The per-image algorithm (:class:`fiftyone_ntt.segmenter.Segmenter`) of a run, preview
+    or ``apply_model`` with these settings: the given models, else the cached ones of
+    ``config.models`` (:func:`~fiftyone_ntt.fiftyone.dataset.model_cache.get_models`)."""
+    # deferred: torch loads only when this runs
+    from fiftyone_ntt.segmenter import Segmenter
+
+    if encoder is None or proposer is None:
+        loaded = model_cache.get_models(config.models)
+        encoder = encoder or loaded[0]
+        proposer = proposer or loaded[1]
+    return Segmenter(encoder, proposer, bank, config)

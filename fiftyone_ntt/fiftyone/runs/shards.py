@@ -15,6 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from bson import ObjectId
+from fiftyone import ViewField as F
+from fiftyone.operators.delegated import DelegatedOperationService
+from fiftyone.operators.executor import ExecutionContext
+
+from fiftyone_ntt.fiftyone.banks.index import get_bank_info
+from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
+
 __all__ = ["PLUGIN_SEGMENT_OPERATOR", "check_shard", "queue_shards", "shard_view"]
 
 #: URI of the plugin's segment operator (the plugin is ``fiftyone.yml``'s name).
@@ -59,8 +67,6 @@ def shard_bounds(count_samples: int, index: int, count: int) -> tuple[int, int]:
 
 def shard_view(collection: Any, shard: tuple[int, int]) -> Any:
     """The samples of ``collection`` in shard ``(i, n)`` (a view; possibly empty)."""
-    from bson import ObjectId
-    from fiftyone import ViewField as F
 
     index, count = shard
     ids = sorted(collection.values("id"))
@@ -100,11 +106,6 @@ def queue_shards(
     Raises:
         ValueError: bad ``num_shards``, ``bank`` not a bank key, or a refused output field.
     """
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from fiftyone.operators.executor import ExecutionContext
-
-    from fiftyone_ntt.fiftyone.banks.index import get_bank_info
-    from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
 
     check_shard((0, num_shards))
     if not isinstance(bank, str):

@@ -15,9 +15,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import fiftyone as fo
+
+from fiftyone_ntt.fiftyone.banks.index import get_bank_info, load_bank
 from fiftyone_ntt.fiftyone.dataset.fields import RUN_ATTRIBUTE
-from fiftyone_ntt.fiftyone.dataset.media import FRAMES, frame_field_name
+from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
+from fiftyone_ntt.fiftyone.dataset.media import (
+    FRAMES,
+    VideoDecodeError,
+    frame_field_name,
+    iter_frames,
+    video_metadata,
+)
 from fiftyone_ntt.fiftyone.runs.claims import HEARTBEAT_SECONDS, heartbeat, schema_turn
+from fiftyone_ntt.fiftyone.runs.config import run_config_for
 from fiftyone_ntt.fiftyone.runs.image_loop import RunPlan, predict_retrying_oom, run_outcome
 from fiftyone_ntt.fiftyone.runs.output_field import reload_schema
 from fiftyone_ntt.fiftyone.runs.record import record_run
@@ -58,9 +69,6 @@ def check_video_request(collection: Any, out_field: Any, shard: Any) -> Any:
 
 
 def _register(plan: RunPlan) -> None:
-    import fiftyone as fo
-
-    from fiftyone_ntt.fiftyone.runs.config import run_config_for
 
     dataset, field = plan.dataset, plan.out_field
     run_config = run_config_for(plan, FRAMES + field, media_type="video")
@@ -77,7 +85,6 @@ def _register(plan: RunPlan) -> None:
 def _prepare_videos(plan: RunPlan, failures: list[dict[str, Any]]) -> Any:
     """Fill missing video metadata (OpenCV, no ffprobe) and the frame documents of every
     frame; return the target view without the videos that cannot be decoded (reported)."""
-    from fiftyone_ntt.fiftyone.dataset.media import video_metadata
 
     dataset, target = plan.dataset, plan.collection
     ids, paths, counts = target.values(["id", "filepath", "metadata.total_frame_count"])
@@ -133,8 +140,6 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
     """Run the plan over the frames of the videos; return the summary (as
     :func:`~.segment.segment`, counted in frames: ``total``, ``done_before``,
     ``processed``, ``failed``; plus ``videos`` and ``references_skipped`` frames)."""
-    from fiftyone_ntt.fiftyone.dataset.labels import predictions_to_detections
-    from fiftyone_ntt.fiftyone.dataset.media import VideoDecodeError, iter_frames
 
     dataset, field, segmenter = plan.dataset, plan.out_field, plan.segmenter
     failures: list[dict[str, Any]] = []
@@ -252,7 +257,6 @@ def frame_counts(collection: Any, bank_key: str | None, skip_references: bool = 
     video metadata where known, else the frame documents), ``references`` (frames holding
     one of the bank's references, skipped when ``skip_references``), ``to_segment``,
     ``unit`` ``"frames"``."""
-    from fiftyone_ntt.fiftyone.banks.index import get_bank_info, load_bank
 
     counts, stored = collection.values(["metadata.total_frame_count", "frames.id"])
     total = sum(int(c) if c else len(f or []) for c, f in zip(counts, stored))
