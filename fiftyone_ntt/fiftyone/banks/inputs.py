@@ -18,6 +18,7 @@ from fiftyone_ntt.fiftyone.curation.frame_references import check_frame_referenc
 from fiftyone_ntt.fiftyone.curation.references import (
     check_image_collection,
     invalid_references,
+    keep_classes,
     samples_view,
     tagged_in_other_fields,
 )
@@ -225,17 +226,8 @@ def validate_build(
         for r in rows
         if r["positives"]
     }
-    if classes:
-        missing = [c for c in classes if c not in summary]
-        if missing:
-            problems.append(
-                (
-                    "classes",
-                    f"classes {missing} have no reference tagged {tag!r} in {_names(sources)}; "
-                    "tag at least one instance of each, or leave them out",
-                )
-            )
-        summary = {c: v for c, v in summary.items() if c in classes}
+    summary, missing = keep_classes(summary, classes, tag, _names(sources))
+    problems += missing
     if not summary and not problems:  # "classes ... have no reference" already says it
         others = tagged_in_other_fields(collection, gt_field, tag) if gt_field else []
         others = [f for f in others if f not in sources]

@@ -9,6 +9,7 @@ from typing import Any
 
 import fiftyone as fo
 
+from fiftyone_ntt.fiftyone.curation.references import keep_classes
 from fiftyone_ntt.fiftyone.dataset.labels import detection_to_reference
 from fiftyone_ntt.fiftyone.dataset.media import (
     check_video_collection,
@@ -78,19 +79,8 @@ def check_frame_references(
                 else:
                     row["negatives"] += 1
     summary = {c: v for c, v in summary.items() if v["references"]}
-    problems = []
-    if classes:
-        missing = [c for c in classes if c not in summary]
-        if missing:
-            problems.append(
-                (
-                    "classes",
-                    f"classes {missing} have no reference tagged {tag!r} in frames.{field}; "
-                    "tag at least one instance of each, or leave them out",
-                )
-            )
-        summary = {c: v for c, v in summary.items() if c in classes}
-    elif not summary:
+    summary, problems = keep_classes(summary, classes, tag, f"frames.{field}")
+    if not classes and not summary:
         problems.append(
             (
                 "gt_field",

@@ -31,6 +31,7 @@ __all__ = [
     "check_reference_boxes",
     "count_reference_candidates",
     "invalid_references",
+    "keep_classes",
     "reference_candidates",
     "reference_sample_ids",
     "reference_summary",
@@ -423,3 +424,24 @@ def samples_view(collection: Any) -> Any:
     if getattr(collection, "_is_patches", False) or getattr(collection, "_is_frames", False):
         return collection._root_dataset.select(collection.distinct("sample_id"))
     return collection
+
+
+def keep_classes(
+    summary: dict[str, Any], classes: Sequence[str] | None, tag: str, where: str
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """A per-class summary of tagged references kept to ``classes`` (all when None), and the
+    ``("classes", message)`` problem naming the asked classes that have no reference tagged
+    ``tag`` in ``where``."""
+    if not classes:
+        return summary, []
+    problems = []
+    missing = [c for c in classes if c not in summary]
+    if missing:
+        problems.append(
+            (
+                "classes",
+                f"classes {missing} have no reference tagged {tag!r} in {where}; tag at least "
+                "one instance of each, or leave them out",
+            )
+        )
+    return {c: v for c, v in summary.items() if c in classes}, problems
