@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fiftyone_ntt.bank_file import BACKGROUND_LABELS, GLOBAL_NEGATIVE, MemoryBank, now_iso
 from fiftyone_ntt.config import NTTConfig, encoder_input_size
-from fiftyone_ntt.memory_bank import BACKGROUND_LABELS, GLOBAL_NEGATIVE, MemoryBank, now_iso
 from fiftyone_ntt.models.protocols import MaskProposer, PatchEncoder
 from fiftyone_ntt.preprocess import (
     area_patch_weights,
