@@ -18,14 +18,14 @@ import numpy as np
 
 from fiftyone_ntt.coco.files import (
     CocoFormatError,
-    _positive_int,
-    _validate_results,
     load_coco,
     load_results,
+    positive_int,
     repair_image_sizes,
     validate_coco,
+    validate_results,
 )
-from fiftyone_ntt.coco.references import _has_segmentation
+from fiftyone_ntt.coco.references import has_segmentation
 from fiftyone_ntt.types import Predictions
 
 #: Names of the 12 numbers of ``COCOeval.summarize()``, in its order.
@@ -228,12 +228,12 @@ def evaluate(
     if isinstance(results, (str, os.PathLike)):
         results_list = load_results(results)
     else:
-        results_list = _validate_results(list(results), "results")
+        results_list = validate_results(list(results), "results")
     results_list = copy.deepcopy(results_list)
 
     notes: list[str] = []
     annotations = gt_dict["annotations"]
-    with_segm = sum(_has_segmentation(a) for a in annotations)
+    with_segm = sum(has_segmentation(a) for a in annotations)
     if iou_types is None:
         iou_types = ["bbox", "segm"]
         if annotations and with_segm < len(annotations):
@@ -267,7 +267,7 @@ def evaluate(
         unsized = [
             r["id"]
             for r in gt_dict["images"]
-            if not (_positive_int(r.get("width")) and _positive_int(r.get("height")))
+            if not (positive_int(r.get("width")) and positive_int(r.get("height")))
         ]
         if unsized:
             raise CocoFormatError(

@@ -176,10 +176,10 @@ def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
             ``score`` or any of ``bbox``/``segmentation``.
     """
     results = _read_json(path, "results file")
-    return _validate_results(results, str(path))
+    return validate_results(results, str(path))
 
 
-def _validate_results(results: Any, source: str) -> list[dict[str, Any]]:
+def validate_results(results: Any, source: str) -> list[dict[str, Any]]:
     if not isinstance(results, list):
         raise CocoFormatError(
             f"{source} must be a JSON list of detections (COCO results format), got "
@@ -253,7 +253,7 @@ def repair_image_sizes(coco: dict[str, Any], image_dir: str | os.PathLike) -> li
 
     repaired = []
     for record in coco.get("images", ()):
-        if _positive_int(record.get("width")) and _positive_int(record.get("height")):
+        if positive_int(record.get("width")) and positive_int(record.get("height")):
             continue
         path = image_path(record, image_dir)
         if not path.is_file():
@@ -274,7 +274,7 @@ def repair_image_sizes(coco: dict[str, Any], image_dir: str | os.PathLike) -> li
     return repaired
 
 
-def _positive_int(value: Any) -> bool:
+def positive_int(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
@@ -298,7 +298,7 @@ def load_record_image(record: Mapping[str, Any], image_dir: str | os.PathLike) -
     path = image_path(record, image_dir)
     image = load_image(path, exif_transpose=False)
     width, height = record.get("width"), record.get("height")
-    if not (_positive_int(width) and _positive_int(height)):
+    if not (positive_int(width) and positive_int(height)):
         return image
     expected = (int(height), int(width))
     if image.shape[:2] == expected:

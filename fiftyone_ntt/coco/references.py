@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fiftyone_ntt.coco.files import CocoFormatError, _positive_int, image_path, load_record_image
+from fiftyone_ntt.coco.files import CocoFormatError, image_path, load_record_image, positive_int
 from fiftyone_ntt.types import Reference
 
 
@@ -73,7 +73,7 @@ def _segmentation_problem(segm: Any) -> str | None:
     )
 
 
-def _has_segmentation(ann: Mapping[str, Any]) -> bool:
+def has_segmentation(ann: Mapping[str, Any]) -> bool:
     segm = ann.get("segmentation")
     if segm is None:
         return False
@@ -106,7 +106,7 @@ def annotation_to_mask(ann: Mapping[str, Any], height: int, width: int) -> np.nd
     """
     from pycocotools import mask as mask_utils
 
-    if not _has_segmentation(ann):
+    if not has_segmentation(ann):
         return None
     segm = ann["segmentation"]
     try:
@@ -220,7 +220,7 @@ def _size(record: Mapping[str, Any], image_dir: str | os.PathLike) -> tuple[int,
     """``(height, width)`` of an image record: its own, else the file's header (None when
     the file cannot be read: loading it reports that)."""
     width, height = record.get("width"), record.get("height")
-    if _positive_int(width) and _positive_int(height):
+    if positive_int(width) and positive_int(height):
         return int(height), int(width)
     from PIL import Image
 
@@ -271,7 +271,7 @@ def invalid_annotations(
                 if image_dir is not None
                 else (
                     (int(record["height"]), int(record["width"]))
-                    if _positive_int(record.get("width")) and _positive_int(record.get("height"))
+                    if positive_int(record.get("width")) and positive_int(record.get("height"))
                     else None
                 )
             )

@@ -12,10 +12,10 @@ from typing import Any
 from fiftyone_ntt.sampling.sampler import (
     Candidate,
     SamplingError,
-    _group_by_class,
-    _scan,
-    _shortfall_message,
-    _usable_count,
+    group_by_class,
+    scan_candidates,
+    shortfall_message,
+    usable_count,
 )
 
 
@@ -152,16 +152,16 @@ def sample_references_paper(
     # Category order = first appearance among the (filtered) annotations; categories with no
     # annotation at all come last and fail below.
     classes = [str(c) for c in category_ids]
-    groups = _group_by_class(candidates, classes)
+    groups = group_by_class(candidates, classes)
     rng = random.Random(seed)
     result: dict[int, list[dict[str, Any]]] = {}
     for class_name, group in groups.items():
         category_id = int(class_name)
-        picked = _scan(group, shots, rng, paper_rules=True, one_per_image=True)
+        picked = scan_candidates(group, shots, rng, paper_rules=True, one_per_image=True)
         if len(picked) < shots:
-            usable = _usable_count(group, paper_rules=True, one_per_image=True)
+            usable = usable_count(group, paper_rules=True, one_per_image=True)
             raise SamplingError(
-                _shortfall_message(
+                shortfall_message(
                     f"category {category_id} ({names[category_id]!r})",
                     shots,
                     usable,

@@ -134,7 +134,7 @@ def _is_usable(candidate: Candidate, paper_rules: bool) -> bool:
     return _passes_paper_rules(candidate) if paper_rules else True
 
 
-def _group_by_class(
+def group_by_class(
     candidates: Sequence[Candidate], classes: Sequence[str] | None
 ) -> dict[str, list[Candidate]]:
     """``class -> candidates`` in first-appearance order, restricted to ``classes``.
@@ -185,7 +185,7 @@ def _resolve_classes(
     return None
 
 
-def _usable_count(group: Sequence[Candidate], paper_rules: bool, one_per_image: bool) -> int:
+def usable_count(group: Sequence[Candidate], paper_rules: bool, one_per_image: bool) -> int:
     """How many references the class can give at most (distinct images if one per image)."""
     usable = [c for c in group if _is_usable(c, paper_rules)]
     if one_per_image:
@@ -218,13 +218,11 @@ def count_candidates(
         candidates last).
     """
     classes = _resolve_classes(0, classes)
-    groups = _group_by_class(candidates, classes)
-    return {
-        name: _usable_count(group, paper_rules, one_per_image) for name, group in groups.items()
-    }
+    groups = group_by_class(candidates, classes)
+    return {name: usable_count(group, paper_rules, one_per_image) for name, group in groups.items()}
 
 
-def _scan(
+def scan_candidates(
     group: list[Candidate],
     k: int,
     rng: random.Random,
@@ -298,19 +296,19 @@ def sample_references(
         ValueError: bad ``shots``, or ``paper_rules`` with a candidate of unknown image size.
     """
     classes = _resolve_classes(shots, classes)
-    groups = _group_by_class(candidates, classes)
+    groups = group_by_class(candidates, classes)
     rng = random.Random(seed)
     chosen: list[Candidate] = []
     shortfalls: dict[str, tuple[int, int]] = {}
     available: dict[str, int] = {}
     for name, group in groups.items():
         k = _shots_for(shots, name)
-        picked = _scan(group, k, rng, paper_rules, one_per_image)
-        available[name] = _usable_count(group, paper_rules, one_per_image)
+        picked = scan_candidates(group, k, rng, paper_rules, one_per_image)
+        available[name] = usable_count(group, paper_rules, one_per_image)
         if len(picked) < k:
             if strict:
                 raise SamplingError(
-                    _shortfall_message(
+                    shortfall_message(
                         f"class {name!r}",
                         k,
                         available[name],
@@ -332,7 +330,7 @@ def sample_references(
     return SampledReferences(chosen, shortfalls=shortfalls, available=available)
 
 
-def _shortfall_message(
+def shortfall_message(
     what: str, k: int, usable: int, total: int, paper_rules: bool, one_per_image: bool = True
 ) -> str:
     rules = ["not crowd"]
