@@ -321,11 +321,14 @@ def test_build_progress_is_shown_while_it_runs(panel, monkeypatch):
     import fiftyone_ntt.fiftyone.dataset.model_cache as models
     from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 
-    release = threading.Event()
+    # One permit per embedding: the build embeds the first reference, reports "1/3" and
+    # then waits, so the count stays up until the test has seen it (a pulse of an Event
+    # could be missed, or let all three through before a poll, under load).
+    permits = threading.Semaphore(0)
 
     class Slow(ColorEncoder):
         def embed(self, pixels):
-            release.wait(20)
+            permits.acquire(timeout=20)
             return super().embed(pixels)
 
     monkeypatch.setattr(models, "get_models", lambda *a, **k: (Slow(), RegionProposer()))
@@ -337,18 +340,18 @@ def test_build_progress_is_shown_while_it_runs(panel, monkeypatch):
     thread = threading.Thread(target=lambda: worker.call(method, **params))
     thread.start()
     try:
+        permits.release()  # the first reference only
         deadline = time.monotonic() + 20
         text = ""
         while time.monotonic() < deadline and "references embedded" not in text:
             time.sleep(0.2)
-            release.set()  # one embedding at a time is enough to see a count
-            release.clear()
             panel.call("poll")
             text = str(panel.state.get("progress") or "")
         assert "references embedded" in text and "/ 3" in text.replace("/3", "/ 3"), text
         assert "references embedded" in str(panel.find("banks_busy"))
     finally:
-        release.set()
+        for _ in range(10):
+            permits.release()
         thread.join(30)
     assert "Built" in worker.notice()
 
