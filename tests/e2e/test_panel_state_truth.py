@@ -46,7 +46,7 @@ def truth_dataset(fo_session, session_dir, monkeypatch):
     from ntt_painted import fill_painted_dataset, grow_painted_dataset
 
     import fiftyone_ntt.fiftyone as nf
-    from fiftyone_ntt.fiftyone.activity import mark_failed
+    from fiftyone_ntt.fiftyone.app.activity import mark_failed
 
     monkeypatch.setenv("FIFTYONE_NTT_TEST_MODELS", "fake")
     dataset = fo_session.Dataset(f"ntt-truth-{uuid.uuid4().hex[:6]}")

@@ -92,8 +92,18 @@ def _form_params(preset, proposer, encoder) -> dict:
 def form_config(painted_dataset, monkeypatch):
     """``resolve(preset, proposer, encoder)``: the configuration the *build memory bank* form
     runs with those choices (its execute's call to the library, recorded)."""
+    import importlib
+    import pkgutil
+
+    import fiftyone_ntt.fiftyone
     import fiftyone_ntt.fiftyone.banks.build as banks
 
+    # Import every adapter module before the patch: a module first imported while it is in
+    # place (e.g. the protocols runner, by a resolver below) would bind the stand-in with its
+    # top-level ``from ... import build_bank`` for the rest of the session.
+    for module in pkgutil.walk_packages(fiftyone_ntt.fiftyone.__path__, "fiftyone_ntt.fiftyone."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
     seen = {}
 
     def record(collection, gt_field, bank_key, **kwargs):
