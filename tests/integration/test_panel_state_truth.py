@@ -321,15 +321,20 @@ def test_build_progress_is_shown_while_it_runs(panel, monkeypatch):
     import fiftyone_ntt.fiftyone.dataset.model_cache as models
     from fiftyone_ntt.testing import ColorEncoder, RegionProposer
 
-    # One permit per embedding: the build embeds the first reference, reports "1/3" and
-    # then waits, so the count stays up until the test has seen it (a pulse of an Event
-    # could be missed, or let all three through before a poll, under load).
+    # The encoder waits for a permit per call. References are embedded one at a time or in
+    # a batch, and the count is reported after each (or before the batch's call): a permit
+    # is given only while the build waits in the encoder with no count shown yet, so the
+    # build cannot finish (and clear its count) before a poll has seen one.
     permits = threading.Semaphore(0)
+    waiting = threading.Event()
+    calls = []
 
     class Slow(ColorEncoder):
-        def embed(self, pixels):
+        def encode(self, pixels):
+            calls.append(len(pixels))
+            waiting.set()
             permits.acquire(timeout=20)
-            return super().embed(pixels)
+            return super().encode(pixels)
 
     monkeypatch.setattr(models, "get_models", lambda *a, **k: (Slow(), RegionProposer()))
     panel.auto_timers = False
@@ -340,14 +345,23 @@ def test_build_progress_is_shown_while_it_runs(panel, monkeypatch):
     thread = threading.Thread(target=lambda: worker.call(method, **params))
     thread.start()
     try:
-        permits.release()  # the first reference only
         deadline = time.monotonic() + 20
         text = ""
-        while time.monotonic() < deadline and "references embedded" not in text:
-            time.sleep(0.2)
+        while time.monotonic() < deadline:
+            waiting.wait(0.2)
             panel.call("poll")
             text = str(panel.state.get("progress") or "")
-        assert "references embedded" in text and "/ 3" in text.replace("/3", "/ 3"), text
+            if "references embedded" in text:
+                break
+            if waiting.is_set():  # in the encoder, nothing counted yet: one call through
+                waiting.clear()
+                permits.release()
+        assert calls, "the build did not call the test's encoder (models not from get_models?)"
+        assert "references embedded" in text and "/ 3" in text.replace("/3", "/ 3"), (
+            text,
+            calls,
+            thread.is_alive(),
+        )
         assert "references embedded" in str(panel.find("banks_busy"))
     finally:
         for _ in range(10):
