@@ -110,6 +110,10 @@ class NTTConfig:
             default) drops what looks at least as much like a rejected instance as like its
             class; a positive margin drops less, a negative one more. In ``[-1, 1]``.
             See :func:`fiftyone_ntt.matching.suppressed_by_negatives`.
+        keep_features: keep, with each final detection, the L2-normalised pooled semantic
+            feature it was matched with (:attr:`fiftyone_ntt.types.Predictions.features`;
+            written on FiftyOne labels as ``ntt_embedding``, docs/method.md §15). Off by
+            default and in every preset: it changes no prediction, only what is kept.
     """
 
     models: ModelConfig = field(default_factory=ModelConfig)
@@ -127,6 +131,7 @@ class NTTConfig:
     score_threshold: float | None = None
     box_convention: BoxConvention = "exact"
     negative_margin: float = 0.0
+    keep_features: bool = False
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -160,6 +165,8 @@ class NTTConfig:
             )
         if not -1.0 <= self.negative_margin <= 1.0:
             raise ValueError(f"negative_margin={self.negative_margin!r} must lie in [-1, 1]")
+        if not isinstance(self.keep_features, bool):
+            raise ValueError(f"keep_features={self.keep_features!r} must be True or False")
         if self.box_convention not in ("exact", "paper"):
             raise ValueError(f"box_convention={self.box_convention!r}; use 'exact' or 'paper'")
 
@@ -209,7 +216,7 @@ class NTTConfig:
 
 
 #: Method extensions, written by :meth:`NTTConfig.to_dict` only when not at their default.
-_OMIT_WHEN_DEFAULT = ("negative_margin",)
+_OMIT_WHEN_DEFAULT = ("negative_margin", "keep_features")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(NTTConfig)}
 
 #: Patches per side of the semantic feature grid when a size follows the encoder: the paper's

@@ -277,6 +277,8 @@ class Segmenter:
     ) -> Predictions:
         cfg = self.config
         names = self.bank.class_names
+        # keep_features: empty results carry a (0, D) feature array too (docs/method.md §15)
+        dim = int(self.prototypes.shape[1]) if cfg.keep_features else None
 
         with stage("sam2_decoder"):
             logits_parts, iou_parts = [], []
@@ -291,7 +293,7 @@ class Segmenter:
             sam_iou = torch.cat(iou_parts).to(features.device)
             low_res = logits > 0
         if len(logits) == 0:
-            return Predictions.empty(height, width, names)
+            return Predictions.empty(height, width, names, dim)
 
         with stage("matching"):
             # An empty low-res mask pools 0/0 = NaN, exactly as in the reference: its label
@@ -311,7 +313,7 @@ class Segmenter:
             keep = batched_nms(boxes, sam_iou, class_ids, cfg.nms_iou_threshold)[: cfg.nms_keep]
             keep = keep[scores[keep] > 0]
         if len(keep) == 0:
-            return Predictions.empty(height, width, names)
+            return Predictions.empty(height, width, names, dim)
         logits, pooled, class_ids, scores = (
             logits[keep],
             pooled[keep],
@@ -327,7 +329,7 @@ class Segmenter:
             masks, pooled = masks[visible], pooled[visible]
             class_ids, scores = class_ids[visible], scores[visible]
         if len(masks) == 0:
-            return Predictions.empty(height, width, names)
+            return Predictions.empty(height, width, names, dim)
 
         with stage("merging"):
             decay = soft_merge_decay(masks, pooled, class_ids, cfg.merge_decay_exponent)
@@ -337,6 +339,8 @@ class Segmenter:
             if cfg.score_threshold is not None:
                 order = order[scores[order] >= cfg.score_threshold]
             masks, scores, class_ids = masks[order], scores[order], class_ids[order]
+            # the exact vectors each kept detection was matched with (docs/method.md §15)
+            features = pooled[order].cpu().numpy() if cfg.keep_features else None
             boxes = masks_to_boxes_inclusive(masks)
             boxes[:, 2:] += 1  # exclusive x2/y2: the library's convention (types.py)
 
@@ -346,4 +350,5 @@ class Segmenter:
             scores=scores.cpu().numpy(),
             class_ids=class_ids.cpu().numpy(),
             class_names=names,
+            features=features,
         )

@@ -97,6 +97,9 @@ class Predictions:
         scores: ``(N,)`` float32 in ``[0, 1]``.
         class_ids: ``(N,)`` int64 indices into ``class_names``.
         class_names: the bank's classes, in bank order.
+        features: ``(N, D)`` float32, the L2-normalised pooled semantic feature each
+            detection was matched with (docs/method.md §15), or ``None`` (the default: kept
+            only with :attr:`fiftyone_ntt.config.NTTConfig.keep_features`).
     """
 
     masks: np.ndarray
@@ -104,6 +107,7 @@ class Predictions:
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: Sequence[str] = field(default_factory=tuple)
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.masks = np.asarray(self.masks, dtype=bool)
@@ -124,16 +128,32 @@ class Predictions:
                 f"class_ids {self.class_ids.tolist()} out of range for {len(self.class_names)} "
                 "class names"
             )
+        if self.features is not None:
+            self.features = np.asarray(self.features, dtype=np.float32)
+            if self.features.ndim != 2 or len(self.features) != n:
+                raise ValueError(
+                    f"features must be (N, D) with N={n}, got {self.features.shape}; pass one "
+                    "vector per detection, or None"
+                )
 
     @classmethod
-    def empty(cls, height: int, width: int, class_names: Sequence[str] = ()) -> Predictions:
-        """No detections for an image of ``height x width`` pixels."""
+    def empty(
+        cls,
+        height: int,
+        width: int,
+        class_names: Sequence[str] = (),
+        feature_dim: int | None = None,
+    ) -> Predictions:
+        """No detections for an image of ``height x width`` pixels (with an empty
+        ``(0, feature_dim)`` feature array when ``feature_dim`` is given)."""
+        features = None if feature_dim is None else np.zeros((0, feature_dim), np.float32)
         return cls(
             masks=np.zeros((0, height, width), dtype=bool),
             boxes=np.zeros((0, 4), dtype=np.float32),
             scores=np.zeros((0,), dtype=np.float32),
             class_ids=np.zeros((0,), dtype=np.int64),
             class_names=class_names,
+            features=features,
         )
 
     @property
@@ -163,4 +183,5 @@ class Predictions:
             scores=self.scores[sel],
             class_ids=self.class_ids[sel],
             class_names=self.class_names,
+            features=None if self.features is None else self.features[sel],
         )
