@@ -15,6 +15,7 @@ from fiftyone_ntt.masks import pairwise_intersections
 
 __all__ = [
     "assign_classes",
+    "best_negative_similarity",
     "pool_mask_features",
     "soft_merge_decay",
     "suppressed_by_negatives",
@@ -130,12 +131,35 @@ def suppressed_by_negatives(
     """
     if len(negatives) == 0 or len(pooled) == 0:
         return torch.zeros(len(pooled), dtype=torch.bool, device=pooled.device)
+    best = best_negative_similarity(pooled, class_ids, negatives, negative_class_ids)
+    return (best > 0) & (best >= scores + margin)
+
+
+def best_negative_similarity(
+    pooled: torch.Tensor,
+    class_ids: torch.Tensor,
+    negatives: torch.Tensor,
+    negative_class_ids: torch.Tensor,
+) -> torch.Tensor:
+    """The ``n`` of :func:`suppressed_by_negatives`: each proposal's best cosine, clamped at
+    0, to the negatives of its class and the global negatives (0 where there is none).
+
+    Args:
+        pooled: ``(K, D)`` L2-normalised proposal features.
+        class_ids: ``(K,)`` int64 assigned classes.
+        negatives: ``(N, D)`` L2-normalised negative features.
+        negative_class_ids: ``(N,)`` int64, -1 for global.
+
+    Returns:
+        ``(K,)`` float32 in ``[0, 1]``.
+    """
+    if len(negatives) == 0 or len(pooled) == 0:
+        return torch.zeros(len(pooled), dtype=torch.float32, device=pooled.device)
     sim = (pooled @ negatives.T).clamp(min=0)  # (K, N)
     applies = (negative_class_ids[None, :] == class_ids[:, None]) | (
         negative_class_ids[None, :] < 0
     )
-    best = torch.where(applies, sim, torch.zeros_like(sim)).max(dim=1).values
-    return (best > 0) & (best >= scores + margin)
+    return torch.where(applies, sim, torch.zeros_like(sim)).max(dim=1).values
 
 
 def soft_merge_decay(
