@@ -23,6 +23,7 @@ from typing import Any
 import fiftyone as fo
 import numpy as np
 
+from fiftyone_ntt.embeddings import compact, expand
 from fiftyone_ntt.fiftyone.dataset.fields import (
     CURATED_FIELD,
     DEFAULT_REFERENCE_TAG,
@@ -35,11 +36,13 @@ __all__ = [
     "ACCEPTED",
     "ACCEPTED_COLOR",
     "DECISION_ATTRIBUTE",
+    "EMBEDDING_ATTRIBUTE",
     "REJECTED",
     "REJECTED_COLOR",
     "apply_field_look",
     "decision_of",
     "detection_box_xyxy",
+    "detection_embedding",
     "detection_full_mask",
     "detection_to_reference",
     "field_color",
@@ -51,6 +54,9 @@ __all__ = [
 DECISION_ATTRIBUTE = "ntt_decision"
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+#: Attribute of a prediction written with ``embeddings=True``: the semantic feature it was
+#: matched with, float16 (docs/method.md §15).
+EMBEDDING_ATTRIBUTE = "ntt_embedding"
 ACCEPTED_COLOR = "#22c55e"
 REJECTED_COLOR = "#b91c1c"
 #: Fixed colours of the fields No Time to Train writes; other fields of its runs get one of
@@ -176,7 +182,8 @@ def predictions_to_detections(predictions: Predictions, **attributes: Any) -> An
     """``fo.Detections`` of :class:`~fiftyone_ntt.types.Predictions`.
 
     Each detection has ``label``, ``confidence``, a relative ``[x, y, w, h]`` box and the
-    mask cropped to its box (FiftyOne's convention).
+    mask cropped to its box (FiftyOne's convention), and, when the predictions carry
+    features, :data:`EMBEDDING_ATTRIBUTE` (float16, see :func:`detection_embedding`).
 
     Args:
         predictions: detections of one image.
@@ -186,18 +193,29 @@ def predictions_to_detections(predictions: Predictions, **attributes: Any) -> An
     height, width = predictions.image_size
     detections = []
     labels = predictions.labels
+    features = predictions.features
+    if features is not None:
+        features = compact(features)
     for i in range(len(predictions)):
         x1, y1, x2, y2 = (float(v) for v in predictions.boxes[i])
         c1, r1 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
         c2, r2 = min(width, int(np.ceil(x2))), min(height, int(np.ceil(y2)))
         if c2 <= c1 or r2 <= r1:
             continue
-        detections.append(
-            fo.Detection(
-                label=labels[i],
-                confidence=float(predictions.scores[i]),
-                bounding_box=[c1 / width, r1 / height, (c2 - c1) / width, (r2 - r1) / height],
-                mask=np.ascontiguousarray(predictions.masks[i, r1:r2, c1:c2]),
-            )
+        detection = fo.Detection(
+            label=labels[i],
+            confidence=float(predictions.scores[i]),
+            bounding_box=[c1 / width, r1 / height, (c2 - c1) / width, (r2 - r1) / height],
+            mask=np.ascontiguousarray(predictions.masks[i, r1:r2, c1:c2]),
         )
+        if features is not None:
+            detection[EMBEDDING_ATTRIBUTE] = features[i]
+        detections.append(detection)
     return fo.Detections(detections=detections, **attributes)
+
+
+def detection_embedding(detection: Any) -> np.ndarray | None:
+    """The float32 semantic feature of a prediction written with embeddings
+    (:data:`EMBEDDING_ATTRIBUTE`), or None when it has none."""
+    value = getattr(detection, EMBEDDING_ATTRIBUTE, None)
+    return None if value is None else expand(np.asarray(value).reshape(-1))

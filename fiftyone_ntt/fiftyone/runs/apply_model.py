@@ -27,6 +27,8 @@ class NTTModel(fom.Model):
         max_detections: detections per image.
         points_per_side: SAM 2 prompt grid.
         device: compute device.
+        embeddings: True writes each detection's semantic feature as ``ntt_embedding``
+            (docs/method.md §15).
         encoder, proposer: model instances instead of the configured ones.
 
     FiftyOne's ``apply_model`` replaces whatever ``label_field`` holds, for this model as
@@ -53,6 +55,7 @@ class NTTModel(fom.Model):
         device: str | None = None,
         encoder: Any = None,
         proposer: Any = None,
+        embeddings: bool | None = None,
     ) -> None:
         # deferred: torch loads only when this runs
         from fiftyone_ntt.memory_bank import MemoryBank
@@ -66,6 +69,7 @@ class NTTModel(fom.Model):
             max_detections,
             points_per_side,
             device,
+            embeddings,
         )
         self.bank = bank
         self.segmenter = segmenter_for(bank, self.config, encoder, proposer)

@@ -46,7 +46,7 @@ from fiftyone_ntt.images import ImageLoadError, load_image
 __all__ = ["CURATED_FIELD", "PREVIEW_ATTRIBUTE", "PREVIEW_FIELD", "preview"]
 
 
-_SETTINGS = ("score_threshold", "max_detections", "points_per_side", "device")
+_SETTINGS = ("score_threshold", "max_detections", "points_per_side", "device", "embeddings")
 
 
 def _check_field(dataset: Any, field: str, gt_fields: Sequence[str]) -> None:
@@ -136,7 +136,8 @@ def preview(
         config: settings (default: those stored with the bank).
         encoder, proposer: model instances instead of the cached ones.
         **settings: ``score_threshold``, ``max_detections``, ``points_per_side``,
-            ``device``, or any other :class:`~fiftyone_ntt.config.NTTConfig` field (e.g.
+            ``device``, ``embeddings`` (True writes ``ntt_embedding``, docs/method.md §15),
+            or any other :class:`~fiftyone_ntt.config.NTTConfig` field (e.g.
             ``negative_margin``).
 
     Returns:
@@ -184,6 +185,7 @@ def preview(
         known.get("max_detections"),
         known.get("points_per_side"),
         known.get("device"),
+        known.get("embeddings"),
     )
     if settings:
         config = config.replace(**settings)

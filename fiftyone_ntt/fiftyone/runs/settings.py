@@ -22,11 +22,13 @@ def resolve_settings(
     max_detections: int | None = None,
     points_per_side: int | None = None,
     device: str | None = None,
+    embeddings: bool | None = None,
 ) -> NTTConfig:
     """The settings of a run with a bank: ``config`` (default: ``bank_settings``, the
     settings the bank was built with, ``bank.metadata["config"]`` or its index entry's
     ``"config"``; else the defaults) with the given threshold, detection cap, point grid
-    and device."""
+    and device; ``embeddings`` True or False sets
+    :attr:`~fiftyone_ntt.config.NTTConfig.keep_features` (None keeps the config's)."""
     if config is None:
         config = NTTConfig.from_dict(dict(bank_settings)) if bank_settings else NTTConfig()
     changes: dict[str, Any] = {"score_threshold": score_threshold}
@@ -36,6 +38,8 @@ def resolve_settings(
         changes["points_per_side"] = int(points_per_side)
     if device:
         changes["models"] = {"device": device}
+    if embeddings is not None:
+        changes["keep_features"] = embeddings
     return config.replace(**changes)
 
 
