@@ -9,14 +9,14 @@ returns the flat-colour region under each prompt point.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PALETTE", "ColorEncoder", "RegionProposer", "paint"]
+__all__ = ["PALETTE", "ColorEncoder", "ColorPropagator", "RegionProposer", "paint"]
 
 #: Flat colours used by the fakes; index 0 is the background.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -165,3 +165,63 @@ class RegionProposer:
             mask[r1:r2, c1:c2] = colors[r1:r2, c1:c2] != 0
             out.append(np.where(mask, 4.0, -4.0).astype(np.float32))
         return torch.from_numpy(np.stack(out)), torch.full((len(out),), 0.9)
+
+
+class ColorPropagator:
+    """A deterministic fake :class:`~fiftyone_ntt.tracking.protocol.Propagator`: each object
+    keeps the palette colour under its mask, and on the next frame becomes the connected region
+    of that colour overlapping its previous mask most (empty when none overlaps: lost).
+
+    Attributes:
+        max_objects: the cap (``seed`` refuses more).
+        sessions: videos started; ``seeds`` and ``steps``: calls, for tests.
+    """
+
+    def __init__(self, max_objects: int = 16) -> None:
+        self.max_objects = max_objects
+        self.identity: dict[str, Any] = {"family": "fake-color-propagator", "source": "testing"}
+        self.sessions = 0
+        self.seeds = 0
+        self.steps = 0
+        self._objects: dict[int, tuple[int, np.ndarray]] = {}
+
+    def start_video(self) -> None:
+        self.sessions += 1
+        self._objects = {}
+
+    def seed(self, image: np.ndarray, masks: Mapping[int, np.ndarray]) -> None:
+        if len(masks) > self.max_objects:
+            raise ValueError(f"{len(masks)} objects > max_objects={self.max_objects}")
+        self.seeds += 1
+        colors = _image_palette_index(image)
+        self._objects = {}
+        for track_id, mask in masks.items():
+            mask = np.asarray(mask, dtype=bool)
+            if mask.any():
+                color = int(np.bincount(colors[mask], minlength=len(PALETTE)).argmax())
+                self._objects[int(track_id)] = (color, mask)
+
+    def propagate(self, image: np.ndarray) -> dict[int, np.ndarray]:
+        from scipy import ndimage
+
+        self.steps += 1
+        colors = _image_palette_index(image)
+        out: dict[int, np.ndarray] = {}
+        for track_id, (color, previous) in self._objects.items():
+            labels, _ = ndimage.label(colors == color)
+            overlap = np.bincount(labels[previous], minlength=labels.max() + 1)
+            overlap[0] = 0
+            mask = labels == overlap.argmax() if overlap.max() > 0 else np.zeros_like(previous)
+            out[track_id] = mask
+            if mask.any():
+                self._objects[track_id] = (color, mask)
+        return out
+
+    def end_video(self) -> None:
+        self._objects = {}
+
+
+def _image_palette_index(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` index of the nearest palette colour of an RGB uint8 image."""
+    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    return _palette_index(pixels)[0].numpy()
