@@ -114,6 +114,12 @@ class NTTConfig:
             feature it was matched with (:attr:`fiftyone_ntt.types.Predictions.features`;
             written on FiftyOne labels as ``ntt_embedding``, docs/method.md §15). Off by
             default and in every preset: it changes no prediction, only what is kept.
+        class_score_thresholds: ``{class name: threshold}``: drop final detections of a
+            class scoring below its threshold, where ``score_threshold`` is applied (both
+            apply; a class not named keeps all). ``None`` (the default, and every preset)
+            keeps all. Chosen from an evaluation or from decisions by
+            :mod:`fiftyone_ntt.curation.thresholds` (docs/method.md §16.1). Each value in
+            ``[0, 1]``; a class the bank lacks is refused when the segmenter is built.
     """
 
     models: ModelConfig = field(default_factory=ModelConfig)
@@ -132,6 +138,8 @@ class NTTConfig:
     box_convention: BoxConvention = "exact"
     negative_margin: float = 0.0
     keep_features: bool = False
+    # a dict in a frozen config: left out of the hash (a config stays usable as a key)
+    class_score_thresholds: dict[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         positive_ints = (
@@ -169,6 +177,10 @@ class NTTConfig:
             raise ValueError(f"keep_features={self.keep_features!r} must be True or False")
         if self.box_convention not in ("exact", "paper"):
             raise ValueError(f"box_convention={self.box_convention!r}; use 'exact' or 'paper'")
+        if self.class_score_thresholds is not None:
+            object.__setattr__(
+                self, "class_score_thresholds", _class_thresholds(self.class_score_thresholds)
+            )
 
     @property
     def nms_keep(self) -> int:
@@ -216,8 +228,34 @@ class NTTConfig:
 
 
 #: Method extensions, written by :meth:`NTTConfig.to_dict` only when not at their default.
-_OMIT_WHEN_DEFAULT = ("negative_margin", "keep_features")
+_OMIT_WHEN_DEFAULT = ("negative_margin", "keep_features", "class_score_thresholds")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(NTTConfig)}
+
+
+def _class_thresholds(value: Any) -> dict[str, float]:
+    """``class_score_thresholds`` checked: a dict of class name -> number in [0, 1]."""
+    example = "e.g. {'cat': 0.42}"
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"class_score_thresholds={value!r} must be a dict of class name -> threshold, "
+            f"{example}, or None"
+        )
+    out = {}
+    for name, threshold in value.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"class_score_thresholds: class name {name!r} must be a string")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ValueError(
+                f"class_score_thresholds[{name!r}]={threshold!r} must be a number in [0, 1]"
+            )
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(
+                f"class_score_thresholds[{name!r}]={threshold!r} must lie in [0, 1] (scores "
+                "are cosines clamped at 0)"
+            )
+        out[name] = float(threshold)
+    return out
+
 
 #: Patches per side of the semantic feature grid when a size follows the encoder: the paper's
 #: 37×37 (518 px at DINOv2's patch 14). Keeping the grid rather than the pixel size means the

@@ -16,6 +16,7 @@ from fiftyone_ntt.masks import pairwise_intersections
 __all__ = [
     "assign_classes",
     "best_negative_similarity",
+    "class_threshold_vector",
     "pool_mask_features",
     "soft_merge_decay",
     "suppressed_by_negatives",
@@ -200,3 +201,26 @@ def soft_merge_decay(
         weighted = torch.tril(weighted, diagonal=-1)
         ios[members] = weighted.max(dim=1).values
     return (1.0 - ios).clamp(min=0).pow(exponent)
+
+
+def class_threshold_vector(
+    class_names: tuple[str, ...] | list[str], thresholds: dict[str, float]
+) -> torch.Tensor:
+    """Per-class score cuts (:attr:`fiftyone_ntt.config.NTTConfig.class_score_thresholds`) in
+    label order: a final detection of class ``c`` is kept when its score is ``>= out[c]``
+    (docs/method.md §16.1); a class not named gets 0 (keeps all).
+
+    Returns:
+        ``(C,)`` float32.
+
+    Raises:
+        ValueError: a threshold names a class the bank does not have.
+    """
+    unknown = sorted(set(thresholds) - set(class_names))
+    if unknown:
+        raise ValueError(
+            f"class_score_thresholds name {unknown}, not classes of the bank "
+            f"{list(class_names)}; choose thresholds for this bank (a bank version saved "
+            "with its thresholds), or drop those entries"
+        )
+    return torch.tensor([float(thresholds.get(n, 0.0)) for n in class_names], dtype=torch.float32)

@@ -19,6 +19,7 @@ from fiftyone_ntt.loader import batched, prefetched
 from fiftyone_ntt.masks import batched_nms, masks_to_boxes_inclusive, upsample_masks
 from fiftyone_ntt.matching import (
     assign_classes,
+    class_threshold_vector,
     pool_mask_features,
     soft_merge_decay,
     suppressed_by_negatives,
@@ -156,6 +157,13 @@ class Segmenter:
         self.negatives = None
         if bank.num_negatives:
             self.negatives = tuple(t.to(encoder.device) for t in bank.negative_vectors())
+        # per-class score cuts (docs/method.md §16.1); None: the paper's "no threshold"
+        self.class_thresholds = None
+        if self.config.class_score_thresholds:
+            thresholds = class_threshold_vector(
+                bank.class_names, self.config.class_score_thresholds
+            )
+            self.class_thresholds = thresholds.to(encoder.device)
         self.points = point_grid(self.config.points_per_side, proposer.input_size)
         if "cpu" in (torch.device(encoder.device).type, torch.device(proposer.device).type):
             # CPU inference allocates the same large tensors for every block and image: keep
@@ -338,6 +346,9 @@ class Segmenter:
             order = torch.argsort(scores, descending=True)[: cfg.max_detections]
             if cfg.score_threshold is not None:
                 order = order[scores[order] >= cfg.score_threshold]
+            if self.class_thresholds is not None:
+                cuts = self.class_thresholds.to(scores.device)[class_ids[order]]
+                order = order[scores[order] >= cuts]
             masks, scores, class_ids = masks[order], scores[order], class_ids[order]
             # the exact vectors each kept detection was matched with (docs/method.md §15)
             features = pooled[order].cpu().numpy() if cfg.keep_features else None
