@@ -193,7 +193,7 @@ def build_bank(
     if entries and not version_entries(store, bank_key).get(bank_key):
         # a bank built before versions: keep it as version 1
         store.set(version_store_key(bank_key, 1), entries[1])
-    number = _claim_version(store, bank_key, version, overwrite)
+    number = claim_version(store, bank_key, version, overwrite)
     try:
         path = bank.save(bank_path(collection, bank_key, number))
         info = {
@@ -261,7 +261,7 @@ def bank_config(config: Any, encoder: Any, proposer: Any) -> dict[str, Any]:
     return stored
 
 
-def _claim_version(store: Any, key: str, version: int | None, overwrite: bool) -> int:
+def claim_version(store: Any, key: str, version: int | None, overwrite: bool) -> int:
     """Reserve the version number this build writes (concurrent builds get distinct ones)."""
     if version is not None:
         name = version_store_key(key, version)

@@ -136,6 +136,8 @@ def describe_diff(previous: dict[str, Any] | None, current: dict[str, Any]) -> d
     out["references_relabelled"] = len(changes["relabelled"])
     out["references_changed"] = len(changes["changed"])
     parts += more
+    if current.get("note"):  # e.g. "thresholds from eval 'ev'" (banks/thresholds.py)
+        parts.append(str(current["note"]))
     out["text"] = ", ".join(parts) if parts else "same references and negatives"
     return out
 

@@ -28,7 +28,8 @@ def resolve_settings(
     settings the bank was built with, ``bank.metadata["config"]`` or its index entry's
     ``"config"``; else the defaults) with the given threshold, detection cap, point grid
     and device; ``embeddings`` True or False sets
-    :attr:`~fiftyone_ntt.config.NTTConfig.keep_features` (None keeps the config's)."""
+    :attr:`~fiftyone_ntt.config.NTTConfig.keep_features` (None keeps the config's). The
+    bank version's ``class_score_thresholds`` apply unless ``config`` sets its own."""
     if config is None:
         config = NTTConfig.from_dict(dict(bank_settings)) if bank_settings else NTTConfig()
     changes: dict[str, Any] = {"score_threshold": score_threshold}
@@ -40,6 +41,11 @@ def resolve_settings(
         changes["models"] = {"device": device}
     if embeddings is not None:
         changes["keep_features"] = embeddings
+    bank_cuts = (bank_settings or {}).get("class_score_thresholds")
+    if bank_cuts and config.class_score_thresholds is None:
+        # per-class thresholds belong to the bank version they were saved with
+        # (docs/method.md §16.1): a request's preset or config keeps them unless it sets its own
+        changes["class_score_thresholds"] = dict(bank_cuts)
     return config.replace(**changes)
 
 
