@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import fiftyone as fo
+import fiftyone.core.utils as fou
 import numpy as np
 
 from fiftyone_ntt.embeddings import compact, expand
@@ -41,6 +42,7 @@ __all__ = [
     "REJECTED_COLOR",
     "apply_field_look",
     "decision_of",
+    "decode_embedding",
     "detection_box_xyxy",
     "detection_embedding",
     "detection_full_mask",
@@ -217,5 +219,15 @@ def predictions_to_detections(predictions: Predictions, **attributes: Any) -> An
 def detection_embedding(detection: Any) -> np.ndarray | None:
     """The float32 semantic feature of a prediction written with embeddings
     (:data:`EMBEDDING_ATTRIBUTE`), or None when it has none."""
-    value = getattr(detection, EMBEDDING_ATTRIBUTE, None)
-    return None if value is None else expand(np.asarray(value).reshape(-1))
+    return decode_embedding(getattr(detection, EMBEDDING_ATTRIBUTE, None))
+
+
+def decode_embedding(value: Any) -> np.ndarray | None:
+    """A stored :data:`EMBEDDING_ATTRIBUTE` value as a float32 vector: an array, or the
+    serialised bytes that ``values()`` returns for an attribute the schema does not declare
+    (runs write labels without extending the schema); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = fou.deserialize_numpy_array(value)
+    return expand(np.asarray(value).reshape(-1))
