@@ -2,7 +2,8 @@
 
 One operator per module; :func:`register` is called by the plugin entry (``../__init__.py``).
 Every operator registered here must also be listed under ``operators:`` in ``fiftyone.yml``.
-Shared form helpers live in ``_forms.py``; the library is imported inside the methods.
+Shared form helpers live in ``_forms.py``; library modules that load torch are imported inside
+the method that needs them (FiftyOne imports every plugin when the App starts).
 """
 
 from .about import NTTAbout

@@ -1,13 +1,29 @@
 """Form helpers shared by the operators: field and bank choices, validation warnings,
-progress reporting. Nothing heavy is imported here."""
+progress reporting. Nothing heavy is imported here: the library modules that load torch
+are imported inside the function that needs them."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import fiftyone as fo
 import fiftyone.operators.types as types
+
+from fiftyone_ntt.config import PRESETS
+from fiftyone_ntt.fiftyone.app.scheduling import (
+    enable_scheduling_help,
+    scheduling_available,
+    worker_command,
+)
+from fiftyone_ntt.fiftyone.banks.index import list_banks
+from fiftyone_ntt.fiftyone.dataset.fields import detections_fields as dataset_detections_fields
+from fiftyone_ntt.fiftyone.dataset.model_cache import describe_model, describe_models
+from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError
+from fiftyone_ntt.fiftyone.runs.settings import available_devices, check_device
+from fiftyone_ntt.presets import preset_choice_label, preset_table_markdown, resolve_config
 
 #: Targets above this many samples are always delegated by the heavy operators (where this
 #: FiftyOne offers scheduling: :func:`delegation`).
@@ -20,8 +36,6 @@ def delegation(size: int, limit: int = DELEGATE_ABOVE_SAMPLES) -> bool | None:
     FiftyOne offers scheduling; otherwise None: the operator's own options, in which
     "Execute" is always there (a FiftyOne without scheduling would otherwise show no
     button at all). :func:`schedule_notice` says which applies."""
-    from fiftyone_ntt.fiftyone.app.scheduling import scheduling_available
-
     return True if size > limit and scheduling_available() else None
 
 
@@ -31,14 +45,10 @@ def schedule_notice(
     """The form's line about scheduling (the counterpart of :func:`delegation`): how to
     follow a scheduled run, or, where this FiftyOne does not offer scheduling, a warning
     that a large target runs inside the App server, and the setting that enables it."""
-    from fiftyone_ntt.fiftyone.app.scheduling import enable_scheduling_help, scheduling_available
-
     if scheduling_available():
         inputs.view("schedule_hint", types.Notice(label=runs_hint()))
         return
     if size > limit:
-        import fiftyone as fo
-
         timeout = getattr(fo.config, "operator_timeout", None)
         stop = f" (FiftyOne stops it after {timeout} s)" if timeout else ""
         inputs.view(
@@ -70,9 +80,7 @@ def invalid(
 
 
 def detections_fields(ctx) -> list[str]:
-    from fiftyone_ntt.fiftyone.dataset.fields import detections_fields as fields
-
-    return fields(ctx.dataset)
+    return dataset_detections_fields(ctx.dataset)
 
 
 def field_choice(
@@ -103,8 +111,6 @@ def default_gt_field(ctx) -> str | None:
 
 def default_bank(ctx) -> str | None:
     """The most recently created bank of the dataset (the form's default)."""
-    from fiftyone_ntt.fiftyone.banks.index import list_banks
-
     banks = sorted(list_banks(ctx.dataset), key=lambda b: b.get("created", ""))
     return banks[-1]["key"] if banks else None
 
@@ -116,8 +122,6 @@ def bank_choice(
     description: str = "The bank whose classes are segmented (built with 'Build memory bank')",
 ) -> tuple[str | None, Any, list]:
     """A dropdown of the dataset's banks; (value, property, banks)."""
-    from fiftyone_ntt.fiftyone.banks.index import list_banks
-
     banks = list_banks(ctx.dataset)
     choices = types.Dropdown(label="Memory bank")
     for bank in banks:
@@ -181,11 +185,10 @@ def human_size(num_bytes: int) -> str:
 
 def library_errors() -> tuple[type[BaseException], ...]:
     """The exceptions the library raises with a worded message (bad input or state)."""
-    from fiftyone_ntt.fiftyone.runs.claims import FieldLockedError
-
     errors: list[type[BaseException]] = [ValueError, KeyError, FileNotFoundError]
     errors.append(FieldLockedError)
     try:
+        # deferred: torch (the model loaders) loads only when a run reports an error
         from fiftyone_ntt.models.checkpoints import ModelNotAvailableError
 
         errors.append(ModelNotAvailableError)
@@ -261,10 +264,11 @@ def class_picker(
     )
 
 
-def device_field(inputs: types.Object, ctx) -> str:
-    """The compute-device field, checked against the devices of this machine."""
-    from fiftyone_ntt.fiftyone.app.preflight import available_devices, check_device
-
+def device_field(inputs: types.Object, ctx, problem: str | None = None) -> str:
+    """The compute-device field, checked against the devices of this machine
+    (:func:`~fiftyone_ntt.fiftyone.runs.settings.check_device`); ``problem``: what a form's
+    plan already found wrong with it (the *Segment* form's run plan checks the device with
+    that same function)."""
     names = available_devices()
     value = ctx.params.get("device") or "auto"
     prop = inputs.str(
@@ -273,15 +277,19 @@ def device_field(inputs: types.Object, ctx) -> str:
         label="Device",
         description="auto (CUDA if available), cpu, cuda, cuda:N or mps; here: " + ", ".join(names),
     )
-    try:
-        check_device(value)
-    except ValueError as error:
-        invalid(inputs, prop, "device", str(error))
+    if problem is None:
+        try:
+            check_device(value)
+        except ValueError as error:
+            problem = str(error)
+    if problem:
+        invalid(inputs, prop, "device", problem)
     return value
 
 
 def test_models_notice(inputs: types.Object) -> None:
     """In test-model mode, say so (every form that runs models calls this)."""
+    # deferred: torch (preflight imports the run plan and its loops)
     from fiftyone_ntt.fiftyone.app.preflight import test_models_notice as notice
 
     text = notice()
@@ -291,8 +299,6 @@ def test_models_notice(inputs: types.Object) -> None:
 
 def runs_hint() -> str:
     """How to follow a scheduled run (the open-source App has no runs list of its own)."""
-    from fiftyone_ntt.fiftyone.app.scheduling import worker_command
-
     return (
         "Scheduled: a delegated worker runs it. Start one (same plugins folder and database "
         f"as the App) with: `{worker_command()}`; follow it with 'NTT 7 · Runs' or "
@@ -308,9 +314,6 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
     Returns:
         the props of the fields (``preset``, ``proposer``, ``encoder``) for error marks.
     """
-    from fiftyone_ntt.config import PRESETS
-    from fiftyone_ntt.presets import preset_choice_label, preset_table_markdown
-
     # the chosen preset's whole line stays readable in the closed dropdown (it wraps instead of
     # ending in "..."; the padding is the App's own)
     wrap = {".MuiSelect-select": {"whiteSpace": "normal", "padding": "0.45rem 2rem 0.45rem 1rem"}}
@@ -354,8 +357,6 @@ def model_choice(inputs: types.Object, ctx, default: str = "default") -> dict[st
         )
     config = _check_models(inputs, ctx.params, props)
     if config is not None and ctx.params.get("advanced_models"):
-        from fiftyone_ntt.fiftyone.dataset.model_cache import describe_model
-
         inputs.md(
             f"Runs: {describe_model(config.models.sam2)} (mask proposer) + "
             f"{describe_model(config.models.dinov2)} (semantic encoder)",
@@ -391,6 +392,7 @@ def _check_models(inputs: types.Object, params: dict[str, Any], props: dict[str,
     Returns:
         the configuration the fields describe, or None when one is marked invalid.
     """
+    # deferred: torch (the model loaders) loads only when this runs
     from fiftyone_ntt.models.checkpoints import classify_source
 
     for name, what in (("proposer", "mask proposer"), ("encoder", "semantic encoder")):
@@ -420,7 +422,7 @@ def _misfit_message(params: dict[str, Any]) -> str:
     """The form's words for an encoder the preset's pinned input size does not fit (the
     library's message also offers ``reference_size``/``semantic_size`` values, which the
     form has no field for)."""
-    from fiftyone_ntt.config import PRESETS
+    # deferred: torch (the encoder families) loads only when this runs
     from fiftyone_ntt.models.dinov3 import encoder_family
 
     preset = params.get("preset") or "default"
@@ -442,8 +444,6 @@ def _relative_path_problem(value: str, what: str, missing: bool = False) -> str 
     The App's server resolves a relative path against its own working folder (inside
     FiftyOne's installation), not the user's, and a scheduled run's worker may start in yet
     another one: only absolute paths mean the same file everywhere."""
-    from pathlib import Path
-
     text = value.strip()
     path = Path(text).expanduser()
     if path.is_absolute():
@@ -458,8 +458,6 @@ def _relative_path_problem(value: str, what: str, missing: bool = False) -> str 
 
 def config_from_form(params: dict[str, Any]) -> Any:
     """The configuration the form's preset and advanced model fields describe."""
-    from fiftyone_ntt.presets import resolve_config
-
     advanced = bool(params.get("advanced_models"))
     return resolve_config(
         params.get("preset") or "default",
@@ -473,6 +471,4 @@ def bank_models_line(inputs: types.Object, info: dict[str, Any] | None) -> None:
     models = ((info or {}).get("config") or {}).get("models") or {}
     if not models:
         return
-    from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
-
     inputs.md(f"Models (the bank's): {describe_models(models)}", name="bank_models")

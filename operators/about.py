@@ -7,6 +7,18 @@ import os
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+import yaml  # a FiftyOne dependency
+
+import fiftyone_ntt
+from fiftyone_ntt.config import get_preset
+from fiftyone_ntt.fiftyone.dataset.model_cache import (
+    describe_models,
+    get_models,
+    model_identity,
+    test_models,
+)
+
+from ._forms import test_models_notice as test_models_lines
 
 _MANIFEST = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fiftyone.yml"
@@ -21,14 +33,14 @@ def _version(package: str) -> str:
 
 
 def _plugin_version() -> str:
-    import yaml  # a FiftyOne dependency
-
     with open(_MANIFEST) as f:
         return str(yaml.safe_load(f).get("version", "unknown"))
 
 
 def _device() -> str:
     try:
+        # deferred: torch, optional here (the page says when it is missing), loads only
+        # when this runs
         import torch
     except ImportError:
         return "unknown (torch is not installed)"
@@ -42,8 +54,6 @@ def _device() -> str:
 
 def about() -> dict[str, str]:
     """The versions and device the plugin runs with, as shown by ``ntt_about``."""
-    import fiftyone_ntt
-
     return {
         "plugin_version": _plugin_version(),
         "library_version": getattr(fiftyone_ntt, "__version__", "unknown"),
@@ -59,14 +69,8 @@ def about() -> dict[str, str]:
 def _models_mode() -> str:
     """Which models run, named as everywhere in the App: the test models (and that they
     mean nothing), or the real ones of the default preset (each form chooses its preset)."""
-    from fiftyone_ntt.config import get_preset
+    # deferred: torch (preflight imports the run plan and its loops)
     from fiftyone_ntt.fiftyone.app.preflight import test_models_notice
-    from fiftyone_ntt.fiftyone.dataset.model_cache import (
-        describe_models,
-        get_models,
-        model_identity,
-        test_models,
-    )
 
     notice = test_models_notice()
     models = get_preset("default").models
@@ -97,9 +101,7 @@ class NTTAbout(foo.Operator):
             "note",
             types.Notice(label="Shows the versions and the device the plugin runs with."),
         )
-        from ._forms import test_models_notice
-
-        test_models_notice(inputs)
+        test_models_lines(inputs)
         return types.Property(inputs, view=types.View(label="No Time to Train: about"))
 
     def execute(self, ctx):
@@ -138,6 +140,7 @@ _WEIGHT_COLUMNS = {
 
 def weights_rows() -> list[dict[str, str]]:
     """The rows of :func:`fiftyone_ntt.models.catalog.weights_table`, as table cells."""
+    # deferred: torch (the catalog imports the model families) loads only when this runs
     from fiftyone_ntt.models.catalog import weights_table
 
     rows = weights_table()

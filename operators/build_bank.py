@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+from fiftyone import ViewField as F
+
+from fiftyone_ntt.fiftyone.curation.references import reference_summary
+from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
+from fiftyone_ntt.fiftyone.runs.settings import check_device
 
 from ._forms import (
     class_picker,
@@ -51,6 +56,8 @@ class NTTBuildBank(foo.Operator):
         return delegation(_num_reference_samples(ctx))
 
     def resolve_input(self, ctx):
+        # deferred: torch (the bank's inputs are checked with the model families) loads
+        # when a form first needs it, not when FiftyOne imports the plugin
         from fiftyone_ntt.fiftyone.banks.inputs import validate_build
 
         inputs = types.Object()
@@ -118,7 +125,8 @@ class NTTBuildBank(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.app.preflight import check_device
+        # deferred: torch loads when a build first needs it, not when FiftyOne imports the
+        # plugin (and a test's stand-in for banks.build.build_bank is found at call time)
         from fiftyone_ntt.fiftyone.banks.build import build_bank
 
         device = check_device(ctx.params.get("device"))
@@ -135,8 +143,6 @@ class NTTBuildBank(foo.Operator):
             overwrite=bool(ctx.params.get("overwrite", False)),
             progress=progress_reporter(ctx, "references embedded"),
         )
-        from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
-
         return {
             "bank_key": info["key"],
             "classes": info["classes"],
@@ -168,8 +174,6 @@ class NTTBuildBank(foo.Operator):
 
 
 def _tagged_classes(target, gt_field, tag) -> list[str]:
-    from fiftyone_ntt.fiftyone.curation.references import reference_summary
-
     try:
         return sorted(reference_summary(target, gt_field, tag))
     except Exception:  # not a Detections field: its own message says so
@@ -178,8 +182,6 @@ def _tagged_classes(target, gt_field, tag) -> list[str]:
 
 def _num_reference_samples(ctx) -> int:
     try:
-        from fiftyone import ViewField as F
-
         gt_field = ctx.params.get("gt_field")
         tag = ctx.params.get("tag") or TAG_DEFAULT
         if not gt_field:

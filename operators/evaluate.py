@@ -6,6 +6,9 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_ntt.coco import STAT_NAMES
+from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
+
 from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
     class_picker,
@@ -134,6 +137,8 @@ class NTTEvaluate(foo.Operator):
 
     @reported
     def execute(self, ctx):
+        # deferred: torch (the evaluation imports the loops) loads when a run first
+        # needs it, not when FiftyOne imports the plugin
         from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate
 
         params = ctx.params
@@ -201,8 +206,6 @@ class NTTEvaluate(foo.Operator):
             },
         )
         if results.get("coco_rows"):
-            from fiftyone_ntt.coco import STAT_NAMES
-
             table(
                 outputs,
                 "coco_rows",
@@ -216,8 +219,6 @@ class NTTEvaluate(foo.Operator):
 
 def _coco_rows(coco: dict) -> list[dict]:
     """pycocotools' summary as rows: one per IoU type, numbers in percent ("-": undefined)."""
-    from fiftyone_ntt.coco import STAT_NAMES
-
     rows = []
     for iou_type in coco.get("iou_types", []):
         stats = coco[iou_type]["stats"]
@@ -230,8 +231,6 @@ def _coco_rows(coco: dict) -> list[dict]:
 
 
 def _default_pred_field(ctx) -> str | None:
-    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
-
     fields = detections_fields(ctx)
     runs = [_run_field(ctx, r) for r in list_ntt_runs(ctx.dataset)]
     runs = [r for r in runs if r in fields]
@@ -245,8 +244,6 @@ def _run_field(ctx, run_key: str) -> str:
 
 
 def _run_gt_field(ctx, pred_field: str | None) -> str | None:
-    from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
-
     key = pred_field.removeprefix("frames.") if pred_field else None
     if key and key in list_ntt_runs(ctx.dataset):
         return getattr(ctx.dataset.get_run_info(key).config, "gt_field", None)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_ntt.fiftyone.banks.index import delete_bank, get_bank_info, list_banks
+from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
+
 from ._forms import (
     bank_choice,
     class_table,
@@ -45,8 +48,6 @@ class NTTManageBanks(foo.Operator):
         inputs.enum("action", actions.values(), default="list", label="Action", view=actions)
         action = ctx.params.get("action", "list")
         if action == "list":
-            from fiftyone_ntt.fiftyone.banks.index import list_banks
-
             banks = list_banks(ctx.dataset)
             rows = {b["key"]: tuple(_bank_row(b).values())[1:] for b in banks}
             if rows:
@@ -68,8 +69,8 @@ class NTTManageBanks(foo.Operator):
 
     @reported
     def execute(self, ctx):
+        # deferred: torch (preflight imports the run plan and its loops)
         from fiftyone_ntt.fiftyone.app.preflight import bank_dependents
-        from fiftyone_ntt.fiftyone.banks.index import delete_bank, get_bank_info, list_banks
 
         action = ctx.params.get("action", "list")
         if action == "list":
@@ -129,6 +130,7 @@ class NTTManageBanks(foo.Operator):
 def _delete_checks(inputs: types.Object, ctx, bank_key: str, bank_prop) -> None:
     """Before deleting: the runs made with the bank, and the operations that need it
     (refused while one is queued or running, unless forced)."""
+    # deferred: torch (preflight imports the run plan and its loops)
     from fiftyone_ntt.fiftyone.app.preflight import bank_dependents
 
     dependents = bank_dependents(ctx.dataset, bank_key)
@@ -189,6 +191,4 @@ def _detail_rows(info: dict) -> list[dict]:
 
 
 def _models(bank: dict) -> str:
-    from fiftyone_ntt.fiftyone.dataset.model_cache import describe_models
-
     return describe_models(bank.get("models"))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_ntt.fiftyone.app.activity import list_activity, mark_failed
+
 from ._forms import error_output, invalid, reported, table
 
 _COLUMNS = {
@@ -36,8 +38,6 @@ class NTTRuns(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.fiftyone.app.activity import list_activity
-
         inputs = types.Object()
         rows = [_display(row) for row in list_activity(ctx.dataset)]
         if rows:
@@ -78,8 +78,6 @@ class NTTRuns(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.app.activity import list_activity, mark_failed
-
         marked = None
         if ctx.params.get("action") == "mark_failed":
             marked = mark_failed(ctx.params["op_id"])["id"]

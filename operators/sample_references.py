@@ -5,6 +5,11 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_ntt.fiftyone.curation.references import (
+    count_reference_candidates,
+    sample_references,
+)
+
 from ._forms import (
     class_picker,
     class_table,
@@ -39,8 +44,6 @@ class NTTSampleReferences(foo.Operator):
         )
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.fiftyone.curation.references import count_reference_candidates
-
         inputs = types.Object()
         target = _source_choice(inputs, ctx)
         fields = detections_fields(ctx)
@@ -105,8 +108,6 @@ class NTTSampleReferences(foo.Operator):
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.curation.references import sample_references
-
         shots = _shots(ctx.params.get("shots", 5))
         picked = sample_references(
             _source(ctx),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_ntt.fiftyone.runs.shards import queue_shards
+
 from ._forms import (
     DELEGATE_ABOVE_SAMPLES,
     bank_choice,
@@ -52,8 +54,6 @@ class NTTSegment(foo.Operator):
         return delegation(size, limit)
 
     def resolve_input(self, ctx):
-        from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
-
         inputs = types.Object()
         inputs.view_target(ctx, action_description="Segment")
         test_models_notice(inputs)
@@ -79,22 +79,15 @@ class NTTSegment(foo.Operator):
                     f"predictions go to frames.{out_field or '<field>'}"
                 ),
             )
-        info = next((b for b in banks if b["key"] == bank_key), None)
-        bank_models_line(inputs, info)
+        bank_models_line(inputs, next((b for b in banks if b["key"] == bank_key), None))
         _resume_notice(inputs, ctx, out_field)
-        try:
-            check_output_field(
-                ctx.dataset,
-                out_field,
-                info["gt_field"] if info else None,
-                frames=video,
-                overwrite=bool(ctx.params.get("overwrite", False)),
-            )
-        except ValueError as error:
-            invalid(inputs, out_prop, "out_field", str(error))
-        else:
-            if info is not None and info["exists"]:
-                _conflict_choice(inputs, ctx, bank_key, out_field, info["gt_field"])
+        # the run's own plan: what the form shows is what the run checks
+        target = _target(ctx)
+        plan = _plan(ctx, ctx.dataset if target is None else target, bank_key, out_field)
+        if plan.output_state == "refused":
+            invalid(inputs, out_prop, "out_field", plan.problem("out_field"))
+        elif plan.output_state == "other_run" and not plan.overwrite:
+            _conflict_choice(inputs, ctx, plan)
         number_field(
             inputs,
             "score_threshold",
@@ -140,7 +133,7 @@ class NTTSegment(foo.Operator):
         )
         if not video:
             _image_batching(inputs, ctx)
-        device_field(inputs, ctx)
+        device_field(inputs, ctx, plan.problem("device"))
         number_field(
             inputs,
             "points_per_side",
@@ -150,62 +143,35 @@ class NTTSegment(foo.Operator):
             label="Points per side (advanced)",
             description="SAM 2 prompt grid; empty: the bank's setting (32, the paper)",
         )
-        if not banks:
-            invalid(
-                inputs,
-                bank_prop,
-                "bank",
-                "This dataset has no memory bank yet; run 'Build memory bank' first",
-            )
-        elif info is None:
-            invalid(inputs, bank_prop, "bank", f"No memory bank {bank_key!r} on this dataset")
-        elif not info["exists"]:
-            invalid(
-                inputs,
-                bank_prop,
-                "bank",
-                f"The file of bank {bank_key!r} is missing ({info['path']}); rebuild the bank",
-            )
-        if info is not None and info["exists"]:
-            _target_counts(inputs, ctx, bank_key)
+        if plan.problem("bank"):
+            invalid(inputs, bank_prop, "bank", plan.problem("bank"))
+        elif target is not None and plan.counts is not None:
+            _target_counts(inputs, ctx, plan.counts)
         schedule_notice(inputs, *_delegation_size(ctx))
         return types.Property(inputs, view=types.View(label="Segment with a memory bank"))
 
     @reported
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.app.preflight import check_device, segment_counts
-        from fiftyone_ntt.fiftyone.runs.job import segment
+        # deferred: torch loads when a run first needs it, not when FiftyOne imports the plugin
+        from fiftyone_ntt.fiftyone.runs.job import run_plan
 
         params = ctx.params
-        device = check_device(params.get("device"))
-        threshold = params.get("score_threshold")
         bank_key = params.get("bank") or default_bank(ctx)
-        out_field, overwrite = _output_choice(ctx, bank_key)
-        skip_references = bool(params.get("skip_references", True))
         target = ctx.target_view()
+        out_field = _field_name(params.get("out_field") or OUT_DEFAULT, _is_video(ctx))
         shard = params.get("shard")
+        plan = _chosen_output(ctx, _plan(ctx, target, bank_key, out_field, shard=shard))
         if shard is None and _num_shards(ctx) > 1 and not _is_video(ctx):
-            return _queue_shards(ctx, target, bank_key, out_field, overwrite, device)
-        counts = segment_counts(target, bank_key, skip_references)
-        summary = segment(
-            target,
-            bank_key,
-            out_field,
-            score_threshold=None if threshold is None else float(threshold),
-            max_detections=params.get("max_detections"),
-            points_per_side=params.get("points_per_side"),
-            skip_references=skip_references,
-            overwrite=overwrite,
+            plan.raise_first()
+            return _queue_shards(ctx, target, plan)
+        summary = run_plan(
+            plan,
             batch_size=int(params.get("batch_size") or 16),
             prefetch=int(params.get("prefetch") if params.get("prefetch") is not None else 2),
-            device=None if device == "auto" else device,
-            batch_images=params.get("batch_images"),
-            shard=None if shard is None else tuple(shard),
             progress=progress_reporter(
                 ctx, "frames segmented" if _is_video(ctx) else "samples segmented"
             ),
         )
-        summary["references_skipped"] = counts["references"]
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return summary
@@ -268,22 +234,63 @@ def _resume_notice(inputs, ctx, out_field) -> None:
     )
 
 
-def _conflict_choice(inputs, ctx, bank_key: str, out_field: str, gt_field: str | None) -> None:
-    """When ``out_field`` holds predictions of another run: the choice between a new field
-    (proposed) and overwriting them, before anything runs."""
-    from fiftyone_ntt.fiftyone.app.preflight import output_conflict, propose_output_field
-    from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
+def _target(ctx):
+    """The target view, or None while the form is being filled in (no valid target yet)."""
+    try:
+        return ctx.target_view()
+    except Exception:
+        return None
 
-    if ctx.params.get("overwrite"):
-        return
-    conflict = _conflict(ctx, bank_key, out_field)
-    if conflict is None:
-        return
+
+def _plan(ctx, collection, bank_key, out_field, shard=None):
+    """The run's plan (:func:`~fiftyone_ntt.fiftyone.runs.plan.plan_segment`) of the
+    form's parameters."""
+    # deferred: torch (the plan imports the loops) loads when a form first needs it, not
+    # when FiftyOne imports the plugin
+    from fiftyone_ntt.fiftyone.runs.plan import plan_segment
+
+    params = ctx.params
+    return plan_segment(
+        collection,
+        bank_key,
+        out_field,
+        **_settings(params),
+        skip_references=bool(params.get("skip_references", True)),
+        overwrite=bool(params.get("overwrite", False)),
+        device=params.get("device"),
+        shard=None if shard is None else tuple(shard),
+        batch_images=params.get("batch_images"),
+    )
+
+
+def _settings(params) -> dict:
+    """The form's settings; a value that is not a number is left out (its field says so)."""
+    settings = {}
+    for key, kind in (
+        ("score_threshold", float),
+        ("max_detections", int),
+        ("points_per_side", int),
+    ):
+        value = params.get(key)
+        try:
+            settings[key] = None if value is None else kind(value)
+        except (TypeError, ValueError):
+            settings[key] = None
+    return settings
+
+
+def _conflict_choice(inputs, ctx, plan) -> None:
+    """When the output field holds predictions of another run: the choice between a new
+    field (proposed) and overwriting them, before anything runs."""
+    # deferred: torch (the plan imports the loops)
+    from fiftyone_ntt.fiftyone.runs.plan import propose_output_field
+
+    out_field = plan.out_field
     inputs.view(
         "conflict_notice",
         types.Warning(
             label="The output field is taken",
-            description=f"{conflict}: a rerun cannot resume it. Write to a new field, or "
+            description=f"{plan.conflict}: a rerun cannot resume it. Write to a new field, or "
             "overwrite those predictions.",
         ),
     )
@@ -292,66 +299,38 @@ def _conflict_choice(inputs, ctx, bank_key: str, out_field: str, gt_field: str |
     choices.add_choice("overwrite", label=f"Overwrite the predictions in {out_field!r}")
     inputs.enum("on_conflict", choices.values(), default="new_field", label="Then", view=choices)
     if ctx.params.get("on_conflict", "new_field") == "new_field":
-        proposed = propose_output_field(ctx.dataset, out_field, bank_key)
-        new_field = ctx.params.get("new_field") or proposed
+        proposed = propose_output_field(ctx.dataset, out_field, plan.bank_key)
         new_prop = inputs.str(
             "new_field",
             default=proposed,
             label="New output field",
             description="A field that does not exist yet (also the run key)",
         )
-        try:
-            check_output_field(ctx.dataset, new_field, gt_field, frames=_is_video(ctx))
-            other = output_conflict(ctx.dataset, new_field, bank_key, **_settings(ctx.params))
-            if other:
-                raise ValueError(f"{other}; choose another name")
-        except ValueError as error:
-            invalid(inputs, new_prop, "new_field", str(error))
+        new = _chosen_output(ctx, plan)
+        if new.output_state == "other_run":
+            invalid(inputs, new_prop, "new_field", f"{new.conflict}; choose another name")
+        elif new.output_state == "refused":
+            invalid(inputs, new_prop, "new_field", new.problem("out_field"))
 
 
-def _settings(params) -> dict:
-    threshold = params.get("score_threshold")
-    return {
-        "score_threshold": None if threshold is None else float(threshold),
-        "max_detections": params.get("max_detections"),
-        "points_per_side": params.get("points_per_side"),
-    }
-
-
-def _conflict(ctx, bank_key: str | None, out_field: str) -> str | None:
-    from fiftyone_ntt.fiftyone.app.preflight import output_conflict
-
-    try:
-        return output_conflict(ctx.dataset, out_field, bank_key, **_settings(ctx.params))
-    except ValueError:
-        return None  # a bad setting: its own field says so
-
-
-def _output_choice(ctx, bank_key: str | None) -> tuple[str, bool]:
-    """(output field, overwrite) as the form resolved them."""
-    from fiftyone_ntt.fiftyone.app.preflight import propose_output_field
+def _chosen_output(ctx, plan):
+    """The plan writing where the form's choice says: the output field, or, when it holds
+    another run's predictions, the new field or the overwrite the form offered."""
+    # deferred: torch (the plan imports the loops)
+    from fiftyone_ntt.fiftyone.runs.plan import propose_output_field
 
     params = ctx.params
-    out_field = _field_name(params.get("out_field") or OUT_DEFAULT, _is_video(ctx))
-    overwrite = bool(params.get("overwrite", False))
-    if overwrite or _conflict(ctx, bank_key, out_field) is None:
-        return out_field, overwrite
+    if plan.overwrite or plan.output_state != "other_run":
+        return plan
     if params.get("on_conflict") == "overwrite":
-        return out_field, True
-    new_field = params.get("new_field") or propose_output_field(ctx.dataset, out_field, bank_key)
-    return new_field, False
+        return plan.with_output(plan.out_field, overwrite=True)
+    proposed = propose_output_field(ctx.dataset, plan.out_field, plan.bank_key)
+    return plan.with_output(params.get("new_field") or proposed)
 
 
-def _target_counts(inputs, ctx, bank_key: str) -> None:
+def _target_counts(inputs, ctx, counts: dict) -> None:
     """ "N samples, M hold references and are skipped: K will be segmented"; refuse K = 0."""
-    from fiftyone_ntt.fiftyone.app.preflight import segment_counts
-
-    try:
-        target = ctx.target_view()
-    except Exception:  # a form being filled in: no valid target yet
-        return
     skip = bool(ctx.params.get("skip_references", True))
-    counts = segment_counts(target, bank_key, skip)
     n, m, k = counts["total"], counts["references"], counts["to_segment"]
     if counts.get("unit") == "frames":
         text = f"{counts['videos']} video(s), {n} frame(s) in the target"
@@ -424,6 +403,7 @@ def _delegation_size(ctx) -> tuple[int, int, str]:
 
 
 def _frame_total(ctx) -> int:
+    # deferred: torch (the video loop imports it)
     from fiftyone_ntt.fiftyone.runs.video_loop import frame_counts
 
     try:
@@ -439,21 +419,25 @@ def _num_shards(ctx) -> int:
         return 1
 
 
-def _queue_shards(ctx, target, bank_key, out_field, overwrite, device) -> dict:
+def _queue_shards(ctx, target, plan) -> dict:
     """Queue one delegated operation per shard (N workers run them in parallel)."""
-    from fiftyone_ntt.fiftyone.runs.shards import queue_shards
-
     params = ctx.params
     keep = ("score_threshold", "max_detections", "points_per_side", "skip_references")
     keep += ("batch_size", "prefetch", "batch_images")
     forwarded = {k: params[k] for k in keep if params.get(k) is not None}
     n = _num_shards(ctx)
     ids = queue_shards(
-        target, bank_key, out_field, n, overwrite=overwrite, device=device, **forwarded
+        target,
+        plan.bank_key,
+        plan.out_field,
+        n,
+        overwrite=plan.overwrite,
+        device=plan.device,
+        **forwarded,
     )
     return {
         "queued": n,
-        "out_field": out_field,
+        "out_field": plan.out_field,
         "operation_ids": ids,
         "follow": "fiftyone delegated list; start workers with "
         "`CUDA_VISIBLE_DEVICES=k fiftyone delegated launch` (one per GPU or machine)",

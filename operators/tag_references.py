@@ -5,6 +5,8 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_ntt.fiftyone.curation.references import tag_references, untag_references
+
 from ._forms import invalid
 
 TAG_DEFAULT = "ntt:ref"
@@ -64,8 +66,6 @@ class NTTTagReferences(foo.Operator):
         return types.Property(inputs, view=types.View(label="Tag references"))
 
     def execute(self, ctx):
-        from fiftyone_ntt.fiftyone.curation.references import tag_references, untag_references
-
         tag = ctx.params.get("tag") or TAG_DEFAULT
         labels = ctx.selected_labels or []
         if ctx.params.get("action", "tag") == "untag":

@@ -1,6 +1,8 @@
 """The job over a view: segment a FiftyOne collection with a memory bank, resumably, with
-provenance (:func:`segment`). It checks the request, resolves the settings
-(:mod:`~fiftyone_ntt.fiftyone.runs.settings`), claims the output field
+provenance (:func:`segment`). It plans the run (:func:`~fiftyone_ntt.fiftyone.runs.plan.plan_segment`:
+the request checked, the settings resolved, the output field's state, the counts; the
+*Segment* form shows the same plan), then :func:`run_plan` refuses the plan's first
+problem, loads the models, claims the output field
 (:mod:`~fiftyone_ntt.fiftyone.runs.claims`), and hands the plan to the loop over images
 (:mod:`~fiftyone_ntt.fiftyone.runs.image_loop`) or video frames
 (:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`); the per-image algorithm is
@@ -17,27 +19,17 @@ import fiftyone as fo
 from tqdm.auto import tqdm
 
 from fiftyone_ntt.config import NTTConfig
-from fiftyone_ntt.fiftyone.banks.index import load_bank
-from fiftyone_ntt.fiftyone.curation.references import check_image_collection
 from fiftyone_ntt.fiftyone.dataset.media import check_video_collection
 from fiftyone_ntt.fiftyone.dataset.model_cache import model_identity
-from fiftyone_ntt.fiftyone.runs.claims import (
-    claim,
-    release,
-)
+from fiftyone_ntt.fiftyone.runs.claims import claim, release
 from fiftyone_ntt.fiftyone.runs.image_loop import RunPlan, run_segmentation
-from fiftyone_ntt.fiftyone.runs.output_field import check_output_field, reload_schema
+from fiftyone_ntt.fiftyone.runs.plan import SegmentPlan, other_run_error, plan_segment
 from fiftyone_ntt.fiftyone.runs.record import run_fingerprint
-from fiftyone_ntt.fiftyone.runs.settings import resolve_settings, segmenter_for
-from fiftyone_ntt.fiftyone.runs.shards import check_shard
-from fiftyone_ntt.fiftyone.runs.video_loop import (
-    check_video_request,
-    is_video,
-    run_video_segmentation,
-)
+from fiftyone_ntt.fiftyone.runs.settings import segmenter_for
+from fiftyone_ntt.fiftyone.runs.video_loop import run_video_segmentation
 from fiftyone_ntt.models.allocator import release_free_memory
 
-__all__ = ["segment", "segment_frames"]
+__all__ = ["run_plan", "segment", "segment_frames"]
 
 
 def segment(
@@ -134,68 +126,87 @@ def segment(
         FieldLockedError: another live run is writing ``out_field`` (or this shard of it,
             or a conflicting one); the message names its pid and host.
     """
+    started = time.perf_counter()
+    plan = plan_segment(
+        collection,
+        bank,
+        out_field,
+        config=config,
+        score_threshold=score_threshold,
+        max_detections=max_detections,
+        points_per_side=points_per_side,
+        skip_references=skip_references,
+        overwrite=overwrite,
+        device=device,
+        shard=shard,
+        batch_images=batch_images,
+    )
+    return run_plan(
+        plan,
+        batch_size=batch_size,
+        prefetch=prefetch,
+        encoder=encoder,
+        proposer=proposer,
+        progress=progress,
+        started=started,
+    )
+
+
+def run_plan(
+    plan: SegmentPlan,
+    *,
+    batch_size: int = 16,
+    prefetch: int = 2,
+    encoder: Any = None,
+    proposer: Any = None,
+    progress: bool | Callable[[int, int], None] | None = True,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Run a plan of :func:`~fiftyone_ntt.fiftyone.runs.plan.plan_segment` (what
+    :func:`segment` does after planning; the *Segment* operator runs the plan its form
+    showed): refuse its first problem, load the models, fingerprint the run, refuse a field
+    holding another run's predictions, claim the field and hand a ``RunPlan`` to the loop
+    over images or frames. Arguments and summary as :func:`segment`'s, plus
+    ``references_skipped`` (the plan's count)."""
     # deferred: torch loads only when this runs
     from fiftyone_ntt.segmenter import default_batch_images
 
-    started = time.perf_counter()
-    shard = check_shard(shard)
-    batch_images = _check_batch_images(batch_images)
-    video = is_video(collection)
-    if video:
-        out_field = check_video_request(collection, out_field, shard)
-    else:
-        check_image_collection(collection)
-    reload_schema(collection._root_dataset)
-    bank_key = None
-    if isinstance(bank, str):
-        bank_key, bank = bank, load_bank(collection, bank)
-    gt_field = bank.metadata.get("gt_field")
-    check_output_field(collection, out_field, gt_field, frames=video, overwrite=overwrite)
-    config = resolve_settings(
-        bank.metadata.get("config"),
-        config,
-        score_threshold,
-        max_detections,
-        points_per_side,
-        device,
-    )
+    started = time.perf_counter() if started is None else started
+    plan.raise_first()
+    bank, config, out_field, shard = plan.bank, plan.config, plan.out_field, plan.shard
     segmenter = segmenter_for(bank, config, encoder, proposer)
     encoder, proposer = segmenter.encoder, segmenter.proposer
+    batch_images = plan.batch_images
     if batch_images is None:
         batch_images = default_batch_images(proposer.device)
     models = model_identity(encoder, proposer)
     fingerprint = run_fingerprint(bank, config, models)
 
+    collection = plan.collection
     dataset = collection._root_dataset
-    if getattr(collection, "_is_patches", False):
-        # a patches view: segment the images its patches come from
-        collection = dataset.select(collection.distinct("sample_id"))
-    if out_field in dataset.list_runs() and not overwrite:
+    if out_field in dataset.list_runs() and not plan.overwrite:
         previous = getattr(dataset.get_run_info(out_field).config, "run_fingerprint", None)
         if previous != fingerprint:
-            raise ValueError(
-                f"field {out_field!r} holds predictions of another run (other bank or "
-                "settings); choose another output field, or overwrite to replace them"
-            )
+            raise other_run_error(out_field)
     # one run at a time per field (or shard): claimed before anything is written
     lock = claim(dataset, out_field, shard)
     bar = None
     try:
-        plan = RunPlan(
+        run = RunPlan(
             collection=collection,
             dataset=dataset,
             bank=bank,
-            bank_key=bank_key,
+            bank_key=plan.bank_key,
             out_field=out_field,
-            gt_field=gt_field,
+            gt_field=plan.gt_field,
             config=config,
             segmenter=segmenter,
             models=models,
             fingerprint=fingerprint,
             lock=lock,
             shard=shard,
-            skip_references=skip_references,
-            overwrite=overwrite,
+            skip_references=plan.skip_references,
+            overwrite=plan.overwrite,
             batch_size=batch_size,
             batch_images=batch_images,
             prefetch=prefetch,
@@ -203,10 +214,9 @@ def segment(
         )
         report = progress if callable(progress) else None
         if progress is True:
-            bar, report = _progress_bar(out_field, shard, "frame" if video else "img")
-        if video:
-            return run_video_segmentation(plan, report)
-        return run_segmentation(plan, report)
+            bar, report = _progress_bar(out_field, shard, "frame" if plan.video else "img")
+        loop = run_video_segmentation if plan.video else run_segmentation
+        summary = loop(run, report)
     finally:
         if bar is not None:
             bar.close()
@@ -214,17 +224,9 @@ def segment(
         # This process may live on (the App's server, a delegated worker): hand the CPU
         # buffers kept for reuse during the run back to the system.
         release_free_memory()
-
-
-def _check_batch_images(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"batch_images={value!r} must be a positive integer (images per model call, "
-            "e.g. 1 on CPU, 4 to 16 on a GPU), or None for the device's default"
-        )
-    return value
+    if plan.counts is not None:
+        summary.setdefault("references_skipped", plan.counts["references"])
+    return summary
 
 
 def _progress_bar(out_field: str, shard: tuple[int, int] | None, unit: str = "img"):

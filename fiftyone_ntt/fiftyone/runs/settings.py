@@ -2,7 +2,7 @@
 (:func:`~fiftyone_ntt.fiftyone.runs.job.segment`), a preview, ``apply_model`` and the App's
 pre-checks (:mod:`~fiftyone_ntt.fiftyone.app.preflight`) use, from the settings a bank was
 built with and the overrides of the request; and the part of them a run records and
-compares (everything but the device)."""
+compares (everything but the device); the check of a device name (:func:`check_device`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from typing import Any
 from fiftyone_ntt.config import NTTConfig
 from fiftyone_ntt.fiftyone.dataset import model_cache
 
-__all__ = ["recorded_settings", "resolve_settings", "segmenter_for"]
+__all__ = [
+    "available_devices",
+    "check_device",
+    "recorded_settings",
+    "resolve_settings",
+    "segmenter_for",
+]
 
 
 def resolve_settings(
@@ -71,3 +77,38 @@ def segmenter_for(bank: Any, config: NTTConfig, encoder: Any = None, proposer: A
         encoder = encoder or loaded[0]
         proposer = proposer or loaded[1]
     return Segmenter(encoder, proposer, bank, config)
+
+
+def check_device(name: str | None) -> str:
+    """``name`` if it names a device that exists here (``auto``/empty → ``"auto"``).
+
+    Raises:
+        ValueError: naming the value and what exists (``auto``, ``cpu``, ``cuda[:N]``,
+            ``mps`` as available).
+    """
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        return "auto"
+    # deferred: torch loads only when this runs
+    from fiftyone_ntt.models import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as error:
+        raise ValueError(f"{error}; available here: {', '.join(available_devices())}") from None
+    return text
+
+
+def available_devices() -> list[str]:
+    """The device names that work on this machine."""
+    # deferred: torch loads only when this runs
+    import torch
+
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+        names.extend(f"cuda:{i}" for i in range(torch.cuda.device_count()))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
