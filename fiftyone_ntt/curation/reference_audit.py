@@ -10,11 +10,12 @@ of class ``c``:
 * ``precision`` / ``precision_without``: the *ranked precision* of class ``c`` with the
   bank's prototype ``P_c`` and with the leave-one-out prototype ``P_c^{-r} =
   normalize(mean of the other references of c)`` (§4.2 without ``r``). A detection is scored
-  by its cosine to the prototypes (clamped at 0, §5.3); one whose best class is then no longer
-  ``c`` leaves the class. Ranked precision is the mean, over the class's true positives, of
-  the precision at the rank of each true positive still in the class (0 for one that left):
-  the average precision of the judged detections, which rises when false positives fall below
-  true positives. With a class threshold, ``precision_at_threshold`` and
+  by its cosine to the prototypes (clamped at 0, §5.3); one whose cosine to ``c`` is 0, or
+  whose best class is then another, leaves the class. Ranked precision is the mean, over the
+  class's true positives, of the precision at the score of each true positive still in the
+  class (0 for one that left), tied scores counting together: the average precision of the
+  judged detections, which rises when false positives fall below true positives or leave
+  the class. With a class threshold, ``precision_at_threshold`` and
   ``precision_at_threshold_without`` are the precision of the detections scoring ``>=`` it.
 * ``harm = precision_without - precision``: how much the class gains without ``r``. Rows are
   sorted by harm (highest first), then by ``nearest_fp - nearest_tp``.
@@ -27,6 +28,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from fiftyone_ntt.curation.thresholds import MatchedDetections, pr_curve
 
 __all__ = ["ReferenceAuditRow", "audit_references", "ranked_precision"]
 
@@ -58,26 +61,29 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def ranked_precision(scores: np.ndarray, is_tp: np.ndarray, in_class: np.ndarray) -> float | None:
-    """Average precision of judged detections ranked by ``scores`` (descending, stable).
+    """Average precision of judged detections ranked by ``scores``.
+
+    ``sum_t (TP(t) - TP(t_prev)) / n_tp * precision(t)`` over the distinct scores ``t``
+    (descending) of the detections still in the class (:func:`~fiftyone_ntt.curation.
+    thresholds.pr_curve`): tied scores count together (a false positive tied with a true
+    positive lowers it), and a true positive that left the class adds nothing.
 
     Args:
         scores: ``(n,)`` scores.
         is_tp: ``(n,)`` bool.
-        in_class: ``(n,)`` bool, False for detections that left the class (not ranked; a
-            true positive that left contributes 0).
+        in_class: ``(n,)`` bool, False for detections that left the class.
 
     Returns:
-        The mean over all true positives of the precision at their rank; None with no true
-        positive.
+        In ``[0, 1]``; None with no true positive.
     """
     total = int(is_tp.sum())
     if not total:
         return None
-    order = np.argsort(-np.where(in_class, scores, -np.inf), kind="stable")
-    order = order[in_class[order]]
-    tp = is_tp[order]
-    precision_at = np.cumsum(tp) / np.arange(1, len(tp) + 1)
-    return float(precision_at[tp].sum() / total)
+    if not in_class.any():
+        return 0.0
+    curve = pr_curve(MatchedDetections(scores[in_class], is_tp[in_class], total))
+    gained = np.diff(curve["tp"], prepend=0)
+    return float((gained / total * curve["precision"]).sum())
 
 
 def _precision_at(scores, is_tp, in_class, threshold) -> float | None:
@@ -161,7 +167,8 @@ def audit_references(
         loo = _unit(((sums[c] - raw[r]) / (counts[c] - 1))[None])[0]
         loo_sim = sim[members].copy()
         loo_sim[:, c] = np.clip(dets[members] @ loo, 0, None)
-        stays = loo_sim.argmax(axis=1) == c if len(loo_sim) else in_class
+        # it stays while its cosine to c is positive and no other class beats it
+        stays = (loo_sim[:, c] > 0) & (loo_sim[:, c] >= loo_sim.max(axis=1, initial=0.0))
         without = ranked_precision(loo_sim[:, c], tp, stays)
         at_without = _precision_at(loo_sim[:, c], tp, stays, t) if t is not None else None
         harm = None if base is None or without is None else without - base
