@@ -10,10 +10,12 @@ from .about import NTTAbout
 from .build_bank import NTTBuildBank
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
+from .map_predictions import NTTMapPredictions
 from .panel import NTTPanel
 from .runs import NTTRuns
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
+from .similar_predictions import NTTSimilarPredictions
 from .tag_references import NTTTagReferences
 
 #: In workflow order. The App's operator browser sorts by the first character of each
@@ -27,6 +29,8 @@ OPERATORS = (
     NTTEvaluate,
     NTTManageBanks,
     NTTRuns,
+    NTTMapPredictions,  # error analysis (issue 22): after evaluating
+    NTTSimilarPredictions,
     NTTAbout,
     NTTPanel,  # the "No Time to Train" panel (listed under panels: in fiftyone.yml)
 )

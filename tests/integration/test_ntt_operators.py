@@ -83,6 +83,8 @@ def test_all_operators_are_listed_and_registered(fo_session, repo_root):
         "ntt_evaluate",
         "ntt_manage_banks",
         "ntt_runs",
+        "ntt_map_predictions",
+        "ntt_similar_predictions",
     }
     assert set(manifest["operators"]) == expected
     ops = {op.name: op for op in foo.list_operators() if op.plugin_name == PLUGIN}

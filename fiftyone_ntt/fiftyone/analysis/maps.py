@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import fiftyone as fo
@@ -310,6 +310,10 @@ def _bank_labels(dataset: Any, bank: Any, wanted: set[str]) -> Iterable[tuple[st
                     yield field, sample.id, label
 
 
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
 def _replace_brain_run(dataset: Any, key: str) -> None:
     if key in dataset.list_brain_runs():
         dataset.delete_brain_run(key)
@@ -324,6 +328,7 @@ def map_predictions(
     version: int | None = None,
     eval_key: str | None = None,
     seed: int = 51,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """One embeddings map of the predictions of ``pred_field``, the bank's references and
     its negatives (``fiftyone.brain.compute_visualization`` over the map field, with our
@@ -335,13 +340,18 @@ def map_predictions(
             ``eval_key``: see :func:`build_map_field`.
         method: ``umap``, ``tsne``, ``pca`` or None (:func:`choose_method`).
         seed: the reduction's random seed (the same map for the same data).
+        progress: ``progress(done, total)`` after each of the two stages (the map field,
+            the reduction).
 
     Returns:
         ``brain_key`` (= the map field), ``method`` and ``why``, ``points``, ``roles``,
         ``skipped``, ``bank_key``, ``bank_version``, ``eval_key``. A map of the same field
         and bank version replaces the previous one.
     """
+    report = progress or _no_progress
+    report(0, 2)
     built = build_map_field(collection, pred_field, bank_key, version, eval_key)
+    report(1, 2)
     dataset = root_dataset(collection)
     key = built["field"]
     method, why = choose_method(len(built["embeddings"]), method)
@@ -362,6 +372,7 @@ def map_predictions(
         progress=False,
         **kwargs,
     )
+    report(2, 2)
     return {
         "brain_key": key,
         "method": method,
@@ -379,18 +390,22 @@ def similar_predictions(
     version: int | None = None,
     backend: str = "sklearn",
     eval_key: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
     **backend_kwargs: Any,
 ) -> dict[str, Any]:
     """A similarity index (``fiftyone.brain.compute_similarity``, cosine) over the same map
     field and vectors as :func:`map_predictions`, so that the App's "sort by similarity" works
     on a selected prediction, reference or negative. ``backend``: ``sklearn`` (default, in
     memory) or any backend FiftyOne supports (a vector database), with its
-    ``backend_kwargs``.
+    ``backend_kwargs``. ``progress``: as :func:`map_predictions`.
 
     Returns:
         ``brain_key`` (``ntt_sim_...``), ``field`` (the map field), ``points``, ``roles``.
     """
+    report = progress or _no_progress
+    report(0, 2)
     built = build_map_field(collection, pred_field, bank_key, version, eval_key)
+    report(1, 2)
     dataset = root_dataset(collection)
     key = _SIM_PREFIX + built["field"][len(MAP_PREFIX) :]
     _replace_brain_run(dataset, key)
@@ -404,6 +419,7 @@ def similar_predictions(
         progress=False,
         **backend_kwargs,
     )
+    report(2, 2)
     return {
         "brain_key": key,
         "field": built["field"],
