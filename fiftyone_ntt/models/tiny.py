@@ -25,6 +25,7 @@ __all__ = [
     "tiny_proposer",
     "tiny_sam2_config",
     "tiny_sam2_model",
+    "tiny_sam2_video_model",
 ]
 
 #: The tiny SAM 2 trunk, in the form architecture inference understands (tests register it
@@ -160,6 +161,74 @@ def tiny_sam2_model(seed: int = 0) -> Any:
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+_VIDEO_HIDDEN = 128  # memory attention needs the width above its 64-wide memory
+_VIDEO_SIZE = 256  # 16x16 top level: memory attention over 256 tokens, milliseconds per frame
+
+
+def tiny_sam2_video_config() -> Any:
+    """A ``Sam2VideoConfig``: the tiny Hiera at 256² with a 128-wide neck and decoder (the
+    memory is 64 wide, as in the released models) and one memory-attention layer."""
+    from transformers import Sam2VideoConfig
+
+    image = tiny_sam2_config()
+    side = _VIDEO_SIZE // 4
+    vision = image.vision_config.to_dict()
+    vision.update(
+        fpn_hidden_size=_VIDEO_HIDDEN,
+        image_size=_VIDEO_SIZE,
+        backbone_feature_sizes=[[side, side], [side // 2, side // 2], [side // 4, side // 4]],
+    )
+    prompt = image.prompt_encoder_config.to_dict()
+    prompt.update(hidden_size=_VIDEO_HIDDEN, image_size=_VIDEO_SIZE)
+    decoder = image.mask_decoder_config.to_dict()
+    decoder.update(hidden_size=_VIDEO_HIDDEN, iou_head_hidden_dim=_VIDEO_HIDDEN)
+    return Sam2VideoConfig(
+        vision_config=vision,
+        prompt_encoder_config=prompt,
+        mask_decoder_config=decoder,
+        image_size=_VIDEO_SIZE,
+        memory_attention_hidden_size=_VIDEO_HIDDEN,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64,
+        memory_attention_rope_feat_sizes=[side // 4, side // 4],
+        memory_encoder_hidden_size=_VIDEO_HIDDEN,
+        mask_downsampler_embed_dim=_VIDEO_HIDDEN,
+        memory_fuser_embed_dim=_VIDEO_HIDDEN,
+        memory_fuser_intermediate_dim=64,
+        memory_fuser_num_layers=1,
+    )
+
+
+def tiny_sam2_video_model(seed: int = 0) -> tuple[Any, Any]:
+    """A seeded random ``Sam2VideoModel`` and the ``Sam2Model`` of its image modules (same
+    sizes: a tiny proposer's model whose weights the video model can share)."""
+    from transformers import Sam2Config, Sam2Model, Sam2VideoModel
+
+    config = tiny_sam2_video_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        video = Sam2VideoModel(config)
+        image = Sam2Model(
+            Sam2Config(
+                vision_config=config.vision_config.to_dict(),
+                prompt_encoder_config=config.prompt_encoder_config.to_dict(),
+                mask_decoder_config=config.mask_decoder_config.to_dict(),
+            )
+        )
+        with torch.no_grad():
+            for model in (video, image):
+                model.no_memory_embedding.normal_(0.0, 0.5)
+                _draw_decoder_heads(model.mask_decoder)
+            for name, param in video.named_parameters():
+                if name.startswith(("memory_", "no_object", "occlusion", "object_pointer")):
+                    if param.dim() > 1:
+                        param.normal_(0.0, param[0].numel() ** -0.5)
+    for model in (video, image):
+        model.eval()
+        model.requires_grad_(False)
+    return video, image
 
 
 def _draw_decoder_heads(decoder: torch.nn.Module) -> None:
