@@ -8,10 +8,13 @@ the method that needs them (FiftyOne imports every plugin when the App starts).
 
 from .about import NTTAbout
 from .build_bank import NTTBuildBank
+from .class_thresholds import NTTClassThresholds
 from .evaluate import NTTEvaluate
 from .manage_banks import NTTManageBanks
 from .map_predictions import NTTMapPredictions
 from .panel import NTTPanel
+from .reference_audit import NTTReferenceAudit
+from .review_queue import NTTReviewQueue
 from .runs import NTTRuns
 from .sample_references import NTTSampleReferences
 from .segment import NTTSegment
@@ -31,6 +34,9 @@ OPERATORS = (
     NTTRuns,
     NTTMapPredictions,  # error analysis (issue 22): after evaluating
     NTTSimilarPredictions,
+    NTTClassThresholds,  # from an evaluation to a better bank (issue 23)
+    NTTReferenceAudit,
+    NTTReviewQueue,
     NTTAbout,
     NTTPanel,  # the "No Time to Train" panel (listed under panels: in fiftyone.yml)
 )

@@ -20,9 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-
-from fiftyone_ntt.matching import best_negative_similarity
 
 __all__ = ["informativeness", "queue_signals", "review_order"]
 
@@ -96,6 +93,11 @@ def queue_signals(
     Returns:
         ``(margins, negative_similarity)``, ``(n,)`` each.
     """
+    # deferred: torch loads only when this runs (the plugin imports this package)
+    import torch
+
+    from fiftyone_ntt.matching import best_negative_similarity
+
     pooled = torch.as_tensor(np.asarray(features, dtype=np.float32))
     protos = torch.as_tensor(np.asarray(prototypes, dtype=np.float32))
     sim = (pooled @ protos.T).clamp(min=0)

@@ -85,6 +85,9 @@ def test_all_operators_are_listed_and_registered(fo_session, repo_root):
         "ntt_runs",
         "ntt_map_predictions",
         "ntt_similar_predictions",
+        "ntt_class_thresholds",
+        "ntt_reference_audit",
+        "ntt_review_queue",
     }
     assert set(manifest["operators"]) == expected
     ops = {op.name: op for op in foo.list_operators() if op.plugin_name == PLUGIN}
