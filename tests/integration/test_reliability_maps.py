@@ -197,12 +197,37 @@ def test_predictions_without_features_are_skipped_and_counted(dataset, count):
     assert result["roles"]["reference"] == 3
 
 
+#: (id, selected labels, action, expected words) of selections the map actions refuse
+SELECTION_CASES = [
+    ("nothing-selected", [], "reject", ["no labels selected"]),
+    ("empty-dicts", [{"label_id": ""}], "accept", ["no labels selected"]),
+    ("not-on-a-map", ["0123456789abcdef01234567"], "reject", ["not labels of a map"]),
+    ("bad-action", [], "delete", ["'delete'", "accept"]),
+]
+
+
+@pytest.mark.parametrize(
+    "selected, action, words",
+    [c[1:] for c in SELECTION_CASES],
+    ids=[c[0] for c in SELECTION_CASES],
+)
+def test_bad_selections_are_refused_and_tag_nothing(dataset, selected, action, words):
+    from fiftyone_ntt.fiftyone.app.map_actions import curate_selection
+
+    with pytest.raises(ValueError) as caught:
+        curate_selection(dataset, selected, action)
+    for word in words:
+        assert word in str(caught.value)
+    assert not dataset.count_label_tags().get("ntt:neg")
+
+
 def _count_cases() -> dict[str, int]:
     """How many cases this file covers."""
     return {
         "map/similarity: bad field, bank or encoder refused (both)": len(REFUSED_CASES),
         "map: bad reduction method refused": len(METHOD_CASES),
         "map: predictions without features skipped and counted": len(PARTIAL_CASES),
+        "map actions: bad selections refused": len(SELECTION_CASES),
     }
 
 

@@ -50,6 +50,7 @@ __all__ = [
     "map_field_name",
     "map_predictions",
     "similar_predictions",
+    "similarity_key",
     "source_labels",
 ]
 
@@ -80,6 +81,11 @@ def map_field_name(pred_field: str, bank_key: str, version: int) -> str:
     """The map field (and brain key) of ``pred_field`` with version ``version`` of bank
     ``bank_key``: one per field and bank version."""
     return f"{MAP_PREFIX}{_key_part(pred_field)}_{_key_part(bank_key)}_v{int(version)}"
+
+
+def similarity_key(map_field: str) -> str:
+    """The brain key of the similarity index over ``map_field``."""
+    return _SIM_PREFIX + map_field.removeprefix(MAP_PREFIX)
 
 
 def choose_method(num_points: int, method: str | None = None) -> tuple[str, str]:
@@ -407,7 +413,7 @@ def similar_predictions(
     built = build_map_field(collection, pred_field, bank_key, version, eval_key)
     report(1, 2)
     dataset = root_dataset(collection)
-    key = _SIM_PREFIX + built["field"][len(MAP_PREFIX) :]
+    key = similarity_key(built["field"])
     _replace_brain_run(dataset, key)
     fob.compute_similarity(
         dataset.select(built["sample_ids"]),
