@@ -89,3 +89,19 @@ def test_apply_model_with_embeddings(banked):
         got = [detection_embedding(d) for d in sample["applied"].detections]
         assert len(got) == len(expected) > 0
         np.testing.assert_allclose(np.stack(got), expected.features, atol=1e-3)
+
+
+def test_segment_with_embeddings_writes_the_matched_vectors(banked):
+    import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.fiftyone.dataset.labels import detection_embedding
+
+    summary = nf.segment(banked, "colours", "ntt", embeddings=True, progress=False)
+    assert summary["processed"] > 0
+    for sample in banked.exists("ntt").limit(2):
+        expected = _expected(banked, sample.id)
+        got = [detection_embedding(d) for d in sample["ntt"].detections]
+        assert len(got) == len(expected) > 0
+        np.testing.assert_allclose(np.stack(got), expected.features, atol=1e-3)
+    # the run records the option: a rerun without it is another run's settings
+    with pytest.raises(ValueError, match="another run"):
+        nf.segment(banked, "colours", "ntt", progress=False)

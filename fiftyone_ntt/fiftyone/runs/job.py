@@ -41,6 +41,7 @@ def segment(
     score_threshold: float | None = None,
     max_detections: int | None = None,
     points_per_side: int | None = None,
+    embeddings: bool | None = None,
     skip_references: bool = True,
     overwrite: bool = False,
     batch_size: int = 16,
@@ -81,6 +82,9 @@ def segment(
         score_threshold: drop detections below this; None keeps all (the paper).
         max_detections: detections per image (default: the config's, 100).
         points_per_side: SAM 2 prompt grid (default: the config's, 32).
+        embeddings: True writes each detection's semantic feature as ``ntt_embedding``
+            (float16; docs/method.md §15) for maps and similarity search; default the
+            config's ``keep_features`` (off).
         skip_references: leave out the samples that hold one of the bank's references.
         overwrite: recompute samples already done, replace a run with other settings, and
             replace labels in ``out_field`` that No Time to Train did not write.
@@ -135,6 +139,7 @@ def segment(
         score_threshold=score_threshold,
         max_detections=max_detections,
         points_per_side=points_per_side,
+        embeddings=embeddings,
         skip_references=skip_references,
         overwrite=overwrite,
         device=device,

@@ -137,6 +137,7 @@ def plan_segment(
     score_threshold: float | None = None,
     max_detections: int | None = None,
     points_per_side: int | None = None,
+    embeddings: bool | None = None,
     skip_references: bool = True,
     overwrite: bool = False,
     device: str | None = None,
@@ -186,6 +187,7 @@ def plan_segment(
             max_detections,
             points_per_side,
             None if device == "auto" else device,
+            embeddings,
         )
     except (TypeError, ValueError) as error:
         problems.append(Problem("settings", error))
