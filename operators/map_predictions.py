@@ -57,7 +57,7 @@ def field_and_bank(inputs: types.Object, ctx) -> tuple[str | None, str | None]:
         ctx,
         "pred_field",
         "Predictions",
-        "A field segmented with 'Keep features' (embeddings=True)",
+        "A field segmented with embeddings=True (features kept)",
         fields,
         default=runs[-1] if runs else None,
     )

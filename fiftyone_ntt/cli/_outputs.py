@@ -10,7 +10,7 @@
    option writes, as fiftyone-ntt writes it, recognised by its content: a memory bank
    (safetensors with the fiftyone-ntt format marker), a COCO results list, a references file
    of ``sample-references`` (``info.fiftyone_ntt``), an ``evaluate --json`` metrics file, a
-   ``predict`` image-id mapping. Such a file is replaced without asking (rerunning a command
+   ``predict`` image-id mapping, a ``predict --embeddings`` float16 ``.npy``. Such a file is replaced without asking (rerunning a command
    replaces its own output); anything else needs ``--overwrite``.
 """
 
@@ -183,6 +183,20 @@ def _is_mapping(path: Path) -> bool:
     )
 
 
+def _is_embeddings(path: Path) -> bool:
+    """A ``predict --embeddings`` file: a 2-D float16 ``.npy`` array."""
+    import numpy as np
+
+    try:
+        with path.open("rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_2_0 if major >= 2 else None
+            shape, _, dtype = (read or np.lib.format.read_array_header_1_0)(f)
+    except (OSError, ValueError):
+        return False
+    return len(shape) == 2 and np.dtype(dtype) == np.float16
+
+
 def _keys(record: Any) -> set[str]:
     return set(record) if isinstance(record, dict) else set()
 
@@ -200,4 +214,5 @@ KINDS = {
     "references": _Kind("references file (sample-references)", _is_references),
     "metrics": _Kind("metrics file (evaluate --json)", _is_metrics),
     "mapping": _Kind("image id mapping (predict)", _is_mapping),
+    "embeddings": _Kind("embeddings file (predict --embeddings)", _is_embeddings),
 }

@@ -89,6 +89,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "depend on it beyond float rounding, memory grows with it",
     )
     p.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also write <out>.embeddings.npy: float16 (detections, D), row i the semantic "
+        "feature result i was matched with (docs/method.md §15), for maps and similarity "
+        "search; predictions are the same with or without it",
+    )
+    p.add_argument(
         "--allow-empty",
         action="store_true",
         help="with a --targets file that lists no images, write an empty results file and "
@@ -191,7 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         mapping = []
         for i, path in enumerate(_bare_targets(args), start=1):
             jobs.append((i, None, None, str(path)))
-    _check_outputs(args, jobs, mapping is not None)
+    _check_outputs(args, jobs, mapping is not None, bool(getattr(args, "embeddings", False)))
     category_ids = _category_ids_for(bank, targets_coco)
     if targets_coco is not None and "categories" in targets_coco:
         known = {int(c["id"]) for c in targets_coco["categories"]}
@@ -213,6 +220,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
 
     config = config_from_args(args)
+    if getattr(args, "embeddings", False):
+        config = config.replace(keep_features=True)
     check_bank_encoder_first(bank, args, config)
     encoder = load_encoder(args, config)
     try:
@@ -226,6 +235,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
 
     results: list[dict[str, Any]] = []
+    features: list[Any] = []
     failures: list[tuple[Any, str, str]] = []
     bar = progress_bar(args, len(jobs), "predicting")
 
@@ -277,11 +287,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 results.extend(
                     predictions_to_coco(predictions, image_id, category_ids, config.box_convention)
                 )
+                if predictions.features is not None:
+                    features.append(predictions.features)
                 bar.update(1)
     finally:
         bar.close()
 
     write_json(args.out, results)
+    if getattr(args, "embeddings", False):
+        _write_embeddings(args, features, bank.feature_dim, len(results))
     if mapping is not None:
         mapping_path = _mapping_path(args.out)
         categories = [
@@ -305,18 +319,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_outputs(args: argparse.Namespace, jobs: list[Any], with_mapping: bool) -> None:
-    """The results file (and the image id mapping of bare images) may be written, and are
-    none of the inputs: the bank, the targets file, the images."""
+def _check_outputs(
+    args: argparse.Namespace, jobs: list[Any], with_mapping: bool, with_embeddings: bool = False
+) -> None:
+    """The results file (and the image id mapping of bare images, the embeddings file) may
+    be written, and are none of the inputs: the bank, the targets file, the images."""
     outputs = [Output("--out", args.out, "results")]
     if with_mapping:
         outputs.append(Output("the image id mapping", _mapping_path(args.out), "mapping"))
+    if with_embeddings:
+        outputs.append(Output("the embeddings file", _embeddings_path(args.out), "embeddings"))
     images = [
         ("image", Path(image_dir) / name if image_dir is not None else name)
         for _, image_dir, _, name in jobs
         if name
     ]
     check_outputs(args, outputs, [("BANK", args.bank), ("--targets", args.targets), *images])
+
+
+def _embeddings_path(out: str) -> Path:
+    path = Path(out)
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.with_name(f"{stem}.embeddings.npy")
+
+
+def _write_embeddings(args: argparse.Namespace, features: list[Any], dim: int, rows: int) -> None:
+    """``<out>.embeddings.npy``: float16, one row per result, in the results' order."""
+    import numpy as np
+
+    from fiftyone_ntt.embeddings import compact
+
+    stacked = np.concatenate(features) if features else np.zeros((0, dim), np.float32)
+    path = _embeddings_path(args.out)
+    np.save(path, compact(stacked))
+    info(args, f"wrote {rows} embeddings ({stacked.shape[1]}-wide, float16) to {path}")
 
 
 def _mapping_path(out: str) -> Path:

@@ -251,8 +251,9 @@ def build_map_field(
     if not with_vectors:
         raise ValueError(
             f"no prediction of field {pred_field!r} in this view has a feature "
-            f"({EMBEDDING_ATTRIBUTE!r}): segment it again with embeddings=True (the "
-            "'Keep features' option of the segment form), or preview with embeddings=True"
+            f"({EMBEDDING_ATTRIBUTE!r}): segment it again with embeddings=True "
+            "(segment(..., embeddings=True); the features only, the masks come out the same), "
+            "or preview with embeddings=True"
         )
 
     vectors = bank_vectors(bank)
