@@ -20,6 +20,7 @@ cheap. Section numbers (§) refer to ``docs/method.md``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +36,7 @@ __all__ = [
     "PRECISIONS",
     "MaskProposer",
     "PatchEncoder",
+    "load_adapter",
     "load_encoder",
     "load_models",
     "load_proposer",
@@ -191,14 +193,15 @@ def load_encoder(
 
     if encoder_family(source) == "dinov3":
         return load_dinov3_encoder(source, device=device, precision=precision)
-    resolved = resolve_device(device)
-    resolve_precision(precision, resolved)  # validate before the (slow) load
-    model, info = load_dinov2(source)
-    encoder = Dinov2Encoder(model, source=info["source"], device=resolved, precision=precision)
-    # Which files were read (a folder, a file, the hub's transformers files or Meta's
-    # original checkpoint in a hub repo); not among the keys a bank must match.
-    encoder.identity["weights"] = info["weights"]
-    return encoder
+    return load_adapter(
+        load_dinov2,
+        lambda model, info, resolved: Dinov2Encoder(
+            model, source=info["source"], device=resolved, precision=precision
+        ),
+        source,
+        device,
+        precision,
+    )
 
 
 def load_proposer(
@@ -224,18 +227,40 @@ def load_proposer(
 
     if proposer_family(source) == "edgetam":
         return load_edgetam_proposer(source, device=device, precision=precision)
-    resolved = resolve_device(device)
-    resolve_precision(precision, resolved)
-    model, info = load_sam2(source)
-    proposer = Sam2Proposer(
-        model,
-        source=info["source"],
-        version=info["version"],
-        device=resolved,
-        precision=precision,
+    return load_adapter(
+        load_sam2,
+        lambda model, info, resolved: Sam2Proposer(
+            model,
+            source=info["source"],
+            version=info["version"],
+            device=resolved,
+            precision=precision,
+        ),
+        source,
+        device,
+        precision,
     )
-    proposer.identity["weights"] = info["weights"]
-    return proposer
+
+
+def load_adapter(
+    load: Callable[[str], tuple[Any, dict[str, Any]]],
+    wrap: Callable[[Any, dict[str, Any], torch.device], Any],
+    source: str,
+    device: str | torch.device = "auto",
+    precision: str = "float32",
+) -> Any:
+    """A family's adapter (encoder or proposer) around the model ``load(source)`` returns:
+    the device and precision are checked before the (slow) load, ``wrap(model, info,
+    device)`` builds the adapter, and its identity records which weights were read (a
+    folder, a file, the hub's transformers files or Meta's original checkpoint in a hub
+    repo; not among the keys a bank must match). Every family's ``load_*`` goes through
+    this."""
+    resolved = resolve_device(device)
+    resolve_precision(precision, resolved)  # validate before the (slow) load
+    model, info = load(source)
+    adapter = wrap(model, info, resolved)
+    adapter.identity["weights"] = info["weights"]
+    return adapter
 
 
 def load_models(model_config: ModelConfig) -> tuple[Dinov2Encoder, Sam2Proposer]:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 
@@ -37,7 +37,9 @@ __all__ = [
     "ModelNotAvailableError",
     "SourceKind",
     "classify_source",
+    "convert_original_file",
     "finish_model",
+    "folder_model",
     "from_pretrained_folder",
     "hub_offline",
     "instantiate_model",
@@ -46,6 +48,8 @@ __all__ = [
 ]
 
 SourceKind = Literal["hub", "folder", "file"]
+
+T = TypeVar("T")
 
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -148,6 +152,69 @@ def from_pretrained_folder(source: str, what: str, build: Callable[[bool], Any])
             f"{source} is not a loadable {what} folder ({error}); it needs the config.json "
             "and weights written by save_pretrained"
         ) from error
+
+
+def convert_original_file(
+    path: Path,
+    what: str,
+    original: str,
+    convert: Callable[[Any], T],
+    hint: str | Callable[[Any], str] = "",
+) -> T:
+    """``convert`` applied to Meta's original ``what`` checkpoint at ``path`` (the file
+    loaders of every family read their files through this).
+
+    Args:
+        original: how the original file is called in the message for a bare
+            ``.safetensors`` (which has no config), e.g. ``".pth file"``, ``"edgetam.pt"``.
+        hint: appended to a conversion error (after the file's path and the error), or a
+            function of the loaded checkpoint that returns it.
+
+    Raises:
+        CheckpointError: a bare ``.safetensors`` file, an unreadable file, or one
+            ``convert`` refuses (the message names the file).
+    """
+    if path.suffix.lower() == ".safetensors":
+        raise CheckpointError(
+            f"{path}: a bare .safetensors file has no config; pass the folder that holds it "
+            f"together with its config.json, or Meta's original {original}"
+        )
+    checkpoint = load_checkpoint_file(path, what)
+    try:
+        return convert(checkpoint)
+    except CheckpointError as error:
+        extra = hint(checkpoint) if callable(hint) else hint
+        raise CheckpointError(f"{path}: {error}{extra}") from None
+
+
+def folder_model(
+    folder: Path, what: str, classes: Mapping[str, Any], example: str, kind: str | None = None
+) -> Any:
+    """The model of a ``transformers`` ``save_pretrained`` folder whose config's
+    ``model_type`` is one of ``classes`` (model type → model class), float32, in eval mode.
+
+    Raises:
+        CheckpointError: a folder of another model (the message says which, ``kind`` naming
+            the wanted one, and offers ``example`` as a hub id), or one that cannot load.
+    """
+    # deferred: transformers loads only when this runs
+    from transformers import AutoConfig
+
+    text = str(folder)
+
+    def build(local_files_only: bool) -> Any:
+        config = AutoConfig.from_pretrained(text, local_files_only=local_files_only)
+        model_type = getattr(config, "model_type", None)
+        if model_type not in classes:
+            raise CheckpointError(
+                f"{text!r} is a {model_type!r} model, not {kind or what}; pass a {what} hub "
+                f"id (e.g. {example!r}), folder or checkpoint"
+            )
+        return classes[model_type].from_pretrained(
+            text, config=config, local_files_only=local_files_only
+        )
+
+    return finish_model(from_pretrained_folder(text, what, build).float())
 
 
 def local_weights(source: str, kind: SourceKind, what: str) -> tuple[Path, SourceKind, str]:

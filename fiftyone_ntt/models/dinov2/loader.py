@@ -10,12 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from fiftyone_ntt.models.checkpoints import (
-    CheckpointError,
     classify_source,
-    finish_model,
-    from_pretrained_folder,
+    convert_original_file,
+    folder_model,
     instantiate_model,
-    load_checkpoint_file,
     local_weights,
 )
 from fiftyone_ntt.models.dinov2.conversion import convert_dinov2_state_dict, dinov2_arch_name
@@ -64,17 +62,12 @@ def load_dinov2(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
 def _dinov2_from_file(path: Path) -> Any:
     """Meta's original DINOv2 checkpoint → a ``transformers`` DINOv2 model."""
+    # deferred: transformers loads only when this runs
     from transformers import Dinov2Model, Dinov2WithRegistersModel
 
-    if path.suffix.lower() == ".safetensors":
-        raise CheckpointError(
-            f"{path}: a bare .safetensors file has no config; pass the folder that holds "
-            "it together with its config.json, or Meta's original .pth file"
-        )
-    try:
-        state_dict, arch, skipped = convert_dinov2_state_dict(load_checkpoint_file(path, "DINOv2"))
-    except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+    state_dict, arch, skipped = convert_original_file(
+        path, "DINOv2", ".pth file", convert_dinov2_state_dict
+    )
     cls = Dinov2WithRegistersModel if arch.registers else Dinov2Model
     model = instantiate_model(cls, arch.to_config(), state_dict, str(path), arch.describe())
     logger.info(
@@ -88,22 +81,8 @@ def _dinov2_from_file(path: Path) -> Any:
 
 def _dinov2_from_folder(folder: Path) -> Any:
     """A ``transformers`` DINOv2 folder → the model."""
-    from transformers import AutoConfig, Dinov2Model, Dinov2WithRegistersModel
+    # deferred: transformers loads only when this runs
+    from transformers import Dinov2Model, Dinov2WithRegistersModel
 
-    text = str(folder)
-
-    def build(local_files_only: bool) -> Any:
-        config = AutoConfig.from_pretrained(text, local_files_only=local_files_only)
-        model_type = getattr(config, "model_type", None)
-        if model_type == "dinov2":
-            cls = Dinov2Model
-        elif model_type == "dinov2_with_registers":
-            cls = Dinov2WithRegistersModel
-        else:
-            raise CheckpointError(
-                f"{text!r} is a {model_type!r} model, not DINOv2; pass a DINOv2 hub id "
-                "(e.g. 'facebook/dinov2-large'), folder or checkpoint"
-            )
-        return cls.from_pretrained(text, config=config, local_files_only=local_files_only)
-
-    return finish_model(from_pretrained_folder(text, "DINOv2", build).float())
+    classes = {"dinov2": Dinov2Model, "dinov2_with_registers": Dinov2WithRegistersModel}
+    return folder_model(folder, "DINOv2", classes, "facebook/dinov2-large")

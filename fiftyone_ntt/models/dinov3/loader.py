@@ -14,14 +14,12 @@ from typing import Any
 
 import torch
 
-from fiftyone_ntt.models import resolve_device, resolve_precision
+from fiftyone_ntt.models import load_adapter
 from fiftyone_ntt.models.checkpoints import (
-    CheckpointError,
     classify_source,
-    finish_model,
-    from_pretrained_folder,
+    convert_original_file,
+    folder_model,
     instantiate_model,
-    load_checkpoint_file,
     local_weights,
 )
 from fiftyone_ntt.models.dinov3.conversion import convert_dinov3_state_dict, dinov3_arch_name
@@ -104,17 +102,12 @@ def load_dinov3(source: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
 def _dinov3_from_file(path: Path) -> Any:
     """Meta's original DINOv3 ViT checkpoint → ``DINOv3ViTModel``."""
+    # deferred: transformers loads only when this runs
     from transformers import DINOv3ViTModel
 
-    if path.suffix.lower() == ".safetensors":
-        raise CheckpointError(
-            f"{path}: a bare .safetensors file has no config; pass the folder that holds "
-            "it together with its config.json, or Meta's original .pth file"
-        )
-    try:
-        state_dict, arch, skipped = convert_dinov3_state_dict(load_checkpoint_file(path, "DINOv3"))
-    except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+    state_dict, arch, skipped = convert_original_file(
+        path, "DINOv3", ".pth file", convert_dinov3_state_dict
+    )
     model = instantiate_model(
         DINOv3ViTModel, arch.to_config(), state_dict, str(path), arch.describe()
     )
@@ -125,23 +118,16 @@ def _dinov3_from_file(path: Path) -> Any:
 
 def _dinov3_from_folder(folder: Path) -> Any:
     """A ``transformers`` DINOv3 ViT folder → the model."""
-    from transformers import AutoConfig, DINOv3ViTModel
+    # deferred: transformers loads only when this runs
+    from transformers import DINOv3ViTModel
 
-    text = str(folder)
-
-    def build(local_files_only: bool) -> Any:
-        config = AutoConfig.from_pretrained(text, local_files_only=local_files_only)
-        model_type = getattr(config, "model_type", None)
-        if model_type != "dinov3_vit":
-            raise CheckpointError(
-                f"{text!r} is a {model_type!r} model, not a DINOv3 ViT; pass a DINOv3 hub id "
-                "(e.g. 'facebook/dinov3-vitl16-pretrain-lvd1689m'), folder or checkpoint"
-            )
-        return DINOv3ViTModel.from_pretrained(
-            text, config=config, local_files_only=local_files_only
-        )
-
-    return finish_model(from_pretrained_folder(text, "DINOv3", build).float())
+    return folder_model(
+        folder,
+        "DINOv3",
+        {"dinov3_vit": DINOv3ViTModel},
+        "facebook/dinov3-vitl16-pretrain-lvd1689m",
+        kind="a DINOv3 ViT",
+    )
 
 
 def load_dinov3_encoder(
@@ -151,17 +137,18 @@ def load_dinov3_encoder(
     precision: str = "float32",
 ) -> Dinov3Encoder:
     """:func:`load_dinov3` wrapped as a :class:`Dinov3Encoder`."""
-    resolved = resolve_device(device)
-    resolve_precision(precision, resolved)  # validate before the (slow) load
-    model, info = load_dinov3(source)
-    encoder = Dinov3Encoder(
-        model,
-        source=info["source"],
-        device=resolved,
-        precision=precision,
-        arch=info["arch"],
-        mean=info["mean"],
-        std=info["std"],
+    return load_adapter(
+        load_dinov3,
+        lambda model, info, resolved: Dinov3Encoder(
+            model,
+            source=info["source"],
+            device=resolved,
+            precision=precision,
+            arch=info["arch"],
+            mean=info["mean"],
+            std=info["std"],
+        ),
+        source,
+        device,
+        precision,
     )
-    encoder.identity["weights"] = info["weights"]  # not among the keys a bank must match
-    return encoder

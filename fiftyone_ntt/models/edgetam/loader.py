@@ -12,14 +12,14 @@ from typing import Any
 
 import torch
 
-from fiftyone_ntt.models import resolve_device, resolve_precision
+from fiftyone_ntt.models import load_adapter
 from fiftyone_ntt.models.checkpoints import (
     CheckpointError,
     classify_source,
+    convert_original_file,
     finish_model,
     from_pretrained_folder,
     instantiate_model,
-    load_checkpoint_file,
     local_weights,
 )
 from fiftyone_ntt.models.edgetam.conversion import convert_edgetam_state_dict
@@ -113,25 +113,14 @@ def _edgetam_from_file(path: Path) -> tuple[Any, str]:
     """Meta's original EdgeTAM checkpoint → ``(EdgeTamModel, arch)``, converted strictly."""
     from transformers import EdgeTamModel
 
-    if path.suffix.lower() == ".safetensors":
-        raise CheckpointError(
-            f"{path}: a bare .safetensors file has no config; pass the folder that holds it "
-            "together with its config.json, or Meta's original edgetam.pt"
-        )
-    checkpoint = load_checkpoint_file(path, "EdgeTAM")
-    try:
-        state = unwrap_state_dict(checkpoint, SAM2_WRAPPERS, "EdgeTAM")
-        if original_proposer_family(state) == "sam2":
-            raise CheckpointError(
-                "this is Meta's SAM 2 checkpoint (a Hiera trunk), not EdgeTAM; load it as a "
-                "SAM 2 proposer (load_proposer / load_sam2)"
-            )
-        state_dict, arch, skipped = convert_edgetam_state_dict(checkpoint)
-    except CheckpointError as error:
-        raise CheckpointError(
-            f"{path}: {error}; pass Meta's edgetam.pt (facebookresearch/EdgeTAM), an EdgeTAM "
-            f"save_pretrained folder or a hub id such as {EDGETAM_HUB_ID!r}"
-        ) from None
+    state_dict, arch, skipped = convert_original_file(
+        path,
+        "EdgeTAM",
+        "edgetam.pt",
+        _convert_edgetam,
+        hint="; pass Meta's edgetam.pt (facebookresearch/EdgeTAM), an EdgeTAM save_pretrained "
+        f"folder or a hub id such as {EDGETAM_HUB_ID!r}",
+    )
     problem = native_backbone_problem(arch.to_config().vision_config.backbone_config)
     if problem is not None:  # cannot happen for EDGETAM_SPECS sizes; kept as a guard
         require_timm(problem)
@@ -145,6 +134,17 @@ def _edgetam_from_file(path: Path) -> tuple[Any, str]:
     return model, arch.spec.architecture
 
 
+def _convert_edgetam(checkpoint: Any) -> Any:
+    """:func:`convert_edgetam_state_dict`, refusing Meta's SAM 2 file (a Hiera trunk)."""
+    state = unwrap_state_dict(checkpoint, SAM2_WRAPPERS, "EdgeTAM")
+    if original_proposer_family(state) == "sam2":
+        raise CheckpointError(
+            "this is Meta's SAM 2 checkpoint (a Hiera trunk), not EdgeTAM; load it as a "
+            "SAM 2 proposer (load_proposer / load_sam2)"
+        )
+    return convert_edgetam_state_dict(checkpoint)
+
+
 def load_edgetam_proposer(
     source: str | os.PathLike[str],
     *,
@@ -152,11 +152,12 @@ def load_edgetam_proposer(
     precision: str = "float32",
 ) -> EdgeTamProposer:
     """:func:`load_edgetam` wrapped as an :class:`EdgeTamProposer`."""
-    resolved = resolve_device(device)
-    resolve_precision(precision, resolved)
-    model, info = load_edgetam(source)
-    proposer = EdgeTamProposer(
-        model, source=info["source"], device=resolved, precision=precision, arch=info["arch"]
+    return load_adapter(
+        load_edgetam,
+        lambda model, info, resolved: EdgeTamProposer(
+            model, source=info["source"], device=resolved, precision=precision, arch=info["arch"]
+        ),
+        source,
+        device,
+        precision,
     )
-    proposer.identity["weights"] = info["weights"]
-    return proposer

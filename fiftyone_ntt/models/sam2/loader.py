@@ -15,10 +15,10 @@ from fiftyone_ntt.models.checkpoints import (
     CheckpointError,
     SourceKind,
     classify_source,
+    convert_original_file,
     finish_model,
     from_pretrained_folder,
     instantiate_model,
-    load_checkpoint_file,
     local_weights,
 )
 from fiftyone_ntt.models.sam2.conversion import (
@@ -137,16 +137,9 @@ def _sam2_from_file(path: Path) -> tuple[Any, str, str]:
     """Meta's original SAM 2 checkpoint → ``(Sam2Model, version, arch)``."""
     from transformers import Sam2Model
 
-    if path.suffix.lower() == ".safetensors":
-        raise CheckpointError(
-            f"{path}: a bare .safetensors file has no config; pass the folder that holds "
-            "it together with its config.json, or Meta's original .pt file"
-        )
-    checkpoint = load_checkpoint_file(path, "SAM 2")
-    try:
-        state_dict, arch, skipped = convert_sam2_state_dict(checkpoint)
-    except CheckpointError as error:
-        raise CheckpointError(f"{path}: {error}{proposer_file_hint(checkpoint)}") from None
+    state_dict, arch, skipped = convert_original_file(
+        path, "SAM 2", ".pt file", convert_sam2_state_dict, hint=proposer_file_hint
+    )
     model = instantiate_model(Sam2Model, arch.to_config(), state_dict, str(path), arch.describe())
     logger.info(
         "Recognised %s in %s (%d video-only tensors ignored)", arch.describe(), path, len(skipped)
