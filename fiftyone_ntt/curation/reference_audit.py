@@ -31,7 +31,7 @@ import numpy as np
 
 from fiftyone_ntt.curation.thresholds import MatchedDetections, pr_curve
 
-__all__ = ["ReferenceAuditRow", "audit_references", "ranked_precision"]
+__all__ = ["ReferenceAuditRow", "audit_references", "ranked_precision", "suggest_replacement"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +183,59 @@ def audit_references(
         return (-harm, -(row.nearest_fp - row.nearest_tp), i)
 
     return [row for _, row in sorted(enumerate(rows), key=key)]
+
+
+def suggest_replacement(
+    reference_features: np.ndarray,
+    reference_class_ids: np.ndarray,
+    num_classes: int,
+    reference_index: int,
+    candidate_features: np.ndarray,
+    detection_features: np.ndarray,
+    detection_class_ids: np.ndarray,
+    is_tp: np.ndarray,
+) -> tuple[int | None, float | None]:
+    """The candidate that would help most in place of reference ``reference_index``.
+
+    For each candidate vector (e.g. accepted or true-positive predictions of the reference's
+    class ``c``), the prototype of ``c`` becomes ``normalize(mean of the other references of c
+    and the candidate)`` and the ranked precision of ``c``'s judged detections is recomputed
+    as in :func:`audit_references`.
+
+    Args:
+        reference_features: ``(R, D)`` bank features (not normalised).
+        reference_class_ids: ``(R,)``.
+        num_classes: ``C``.
+        reference_index: the reference to replace.
+        candidate_features: ``(M, D)`` candidate vectors (any norm), of class ``c``.
+        detection_features, detection_class_ids, is_tp: the judged detections.
+
+    Returns:
+        ``(index of the best candidate, its ranked precision)``; ``(None, None)`` with no
+        candidate or no true positive of ``c``. Ties keep the first candidate.
+    """
+    raw = np.asarray(reference_features, dtype=np.float64)
+    ref_cls = np.asarray(reference_class_ids, dtype=np.int64).reshape(-1)
+    c = int(ref_cls[reference_index])
+    det_cls = np.asarray(detection_class_ids, dtype=np.int64).reshape(-1)
+    members = det_cls == c
+    tp = np.asarray(is_tp, dtype=bool).reshape(-1)[members]
+    if not len(candidate_features) or not tp.any():
+        return None, None
+    dets = _unit(np.asarray(detection_features)[members])
+    sums = np.zeros((num_classes, raw.shape[1]))
+    np.add.at(sums, ref_cls, raw)
+    counts = np.bincount(ref_cls, minlength=num_classes)
+    sim = np.clip(dets @ _unit(sums / np.maximum(counts, 1)[:, None]).T, 0, None)
+    best, best_value = None, None
+    for m, candidate in enumerate(np.asarray(candidate_features, dtype=np.float64)):
+        # a candidate stands in like a reference: its vector at the bank features' scale
+        scale = np.linalg.norm(raw[reference_index]) / max(np.linalg.norm(candidate), 1e-12)
+        proto = _unit(((sums[c] - raw[reference_index] + candidate * scale) / counts[c])[None])[0]
+        scores = sim.copy()
+        scores[:, c] = np.clip(dets @ proto, 0, None)
+        stays = (scores[:, c] > 0) & (scores[:, c] >= scores.max(axis=1, initial=0.0))
+        value = ranked_precision(scores[:, c], tp, stays)
+        if value is not None and (best_value is None or value > best_value):
+            best, best_value = m, value
+    return best, best_value

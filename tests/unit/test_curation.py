@@ -14,6 +14,7 @@ from fiftyone_ntt.curation import (
     thresholds_from_decisions,
     thresholds_from_matches,
 )
+from fiftyone_ntt.curation.reference_audit import suggest_replacement
 from fiftyone_ntt.curation.review_queue import queue_signals
 
 
@@ -176,3 +177,22 @@ def test_queue_signals_from_features():
     margins, neg = queue_signals(feats, [0, 0], protos, np.array([[0, 1.0, 0]]), [-1])
     assert margins == pytest.approx([1.0, 0.0], abs=1e-4)
     assert neg == pytest.approx([0.0, 0.7071], abs=1e-4)
+
+
+def test_the_suggested_replacement_is_the_candidate_that_helps_most():
+    rng = np.random.default_rng(3)
+    refs, class_ids, ids, dets, is_tp = _planted_bank(rng)
+    e = np.eye(refs.shape[1])
+    candidates = np.array([e[5] + e[0], e[0] + 0.05 * rng.standard_normal(len(e)), e[1]])
+    best, value = suggest_replacement(
+        refs, class_ids, 2, ids.index("bad"), candidates, dets, np.zeros(len(dets), int), is_tp
+    )
+    assert best == 1  # the one along e0, like the good references
+    rows = audit_references(
+        refs, class_ids, ids, ["cat", "dog"], dets, np.zeros(len(dets), int), is_tp
+    )
+    assert value >= rows[0].precision_without > rows[0].precision
+    assert suggest_replacement(refs, class_ids, 2, 3, candidates[:0], dets, [0] * 20, is_tp) == (
+        None,
+        None,
+    )

@@ -16,10 +16,10 @@ from fiftyone_ntt.fiftyone.banks.thresholds import bank_thresholds, evaluated_pr
 from fiftyone_ntt.fiftyone.dataset.labels import EMBEDDING_ATTRIBUTE, detection_embedding
 from fiftyone_ntt.fiftyone.dataset.store import BANK_KEY_PREFIX, execution_store, root_dataset
 
-__all__ = ["reference_audit"]
+__all__ = ["judged_predictions", "reference_audit"]
 
 
-def _judged(dataset: Any, eval_key: str, pred_field: str) -> dict[str, Any]:
+def judged_predictions(dataset: Any, eval_key: str, pred_field: str) -> dict[str, Any]:
     """Features, labels, outcomes and ids of the evaluated predictions (those holding a
     stored feature), and how many lack one."""
     view = dataset.load_evaluation_view(eval_key).select_fields(pred_field)
@@ -61,7 +61,7 @@ def reference_audit(
     where = evaluated_predictions(collection, eval_key, bank_key, version)
     dataset = root_dataset(collection)
     bank = load_bank(collection, bank_key, where["bank_version"])
-    judged = _judged(dataset, eval_key, where["pred_field"])
+    judged = judged_predictions(dataset, eval_key, where["pred_field"])
     if not judged["features"]:
         raise ValueError(
             f"none of the {judged['missing']} evaluated prediction(s) of "
