@@ -5,7 +5,7 @@ original files uses (:mod:`.sam2.conversion`, :mod:`.edgetam.conversion`,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -15,9 +15,13 @@ __all__ = [
     "StateDict",
     "as_float32",
     "key_indices",
+    "rename_vit_state_dict",
+    "split_qkv",
     "tensor_shape",
     "unwrap_state_dict",
 ]
+
+_VIT_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
 class CheckpointError(ValueError):
@@ -75,3 +79,71 @@ def key_indices(sd: StateDict, pattern: str) -> list[int]:
 def as_float32(t: torch.Tensor) -> torch.Tensor:
     """A floating tensor as contiguous float32 (others unchanged)."""
     return t.to(torch.float32).contiguous() if t.is_floating_point() else t
+
+
+def split_qkv(
+    rest: str, value: torch.Tensor, key_bias: bool = True
+) -> dict[str, torch.Tensor] | None:
+    """A ViT block's fused ``attn.qkv.{weight,bias}`` split into ``attention.{q,k,v}_proj``
+    (``key_bias=False``: no key bias, as in DINOv3 where Meta masks it to zero); None for
+    another tensor."""
+    if rest not in ("attn.qkv.weight", "attn.qkv.bias"):
+        return None
+    kind = rest.rsplit(".", 1)[1]
+    parts = {}
+    for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+        if kind == "bias" and name == "k_proj" and not key_bias:
+            continue
+        parts[f"attention.{name}.{kind}"] = part.contiguous()
+    return parts
+
+
+def rename_vit_state_dict(
+    sd: StateDict,
+    *,
+    top: Mapping[str, str | tuple[str, tuple[int, ...]]],
+    skip: Callable[[str], bool],
+    layer: str,
+    block: Callable[[str, torch.Tensor], dict[str, torch.Tensor] | None],
+    what: str,
+    model: str,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Meta's ViT checkpoint (DINOv2, DINOv3) renamed for ``transformers``, the walk both
+    families share: floats become contiguous float32; ``top`` renames the tensors outside
+    the blocks (a ``(name, shape)`` value also reshapes); ``skip`` names the tensors left
+    out (heads, ...); ``blocks.<i>.<rest>`` goes to ``<layer>.<i>.<name>`` for each
+    ``name`` of ``block(rest, tensor)``.
+
+    Returns:
+        ``(state_dict, skipped keys)``.
+
+    Raises:
+        CheckpointError: tensors with no place (``what`` tensor(s) ... in ``model``).
+    """
+    out: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    unknown: list[str] = []
+    for key, value in sd.items():
+        value = as_float32(value)
+        if key in top:
+            target = top[key]
+            if isinstance(target, tuple):
+                out[target[0]] = value.reshape(*target[1])
+            else:
+                out[target] = value
+            continue
+        if skip(key):
+            skipped.append(key)
+            continue
+        m = _VIT_BLOCK.match(key)
+        renamed = block(m[2], value) if m else None
+        if renamed is None:
+            unknown.append(key)
+            continue
+        out.update({f"{layer}.{m[1]}.{name}": tensor for name, tensor in renamed.items()})
+    if unknown:
+        raise CheckpointError(
+            f"{len(unknown)} {what} tensor(s) have no place in the recognised {model}: "
+            f"{unknown[:8]}"
+        )
+    return out, skipped

@@ -13,8 +13,9 @@ import torch
 from fiftyone_ntt.models.state_dict import (
     CheckpointError,
     StateDict,
-    as_float32,
     key_indices,
+    rename_vit_state_dict,
+    split_qkv,
     tensor_shape,
     unwrap_state_dict,
 )
@@ -201,71 +202,59 @@ def convert_dinov2_state_dict(
         unwrap_state_dict(checkpoint, ("teacher", "model", "state_dict"), "DINOv2")
     )
     arch = infer_dinov2_architecture(sd)
-    out: dict[str, torch.Tensor] = {}
-    skipped: list[str] = []
-    unknown: list[str] = []
-    top = {
-        "cls_token": "embeddings.cls_token",
-        "mask_token": "embeddings.mask_token",
-        "pos_embed": "embeddings.position_embeddings",
-        "register_tokens": "embeddings.register_tokens",
-        "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
-        "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
-        "norm.weight": "layernorm.weight",
-        "norm.bias": "layernorm.bias",
-    }
-    block = re.compile(r"^blocks\.(\d+)\.(.+)$")
-    for key, value in sd.items():
-        value = as_float32(value)
-        if key in top:
-            # Meta stores mask_token as (1, C) like transformers; older exports use (1, 1, C).
-            out[top[key]] = value.reshape(1, -1) if key == "mask_token" else value
-            continue
-        if key.startswith(_DINO_HEADS):
-            skipped.append(key)
-            continue
-        m = block.match(key)
-        if not m:
-            unknown.append(key)
-            continue
-        layer, rest = f"encoder.layer.{m[1]}", m[2]
-        if rest in ("attn.qkv.weight", "attn.qkv.bias"):
-            q, k, v = value.chunk(3, dim=0)
-            kind = rest.rsplit(".", 1)[1]
-            for name, part in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
-                out[f"{layer}.attention.{name}.{kind}"] = part.contiguous()
-        elif rest in ("mlp.w12.weight", "mlp.w12.bias"):
-            gate, up = value.chunk(2, dim=0)
-            kind = rest.rsplit(".", 1)[1]
-            out[f"{layer}.mlp.gate_proj.{kind}"] = gate.contiguous()
-            out[f"{layer}.mlp.up_proj.{kind}"] = up.contiguous()
-        else:
-            simple = {
-                "norm1.weight": "norm1.weight",
-                "norm1.bias": "norm1.bias",
-                "norm2.weight": "norm2.weight",
-                "norm2.bias": "norm2.bias",
-                "attn.proj.weight": "attention.o_proj.weight",
-                "attn.proj.bias": "attention.o_proj.bias",
-                "ls1.gamma": "layer_scale1.lambda1",
-                "ls2.gamma": "layer_scale2.lambda1",
-                "mlp.fc1.weight": "mlp.fc1.weight",
-                "mlp.fc1.bias": "mlp.fc1.bias",
-                "mlp.fc2.weight": "mlp.fc2.weight",
-                "mlp.fc2.bias": "mlp.fc2.bias",
-                "mlp.w3.weight": "mlp.down_proj.weight",
-                "mlp.w3.bias": "mlp.down_proj.bias",
-            }.get(rest)
-            if simple is None:
-                unknown.append(key)
-            else:
-                out[f"{layer}.{simple}"] = value
-    if unknown:
-        raise CheckpointError(
-            f"{len(unknown)} DINOv2 tensor(s) have no place in the recognised "
-            f"{arch.spec.arch} model: {unknown[:8]}"
-        )
+    out, skipped = rename_vit_state_dict(
+        sd,
+        # Meta stores mask_token as (1, C) like transformers; older exports use (1, 1, C).
+        top={**_TOP_RENAMES, "mask_token": ("embeddings.mask_token", (1, -1))},
+        skip=lambda key: key.startswith(_DINO_HEADS),
+        layer="encoder.layer",
+        block=_rename_block,
+        what="DINOv2",
+        model=f"{arch.spec.arch} model",
+    )
     return out, arch, skipped
+
+
+_TOP_RENAMES = {
+    "cls_token": "embeddings.cls_token",
+    "pos_embed": "embeddings.position_embeddings",
+    "register_tokens": "embeddings.register_tokens",
+    "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+    "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+    "norm.weight": "layernorm.weight",
+    "norm.bias": "layernorm.bias",
+}
+
+_BLOCK_RENAMES = {
+    "norm1.weight": "norm1.weight",
+    "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight",
+    "norm2.bias": "norm2.bias",
+    "attn.proj.weight": "attention.o_proj.weight",
+    "attn.proj.bias": "attention.o_proj.bias",
+    "ls1.gamma": "layer_scale1.lambda1",
+    "ls2.gamma": "layer_scale2.lambda1",
+    "mlp.fc1.weight": "mlp.fc1.weight",
+    "mlp.fc1.bias": "mlp.fc1.bias",
+    "mlp.fc2.weight": "mlp.fc2.weight",
+    "mlp.fc2.bias": "mlp.fc2.bias",
+    "mlp.w3.weight": "mlp.down_proj.weight",
+    "mlp.w3.bias": "mlp.down_proj.bias",
+}
+
+
+def _rename_block(rest: str, value: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """One tensor of a block: the fused qkv split, the fused SwiGLU ``w12`` split into
+    ``gate_proj`` (first half) and ``up_proj``, the others renamed."""
+    parts = split_qkv(rest, value)
+    if parts is not None:
+        return parts
+    if rest in ("mlp.w12.weight", "mlp.w12.bias"):
+        gate, up = value.chunk(2, dim=0)
+        kind = rest.rsplit(".", 1)[1]
+        return {f"mlp.gate_proj.{kind}": gate.contiguous(), f"mlp.up_proj.{kind}": up.contiguous()}
+    name = _BLOCK_RENAMES.get(rest)
+    return None if name is None else {name: value}
 
 
 def peek_dinov2_architecture(checkpoint: Any) -> Dinov2Architecture:

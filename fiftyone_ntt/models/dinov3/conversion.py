@@ -33,6 +33,8 @@ import torch
 from fiftyone_ntt.models.state_dict import (
     CheckpointError,
     StateDict,
+    rename_vit_state_dict,
+    split_qkv,
     tensor_shape,
     unwrap_state_dict,
 )
@@ -313,43 +315,25 @@ def convert_dinov3_state_dict(
     """
     sd = normalise_dinov3_keys(unwrap_state_dict(checkpoint, WRAPPERS, "DINOv3"))
     arch = infer_dinov3_architecture(sd)
-    out: dict[str, torch.Tensor] = {}
-    skipped: list[str] = []
-    unknown: list[str] = []
-    block = re.compile(r"^blocks\.(\d+)\.(.+)$")
-    hidden = arch.hidden_size
-    for key, value in sd.items():
-        value = value.to(torch.float32).contiguous() if value.is_floating_point() else value
-        if key in _TOP_RENAMES:
-            out[_TOP_RENAMES[key]] = value
-            continue
-        if key == "mask_token":
-            # Meta stores (1, C); transformers (1, 1, C).
-            out["embeddings.mask_token"] = value.reshape(1, 1, hidden)
-            continue
-        if _SKIPPED.match(key):
-            skipped.append(key)
-            continue
-        m = block.match(key)
-        if not m:
-            unknown.append(key)
-            continue
-        layer, rest = f"model.layer.{m[1]}", m[2]
-        if rest in ("attn.qkv.weight", "attn.qkv.bias"):
-            kind = rest.rsplit(".", 1)[1]
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
-                if kind == "bias" and name == "k_proj" and not arch.key_bias:
-                    continue  # masked to zero in Meta's model: transformers has no key bias
-                out[f"{layer}.attention.{name}.{kind}"] = part.contiguous()
-        elif rest in _BLOCK_RENAMES:
-            out[f"{layer}.{_BLOCK_RENAMES[rest]}"] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(
-            f"{len(unknown)} DINOv3 tensor(s) have no place in the recognised {arch.describe()}: "
-            f"{unknown[:8]}"
-        )
+
+    def block(rest: str, value: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        # Meta masks the key bias to zero: transformers has none
+        parts = split_qkv(rest, value, key_bias=arch.key_bias)
+        if parts is not None:
+            return parts
+        name = _BLOCK_RENAMES.get(rest)
+        return None if name is None else {name: value}
+
+    out, skipped = rename_vit_state_dict(
+        sd,
+        # Meta stores mask_token as (1, C); transformers (1, 1, C).
+        top={**_TOP_RENAMES, "mask_token": ("embeddings.mask_token", (1, 1, arch.hidden_size))},
+        skip=lambda key: bool(_SKIPPED.match(key)),
+        layer="model.layer",
+        block=block,
+        what="DINOv3",
+        model=arch.describe(),
+    )
     return out, arch, skipped
 
 
