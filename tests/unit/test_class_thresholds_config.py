@@ -44,17 +44,19 @@ def test_each_class_is_cut_at_its_own_threshold(bank):
         (160, 320),
         [(RED, (10, 20, 80, 90)), (GREEN, (120, 20, 190, 90)), (BLUE, (220, 20, 300, 90))],
     )
-    plain = Segmenter(ColorEncoder(bias=0.05), RegionProposer(), bank).predict(target)
+    # small model inputs: the fake models need no more
+    grid = NTTConfig(points_per_side=8, target_size=256, semantic_size=252)
+    plain = Segmenter(ColorEncoder(bias=0.05), RegionProposer(), bank, grid).predict(target)
     strong = {lab: s for lab, s in zip(plain.labels, plain.scores) if s > 0.9}
     assert set(strong) == {"red", "green"}  # the blue box scores lower, as some class
     weak = [(lab, s) for lab, s in zip(plain.labels, plain.scores) if s <= 0.9]
     assert weak, "the test needs a low-scoring detection"
     cut = {"red": 0.9, "green": 0.9}
-    config = NTTConfig(class_score_thresholds=cut)
+    config = grid.replace(class_score_thresholds=cut)
     kept = Segmenter(ColorEncoder(bias=0.05), RegionProposer(), bank, config).predict(target)
     assert sorted(kept.labels) == sorted(strong)
     # a class without a threshold keeps everything
-    only_red = NTTConfig(class_score_thresholds={"red": 0.9})
+    only_red = grid.replace(class_score_thresholds={"red": 0.9})
     out = Segmenter(ColorEncoder(bias=0.05), RegionProposer(), bank, only_red).predict(target)
     expected = [(lab, s) for lab, s in zip(plain.labels, plain.scores) if lab != "red" or s >= 0.9]
     assert list(zip(out.labels, out.scores)) == expected
