@@ -7,7 +7,13 @@ No FiftyOne here: the adapter is :mod:`fiftyone_ntt.fiftyone.runs.video_loop`.""
 from fiftyone_ntt.tracking.loop import FrameFailure, TrackedFrame, track_video
 from fiftyone_ntt.tracking.metrics import count_id_switches
 from fiftyone_ntt.tracking.protocol import Propagator
-from fiftyone_ntt.tracking.tracks import Track, TrackBook, check_keyframe_every, mask_iou
+from fiftyone_ntt.tracking.tracks import (
+    Track,
+    TrackBook,
+    check_keyframe_every,
+    check_max_objects,
+    mask_iou,
+)
 
 __all__ = [
     "FrameFailure",
@@ -16,6 +22,7 @@ __all__ = [
     "TrackBook",
     "TrackedFrame",
     "check_keyframe_every",
+    "check_max_objects",
     "count_id_switches",
     "mask_iou",
     "track_video",

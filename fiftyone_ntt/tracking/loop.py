@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fiftyone_ntt.tracking.protocol import Propagator
-from fiftyone_ntt.tracking.tracks import TrackBook, check_keyframe_every
+from fiftyone_ntt.tracking.tracks import TrackBook, check_keyframe_every, check_max_objects
 from fiftyone_ntt.types import Predictions
 
 __all__ = ["DETECTED", "PROPAGATED", "FrameFailure", "TrackedFrame", "track_video"]
@@ -111,11 +111,7 @@ def track_video(
         raise ValueError(f"score_decay={score_decay!r} must be in (0, 1] (e.g. 0.95)")
     propagate = propagator if keyframe_every > 1 else None
     cap = max_objects if max_objects is not None else getattr(propagate, "max_objects", None)
-    if cap is not None and (isinstance(cap, bool) or int(cap) != cap or cap < 1):
-        raise ValueError(
-            f"max_objects={cap!r} must be a positive integer: tracks carried at a time by "
-            "SAM 2's video memory (its memory grows with each, see docs/benchmarks.md)"
-        )
+    cap = None if cap is None else check_max_objects(cap)
     detect: Callable[[np.ndarray], Predictions] = getattr(segmenter, "predict", segmenter)
     book = book if book is not None else TrackBook(iou_threshold, max_missed)
     names: tuple[str, ...] = tuple(getattr(segmenter, "class_names", ()) or ())

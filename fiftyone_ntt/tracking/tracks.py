@@ -17,7 +17,7 @@ import numpy as np
 
 from fiftyone_ntt.types import Predictions
 
-__all__ = ["Track", "TrackBook", "check_keyframe_every", "mask_iou"]
+__all__ = ["Track", "TrackBook", "check_keyframe_every", "check_max_objects", "mask_iou"]
 
 
 def check_keyframe_every(value: Any) -> int:
@@ -27,6 +27,16 @@ def check_keyframe_every(value: Any) -> int:
             f"keyframe_every={value!r} must be a positive integer: No Time to Train runs on "
             "every K-th frame and SAM 2 carries its detections through the frames between "
             "(1: every frame, as without tracking; e.g. 5 or 10)"
+        )
+    return int(value)
+
+
+def check_max_objects(value: Any) -> int:
+    """``value`` as a positive integer, or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"max_objects={value!r} must be a positive integer: tracks SAM 2's video memory "
+            "carries at a time (its memory grows with each, see docs/benchmarks.md; e.g. 16)"
         )
     return int(value)
 

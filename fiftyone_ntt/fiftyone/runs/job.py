@@ -25,9 +25,14 @@ from fiftyone_ntt.fiftyone.runs.claims import claim, release
 from fiftyone_ntt.fiftyone.runs.image_loop import RunPlan, run_segmentation
 from fiftyone_ntt.fiftyone.runs.plan import SegmentPlan, other_run_error, plan_segment
 from fiftyone_ntt.fiftyone.runs.record import run_fingerprint
-from fiftyone_ntt.fiftyone.runs.settings import segmenter_for
-from fiftyone_ntt.fiftyone.runs.video_loop import run_video_segmentation
+from fiftyone_ntt.fiftyone.runs.settings import (
+    DEFAULT_MAX_OBJECTS,
+    propagator_for,
+    segmenter_for,
+)
+from fiftyone_ntt.fiftyone.runs.video_loop import Tracking, run_video_segmentation
 from fiftyone_ntt.models.allocator import release_free_memory
+from fiftyone_ntt.tracking import check_max_objects
 
 __all__ = ["run_plan", "segment", "segment_frames"]
 
@@ -52,6 +57,9 @@ def segment(
     proposer: Any = None,
     shard: tuple[int, int] | None = None,
     progress: bool | Callable[[int, int], None] | None = True,
+    keyframe_every: int = 1,
+    max_objects: int | None = None,
+    propagator: Any = None,
 ) -> dict[str, Any]:
     """Segment the bank's classes in every image of ``collection``; write ``fo.Detections``.
 
@@ -104,6 +112,13 @@ def segment(
         progress: True (default) shows a progress bar (tqdm, on stderr; FiftyOne's
             ``show_progress_bars`` setting turns it off), False or None none, or a callable
             ``progress(done, total)`` called after each batch of images.
+        keyframe_every: videos only: No Time to Train on every K-th frame, SAM 2's video
+            memory carrying its detections between, with track ids in ``Detection.index``
+            (:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`, docs/method.md §13); 1 (default)
+            segments every frame.
+        max_objects: tracks carried at a time (default 16); propagator: instead of SAM 2's
+            video memory over the proposer's weights
+            (:func:`~fiftyone_ntt.fiftyone.runs.settings.propagator_for`).
 
     Returns:
         A summary: ``run_key``, ``out_field``, ``status`` (``"completed"``), ``shard``
@@ -145,6 +160,7 @@ def segment(
         device=device,
         shard=shard,
         batch_images=batch_images,
+        keyframe_every=keyframe_every,
     )
     return run_plan(
         plan,
@@ -154,6 +170,8 @@ def segment(
         proposer=proposer,
         progress=progress,
         started=started,
+        max_objects=max_objects,
+        propagator=propagator,
     )
 
 
@@ -166,6 +184,8 @@ def run_plan(
     proposer: Any = None,
     progress: bool | Callable[[int, int], None] | None = True,
     started: float | None = None,
+    max_objects: int | None = None,
+    propagator: Any = None,
 ) -> dict[str, Any]:
     """Run a plan of :func:`~fiftyone_ntt.fiftyone.runs.plan.plan_segment` (what
     :func:`segment` does after planning; the *Segment* operator runs the plan its form
@@ -185,6 +205,12 @@ def run_plan(
     if batch_images is None:
         batch_images = default_batch_images(proposer.device)
     models = model_identity(encoder, proposer)
+    tracking = None
+    if plan.keyframe_every > 1:  # a tracked video run: its settings are part of the run
+        cap = check_max_objects(DEFAULT_MAX_OBJECTS if max_objects is None else max_objects)
+        carrier = propagator_for(proposer, cap, propagator)
+        tracking = Tracking(plan.keyframe_every, cap, carrier)
+        models = {**models, "tracking": tracking.identity()}
     fingerprint = run_fingerprint(bank, config, models)
 
     collection = plan.collection
@@ -220,8 +246,10 @@ def run_plan(
         report = progress if callable(progress) else None
         if progress is True:
             bar, report = _progress_bar(out_field, shard, "frame" if plan.video else "img")
-        loop = run_video_segmentation if plan.video else run_segmentation
-        summary = loop(run, report)
+        if plan.video:
+            summary = run_video_segmentation(run, report, tracking)
+        else:
+            summary = run_segmentation(run, report)
     finally:
         if bar is not None:
             bar.close()

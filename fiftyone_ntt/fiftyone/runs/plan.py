@@ -28,6 +28,7 @@ from fiftyone_ntt.fiftyone.runs.output_field import check_output_field, reload_s
 from fiftyone_ntt.fiftyone.runs.settings import check_device, recorded_settings, resolve_settings
 from fiftyone_ntt.fiftyone.runs.shards import check_shard
 from fiftyone_ntt.fiftyone.runs.video_loop import check_video_request, frame_counts, is_video
+from fiftyone_ntt.tracking import check_keyframe_every
 
 __all__ = [
     "Problem",
@@ -42,7 +43,16 @@ __all__ = [
 
 #: The parts of a request a problem can be about, in the order the run checks them (the
 #: run raises the first problem of this order).
-STAGES = ("shard", "batch_images", "collection", "bank", "out_field", "device", "settings")
+STAGES = (
+    "shard",
+    "batch_images",
+    "collection",
+    "keyframe_every",
+    "bank",
+    "out_field",
+    "device",
+    "settings",
+)
 #: Output field states: no run under the key; a run of these settings (a rerun resumes it);
 #: a run of another bank or other settings (``conflict`` says which); refused
 #: (:func:`~fiftyone_ntt.fiftyone.runs.output_field.check_output_field`: a bad name, the
@@ -99,6 +109,8 @@ class SegmentPlan:
     conflict: str | None
     counts: dict[str, Any] | None
     problems: tuple[Problem, ...]
+    #: No Time to Train on every K-th frame of a video, SAM 2 tracking between (1: all)
+    keyframe_every: int = 1
 
     @property
     def ok(self) -> bool:
@@ -143,6 +155,7 @@ def plan_segment(
     device: str | None = None,
     shard: Any = None,
     batch_images: Any = None,
+    keyframe_every: Any = 1,
 ) -> SegmentPlan:
     """Plan segmenting ``collection`` with ``bank`` (a key of the dataset's banks, or a
     :class:`~fiftyone_ntt.memory_bank.MemoryBank`) into ``out_field``; the arguments are
@@ -164,6 +177,17 @@ def plan_segment(
     except ValueError as error:
         problems.append(Problem("shard" if shard is not None and video else "collection", error))
         usable = False
+    keyframe_every = _checked(problems, "keyframe_every", check_keyframe_every, keyframe_every)
+    if keyframe_every and keyframe_every > 1 and not video:
+        problems.append(
+            Problem(
+                "keyframe_every",
+                ValueError(
+                    f"keyframe_every={keyframe_every}: keyframes are for video collections; "
+                    "leave it at 1 for images"
+                ),
+            )
+        )
 
     bank_key, info = None, None
     if bank is None or isinstance(bank, str):
@@ -221,6 +245,7 @@ def plan_segment(
         conflict=None,
         counts=counts,
         problems=(),
+        keyframe_every=keyframe_every or 1,
     )
     return dataclasses.replace(plan, problems=_ordered(problems)).with_output(
         out_field, bool(overwrite)

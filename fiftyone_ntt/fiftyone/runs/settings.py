@@ -15,6 +15,7 @@ from fiftyone_ntt.fiftyone.dataset import model_cache
 __all__ = [
     "available_devices",
     "check_device",
+    "propagator_for",
     "recorded_settings",
     "resolve_settings",
     "segmenter_for",
@@ -77,6 +78,35 @@ def segmenter_for(bank: Any, config: NTTConfig, encoder: Any = None, proposer: A
         encoder = encoder or loaded[0]
         proposer = proposer or loaded[1]
     return Segmenter(encoder, proposer, bank, config)
+
+
+#: Objects SAM 2's video memory tracks at a time when the request does not say.
+DEFAULT_MAX_OBJECTS = 16
+
+
+def propagator_for(proposer: Any, max_objects: int | None = None, propagator: Any = None) -> Any:
+    """The propagator of a tracked video run (docs/method.md §13): the given one, else SAM 2's
+    video memory over the proposer's weights
+    (:meth:`~fiftyone_ntt.models.sam2.video.Sam2VideoPropagator.from_proposer`); in
+    test-model mode the fake :class:`~fiftyone_ntt.testing.ColorPropagator` (``fake``) or
+    the tiny random video model (``tiny``)."""
+    if propagator is not None:
+        return propagator
+    cap = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
+    mode = model_cache.test_models()
+    # deferred: torch loads only when this runs
+    if mode == "fake":
+        from fiftyone_ntt.testing import ColorPropagator
+
+        return ColorPropagator(max_objects=cap)
+    from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator
+
+    if mode == "tiny":
+        from fiftyone_ntt.models.tiny import tiny_sam2_video_model
+
+        model = tiny_sam2_video_model()[0]
+        return Sam2VideoPropagator(model, max_objects=cap, source="tiny-random-sam2-video")
+    return Sam2VideoPropagator.from_proposer(proposer, max_objects=cap)
 
 
 def check_device(name: str | None) -> str:

@@ -7,12 +7,20 @@ The image path (:mod:`~fiftyone_ntt.fiftyone.runs.image_loop`) and this one shar
 claim, the run record and the resume rule: a frame whose ``Detections`` carry this run's
 fingerprint (``ntt_run``) is done. Frames are decoded with OpenCV's bundled FFmpeg
 (:mod:`~fiftyone_ntt.fiftyone.dataset.media`), no system ``ffmpeg``.
+
+With ``keyframe_every`` K > 1 (:class:`Tracking`) a video is one unit: No Time to Train runs
+on every K-th frame and SAM 2's video memory carries its detections between
+(:func:`fiftyone_ntt.tracking.track_video`, docs/method.md §13); each detection gets its track
+id as ``Detection.index`` and ``ntt_track_source`` (``"detected"`` or ``"propagated"``); the
+summary gets ``tracking`` (per video: its tracks and their frame spans). Resume is per video:
+a video with any frame not done is redone whole (its tracks need every frame).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import fiftyone as fo
@@ -29,16 +37,50 @@ from fiftyone_ntt.fiftyone.dataset.media import (
 )
 from fiftyone_ntt.fiftyone.runs.claims import HEARTBEAT_SECONDS, heartbeat, schema_turn
 from fiftyone_ntt.fiftyone.runs.config import run_config_for
-from fiftyone_ntt.fiftyone.runs.image_loop import RunPlan, predict_retrying_oom, run_outcome
+from fiftyone_ntt.fiftyone.runs.image_loop import (
+    RunPlan,
+    free_memory,
+    is_out_of_memory,
+    predict_retrying_oom,
+    run_outcome,
+)
 from fiftyone_ntt.fiftyone.runs.output_field import reload_schema
 from fiftyone_ntt.fiftyone.runs.record import record_run
+from fiftyone_ntt.tracking import FrameFailure, TrackBook, track_video
 
 __all__ = [
+    "TRACK_SOURCE_ATTRIBUTE",
+    "Tracking",
     "check_video_request",
     "frame_counts",
     "is_video",
     "run_video_segmentation",
 ]
+
+
+#: The attribute of a frame detection saying whether No Time to Train found it on a keyframe
+#: (``"detected"``) or SAM 2 carried it from one (``"propagated"``).
+TRACK_SOURCE_ATTRIBUTE = "ntt_track_source"
+#: Track spans listed per video in a run's summary at most (the count is always there).
+MAX_LISTED_TRACKS = 200
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """How a video run tracks: No Time to Train on every ``keyframe_every``-th frame, the
+    ``propagator`` carrying at most ``max_objects`` tracks between keyframes."""
+
+    keyframe_every: int
+    max_objects: int
+    propagator: Any
+
+    def identity(self) -> dict[str, Any]:
+        """What a run records (and fingerprints) of its tracking."""
+        return {
+            "keyframe_every": self.keyframe_every,
+            "max_objects": self.max_objects,
+            "propagator": dict(getattr(self.propagator, "identity", {}) or {}),
+        }
 
 
 def is_video(collection: Any) -> bool:
@@ -136,12 +178,18 @@ def _reference_frames(plan: RunPlan, target: Any) -> set[str]:
     }
 
 
-def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] | None) -> dict:
+def run_video_segmentation(
+    plan: RunPlan,
+    progress: Callable[[int, int], None] | None,
+    tracking: Tracking | None = None,
+) -> dict:
     """Run the plan over the frames of the videos; return the summary (as
     :func:`~.segment.segment`, counted in frames: ``total``, ``done_before``,
-    ``processed``, ``failed``; plus ``videos`` and ``references_skipped`` frames)."""
+    ``processed``, ``failed``; plus ``videos`` and ``references_skipped`` frames; with
+    ``tracking``, also ``tracking``: its settings, ``keyframes`` segmented and per video
+    (by sample id) ``tracks`` and the first :data:`MAX_LISTED_TRACKS` ``spans``)."""
 
-    dataset, field, segmenter = plan.dataset, plan.out_field, plan.segmenter
+    dataset, field = plan.dataset, plan.out_field
     failures: list[dict[str, Any]] = []
     _register(plan)
     target = _prepare_videos(plan, failures)
@@ -161,10 +209,15 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
                 done_before += 1
             else:
                 pending_frames[int(number)] = frame_id
+        if tracking is not None and pending_frames:
+            # resume per video: its tracks need all its frames, redone together
+            done_before -= sum(1 for i in f_ids if i not in references) - len(pending_frames)
+            pending_frames = {int(n): i for i, n in zip(f_ids, f_numbers) if i not in references}
         if pending_frames:
             todo.append((sample_id, path, pending_frames))
     to_do = total - done_before
-    counts = {"processed": 0, "detections": 0}
+    counts = {"processed": 0, "detections": 0, "keyframes": 0}
+    videos: dict[str, Any] = {}
     lock = plan.lock
 
     def record(status: str) -> dict[str, Any]:
@@ -181,6 +234,12 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
             "references_skipped": len(references),
             **run_outcome(plan, total, done_before, counts, failures),
         }
+        if tracking is not None:
+            summary["tracking"] = {
+                **tracking.identity(),
+                "keyframes": counts["keyframes"],
+                "videos": videos,
+            }
         record_run(dataset, field, summary, None)
         return summary
 
@@ -205,22 +264,18 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
             decoded: set[int] = set()
             reason = None
             try:
-                for number, image in iter_frames(path, sorted(frames)):
+                for number, detections, error in _frame_outputs(
+                    plan, tracking, path, frames, counts, videos, sample_id
+                ):
                     decoded.add(number)
-                    predictions, error = predict_retrying_oom(
-                        segmenter,
-                        image,
-                        f"frame {number} of {path!r}",
-                        "free memory or run on another device",
-                    )
+                    if number not in frames:
+                        continue  # a reference frame: seen by the tracker, not written
                     if error is not None:
                         fail(sample_id, path, number, error)
                     else:
-                        pending[frames[number]] = predictions_to_detections(
-                            predictions, **{RUN_ATTRIBUTE: plan.fingerprint}
-                        )
+                        pending[frames[number]] = detections
                         counts["processed"] += 1
-                        counts["detections"] += len(predictions)
+                        counts["detections"] += len(detections.detections)
                     done += 1
                     if len(pending) >= plan.batch_size:
                         flush()
@@ -250,6 +305,133 @@ def run_video_segmentation(plan: RunPlan, progress: Callable[[int, int], None] |
         finally:
             summary = record(status)
     return summary
+
+
+def _frame_outputs(
+    plan: RunPlan,
+    tracking: Tracking | None,
+    path: str,
+    frames: dict[int, str],
+    counts: dict[str, int],
+    videos: dict[str, Any],
+    sample_id: str,
+):
+    """``(frame_number, fo.Detections or None, error or None)`` of one video, in order:
+    every wanted frame segmented on its own, or (``tracking``) all frames up to the last
+    wanted one through the keyframe loop."""
+    segmenter, marks = plan.segmenter, {RUN_ATTRIBUTE: plan.fingerprint}
+
+    def detect(image: Any, number: int) -> Any:
+        predictions, error = predict_retrying_oom(
+            segmenter,
+            image,
+            f"frame {number} of {path!r}",
+            "free memory or run on another device",
+        )
+        if error is not None:
+            raise FrameFailure(error)
+        return predictions
+
+    if tracking is None:
+        for number, image in iter_frames(path, sorted(frames)):
+            try:
+                predictions = detect(image, number)
+            except FrameFailure as error:
+                yield number, None, str(error)
+                continue
+            yield number, predictions_to_detections(predictions, **marks), None
+        return
+
+    numbered = iter_frames(path, range(1, max(frames) + 1))
+    keyed = _Numbered(numbered)
+    book = TrackBook()
+    tracked = track_video(
+        keyed,
+        _KeyframeSegmenter(segmenter, detect, keyed, counts),
+        _GuardedPropagator(tracking.propagator, path),
+        keyframe_every=tracking.keyframe_every,
+        max_objects=tracking.max_objects,
+        book=book,
+    )
+    try:
+        for frame in tracked:
+            if frame.error is not None:
+                yield frame.frame_number, None, frame.error
+                continue
+            yield frame.frame_number, _tracked_detections(frame, marks), None
+    finally:
+        spans = [t.summary(segmenter.class_names) for t in book.tracks]
+        videos[sample_id] = {"tracks": len(spans), "spans": spans[:MAX_LISTED_TRACKS]}
+
+
+class _Numbered:
+    """The frame iterator, remembering the number of the frame last handed out."""
+
+    def __init__(self, frames: Any) -> None:
+        self.frames, self.number = frames, 0
+
+    def __iter__(self):
+        for number, image in self.frames:
+            self.number = number
+            yield number, image
+
+
+class _KeyframeSegmenter:
+    """The segmenter as the keyframe loop calls it: out-of-memory retried once, then a
+    :class:`~fiftyone_ntt.tracking.FrameFailure`; keyframes counted."""
+
+    def __init__(self, segmenter: Any, detect: Callable, frames: _Numbered, counts: dict) -> None:
+        self.class_names = segmenter.class_names
+        self.detect, self.frames, self.counts = detect, frames, counts
+
+    def predict(self, image: Any) -> Any:
+        self.counts["keyframes"] += 1
+        return self.detect(image, self.frames.number)
+
+
+class _GuardedPropagator:
+    """The propagator with out-of-memory turned into a frame failure (the track goes on from
+    the next frame)."""
+
+    def __init__(self, propagator: Any, path: str) -> None:
+        self.propagator, self.path = propagator, path
+        self.max_objects = propagator.max_objects
+        self.identity = getattr(propagator, "identity", {})
+
+    def start_video(self) -> None:
+        self.propagator.start_video()
+
+    def end_video(self) -> None:
+        self.propagator.end_video()
+
+    def seed(self, image: Any, masks: Any) -> None:
+        self._guard(self.propagator.seed, image, masks)
+
+    def propagate(self, image: Any) -> Any:
+        return self._guard(self.propagator.propagate, image)
+
+    def _guard(self, call: Callable, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            free_memory()
+            raise FrameFailure(
+                f"out of memory propagating tracks in {self.path!r} ({error}); skipped: "
+                "lower max_objects or run on another device"
+            ) from error
+
+
+def _tracked_detections(frame: Any, marks: dict[str, Any]) -> Any:
+    """``fo.Detections`` of a tracked frame: ``index`` = track id, ``ntt_track_source``."""
+    detections = []
+    for k, (track_id, source) in enumerate(zip(frame.track_ids.tolist(), frame.sources)):
+        for detection in predictions_to_detections(frame.predictions[[k]]).detections:
+            detection.index = int(track_id)
+            detection[TRACK_SOURCE_ATTRIBUTE] = source
+            detections.append(detection)
+    return fo.Detections(detections=detections, **marks)
 
 
 def frame_counts(collection: Any, bank_key: str | None, skip_references: bool = True) -> dict:

@@ -48,7 +48,8 @@ class Sam2VideoPropagator:
 
     Attributes:
         model: the ``transformers.Sam2VideoModel``.
-        max_objects: objects per session at most.
+        max_objects: objects per session at most (checked where a run's settings are,
+            :func:`fiftyone_ntt.tracking.check_max_objects`; :meth:`seed` refuses more).
         input_size: the side frames are squashed to (1024 for the released models).
         sessions_started: inference sessions opened (one per video).
         session: the current ``Sam2VideoInferenceSession`` (None between videos).
@@ -69,11 +70,6 @@ class Sam2VideoPropagator:
         if not isinstance(model, Sam2VideoModel):
             raise TypeError(
                 f"model must be a transformers Sam2VideoModel, got {type(model).__name__}"
-            )
-        if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 1:
-            raise ValueError(
-                f"max_objects={max_objects!r} must be a positive integer: objects SAM 2's "
-                "video memory tracks at a time (e.g. 16; memory grows with each)"
             )
         self.device = resolve_device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
