@@ -7,6 +7,7 @@ false positives."""
 from __future__ import annotations
 
 import pytest
+from fiftyone import ViewField as F
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +33,7 @@ def test_thresholds_from_an_evaluation_improve_the_hard_class(evaluated):
     from fiftyone_ntt.fiftyone.banks.thresholds import (
         bank_thresholds,
         class_thresholds_table,
+        compare_evaluations,
         save_thresholds,
     )
     from fiftyone_ntt.fiftyone.evaluation.evaluate import evaluate
@@ -61,6 +63,31 @@ def test_thresholds_from_an_evaluation_improve_the_hard_class(evaluated):
     assert after["per_class"]["blue"]["precision"] == 1.0
     assert after["per_class"]["blue"]["recall"] == before["per_class"]["blue"]["recall"]
     assert after["fp"] < before["fp"] and after["tp"] == before["tp"]
+    side_by_side = {r["class"]: r for r in compare_evaluations(dataset, "before", "after")}
+    blue_rows = side_by_side["blue"]
+    assert blue_rows["precision_before"] < blue_rows["precision_after"] == 1.0
+    assert blue_rows["recall_before"] == blue_rows["recall_after"]
+    with pytest.raises(ValueError, match=r"no evaluation \['nope'\]"):
+        compare_evaluations(dataset, "before", "nope")
+
+
+def test_thresholds_from_decisions_warn_below_the_needed_count(evaluated):
+    from fiftyone_ntt.fiftyone.banks.thresholds import thresholds_from_decisions_table
+    from fiftyone_ntt.fiftyone.curation.decisions import accept_predictions, reject_predictions
+
+    dataset, _ = evaluated
+    tp = dataset.filter_labels("ntt", F("before") == "tp").values("ntt.detections.id", unwind=True)
+    fp = dataset.filter_labels("ntt", F("before") == "fp").values("ntt.detections.id", unwind=True)
+    accept_predictions(dataset, "ntt", tp)
+    reject_predictions(dataset, "ntt", fp)
+    table = thresholds_from_decisions_table(dataset, "ntt", "colours")
+    rows = {r["class_name"]: r for r in table["rows"]}
+    blue = rows["blue"]
+    assert blue["threshold"] is not None and blue["precision"] == 1.0
+    assert "10 needed per class" in blue["reason"]  # a handful of decisions only
+    assert (
+        "only accepts or only rejects" in rows["red"]["reason"] or "needed" in rows["red"]["reason"]
+    )
 
 
 def test_an_explicit_config_keeps_the_bank_versions_thresholds(evaluated):

@@ -35,6 +35,7 @@ from fiftyone_ntt.fiftyone.dataset.store import BANK_KEY_PREFIX, execution_store
 __all__ = [
     "bank_thresholds",
     "class_thresholds_table",
+    "compare_evaluations",
     "evaluated_predictions",
     "save_thresholds",
     "thresholds_from_decisions_table",
@@ -316,3 +317,41 @@ def save_thresholds(
     info["diff"] = describe_diff(base, entry)
     info["num_versions"] = len(entries)
     return info
+
+
+def compare_evaluations(collection: Any, before: str, after: str) -> list[dict[str, Any]]:
+    """Per class, precision / recall / F1 of two evaluations side by side (e.g. before and
+    after a bank version with thresholds), from FiftyOne's reports (IoU 0.5).
+
+    Returns:
+        Rows ``class``, ``precision_before``, ``precision_after``, ``recall_before``,
+        ``recall_after``, ``f1_before``, ``f1_after`` (None where a class is absent from one),
+        classes sorted by name.
+
+    Raises:
+        ValueError: an evaluation that does not exist (the message lists them).
+    """
+    dataset = root_dataset(collection)
+    known = dataset.list_evaluations()
+    missing = [k for k in (before, after) if k not in known]
+    if missing:
+        raise ValueError(
+            f"no evaluation {missing} on dataset {dataset.name!r}; evaluations: {known}"
+        )
+    reports = {}
+    for key in (before, after):
+        report = dataset.load_evaluation_results(key).report()
+        reports[key] = {k: v for k, v in report.items() if isinstance(v, dict) and "avg" not in k}
+    rows = []
+    for name in sorted(set(reports[before]) | set(reports[after])):
+        row: dict[str, Any] = {"class": name}
+        for metric, source in (
+            ("precision", "precision"),
+            ("recall", "recall"),
+            ("f1", "f1-score"),
+        ):
+            for when, key in (("before", before), ("after", after)):
+                value = reports[key].get(name, {}).get(source)
+                row[f"{metric}_{when}"] = None if value is None else float(value)
+        rows.append(row)
+    return rows
