@@ -1,7 +1,8 @@
-"""Memory banks, the public path (the README's imports): the bank type and its file format
-(:mod:`fiftyone_ntt.bank_file`) and building one (:mod:`fiftyone_ntt.bank_build`). Each
-lives in its own module; this one only gathers them, so neither imports the other's path
-back."""
+"""Memory banks, the public path for users (the README's imports, and the parity tests'):
+the bank type and its file format (:mod:`fiftyone_ntt.bank_file`) and building one
+(:mod:`fiftyone_ntt.bank_build`). Each lives in its own module and the package's own code
+imports those; this module only gathers their public names for users, so neither module
+imports the other's path back."""
 
 from fiftyone_ntt.bank_build import (
     build_memory_bank,

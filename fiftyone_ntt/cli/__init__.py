@@ -53,7 +53,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         PermissionError,
     ]
     try:
-        from fiftyone_ntt.memory_bank import BankFormatError, EncoderMismatchError
+        # deferred: torch (the bank file module) loads only when this runs
+        from fiftyone_ntt.bank_file import BankFormatError, EncoderMismatchError
 
         errors += [BankFormatError, EncoderMismatchError]
     except ImportError:  # pragma: no cover - the core is always there in a release

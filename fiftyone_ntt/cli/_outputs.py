@@ -131,7 +131,8 @@ def _marker(data: Any) -> dict[str, Any]:
 
 def _is_bank(path: Path) -> bool:
     """A safetensors file whose metadata names the fiftyone-ntt bank format (header only)."""
-    from fiftyone_ntt.memory_bank import FORMAT_NAME
+    # deferred: torch (the bank file module) loads only when this runs
+    from fiftyone_ntt.bank_file import FORMAT_NAME
 
     try:
         with path.open("rb") as f:

@@ -166,6 +166,7 @@ def _category_ids_for(bank: Any, targets: dict[str, Any] | None) -> list[int]:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``predict``: COCO results of the bank's classes on target images."""
+    from fiftyone_ntt.bank_file import MemoryBank
     from fiftyone_ntt.coco import (
         CocoFormatError,
         load_coco,
@@ -175,7 +176,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     from fiftyone_ntt.images import ImageLoadError, load_image, max_image_pixels
     from fiftyone_ntt.loader import batched, prefetched
-    from fiftyone_ntt.memory_bank import MemoryBank
     from fiftyone_ntt.segmenter import Segmenter, default_batch_images
 
     if args.targets and args.paths:

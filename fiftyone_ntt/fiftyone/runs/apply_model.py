@@ -58,7 +58,7 @@ class NTTModel(fom.Model):
         embeddings: bool | None = None,
     ) -> None:
         # deferred: torch loads only when this runs
-        from fiftyone_ntt.memory_bank import MemoryBank
+        from fiftyone_ntt.bank_file import MemoryBank
 
         if not isinstance(bank, MemoryBank):
             bank = MemoryBank.load(bank)
