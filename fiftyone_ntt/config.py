@@ -22,7 +22,8 @@ __all__ = [
 Precision = Literal["float32", "tf32", "bfloat16", "float16"]
 BoxConvention = Literal["exact", "paper"]
 
-#: Hub ids of the models the presets name (platform.md, "Models").
+#: Hub ids of the models the presets name (the presets: :mod:`fiftyone_ntt.presets`; what
+#: each hub repo holds: :mod:`fiftyone_ntt.models.hub`).
 SAM2_1_LARGE = "facebook/sam2.1-hiera-large"
 SAM2_0_LARGE = "facebook/sam2-hiera-large"
 DINOV2_LARGE = "facebook/dinov2-large"

@@ -157,7 +157,8 @@ pip_install -e ".[dev]" "$TORCH_PIN"
 echo "    installed fiftyone-ntt editable with the dev extra ($(elapsed "$t0"))"
 
 # A side copy of timm for the RepViT oracle test only (tests/unit/timm_oracle.py): not on
-# sys.path, no dependencies (torchvision must never be installed here, platform.md), so
+# sys.path, no dependencies (torchvision must never be installed here: one that does not
+# match torch breaks transformers, see the README), so
 # transformers never sees it. Without it the oracle tests skip (CI makes them fail).
 TIMM_ORACLE_PIN="timm==1.0.31"
 if [ ! -d "$VENV/timm-oracle/timm" ]; then

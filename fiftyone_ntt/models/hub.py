@@ -1,6 +1,7 @@
 """Hugging Face hub ids → local weight files, whatever the repo's layout.
 
-The repos the presets name are not all alike (platform.md, "Models"):
+The repos the presets name are not all alike (as published on the hub; :data:`KNOWN_REPOS`
+lists their files and sizes):
 
 * ``facebook/sam2-hiera-{tiny,small,base-plus,large}`` (SAM 2.0) hold only Meta's original
   checkpoint (``sam2_hiera_large.pt``) and its YAML config — no ``config.json``;
