@@ -88,6 +88,8 @@ class NTTSegment(foo.Operator):
             invalid(inputs, out_prop, "out_field", plan.problem("out_field"))
         elif plan.output_state == "other_run" and not plan.overwrite:
             _conflict_choice(inputs, ctx, plan)
+        if video:
+            _keyframes_field(inputs, ctx, plan)
         number_field(
             inputs,
             "score_threshold",
@@ -260,6 +262,7 @@ def _plan(ctx, collection, bank_key, out_field, shard=None):
         device=params.get("device"),
         shard=None if shard is None else tuple(shard),
         batch_images=params.get("batch_images"),
+        keyframe_every=1 if params.get("keyframe_every") is None else params["keyframe_every"],
     )
 
 
@@ -351,6 +354,23 @@ def _target_counts(inputs, ctx, counts: dict) -> None:
         )
     else:
         inputs.view("target_notice", types.Notice(label=text))
+
+
+def _keyframes_field(inputs, ctx, plan) -> None:
+    """Videos: No Time to Train on every K-th frame, SAM 2 tracking between (issue 25)."""
+    prop = number_field(
+        inputs,
+        "keyframe_every",
+        ctx.params.get("keyframe_every"),
+        default=1,
+        min=1,
+        label="Keyframe every K frames",
+        description="1: every frame is segmented. K > 1: No Time to Train runs on every K-th "
+        "frame and SAM 2's video memory carries its detections between, each with its track "
+        "id (Detection.index: the App colours by instance)",
+    )
+    if plan.problem("keyframe_every") and not getattr(prop, "invalid", False):
+        invalid(inputs, prop, "keyframe_every", plan.problem("keyframe_every"))
 
 
 def _image_batching(inputs, ctx) -> None:

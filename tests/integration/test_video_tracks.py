@@ -96,3 +96,24 @@ def test_tracked_run_resumes_per_video_and_k_is_part_of_the_run(video_dataset):
         nf.segment(dataset, "squares", "tracks", keyframe_every=8, progress=None)
     with pytest.raises(ValueError, match="holds predictions of another run"):
         nf.segment(dataset, "squares", "tracks", progress=None)  # K=1: another run too
+
+
+def test_segment_operator_video_form_tracks_with_keyframes(video_dataset):
+    import json
+
+    from test_ntt_operators import _form, _run
+
+    dataset = video_dataset
+    params = {"bank": "squares", "out_field": "tracks", "keyframe_every": 6}
+    form = json.dumps(_form("ntt_segment", dataset, params))
+    assert "Keyframe every K frames" in form and "Detection.index" in form
+    assert '"invalid": true' not in form
+    bad = json.dumps(_form("ntt_segment", dataset, {**params, "keyframe_every": 0}))
+    assert '"invalid": true' in bad
+
+    summary = _run("ntt_segment", dataset, params).result
+    assert summary["status"] == "completed" and summary["tracking"]["keyframe_every"] == 6
+    assert summary["tracking"]["keyframes"] == 8  # frames 1, 7, 13, 19 of each video
+    indexes = dataset.distinct("frames.tracks.detections.index")
+    sources = dataset.distinct("frames.tracks.detections.ntt_track_source")
+    assert indexes == [1, 2] and sources == ["detected", "propagated"]
