@@ -106,3 +106,22 @@ def test_an_explicit_config_keeps_the_bank_versions_thresholds(evaluated):
     own = NTTConfig(class_score_thresholds={"red": 0.2})
     assert resolve_settings(settings, own).class_score_thresholds == {"red": 0.2}
     assert resolve_settings(None, NTTConfig()).class_score_thresholds is None
+
+
+def test_preview_and_apply_model_apply_a_versions_thresholds(evaluated):
+    from fiftyone_ntt.fiftyone.banks.index import load_bank
+    from fiftyone_ntt.fiftyone.banks.thresholds import save_thresholds
+    from fiftyone_ntt.fiftyone.runs.apply_model import NTTModel
+    from fiftyone_ntt.fiftyone.runs.preview import preview
+
+    dataset, _ = evaluated
+    ids = dataset.skip(3).limit(4).values("id")  # samples with low-scoring blue FPs
+    plain = preview(dataset, "colours", sample_ids=ids, points_per_side=16)
+    save_thresholds(dataset, "colours", {"blue": 0.5}, source="by hand")
+    cut = preview(dataset, "colours", sample_ids=ids, points_per_side=16)
+    assert cut["bank_version"] == 2
+    assert 0 < cut["classes"]["blue"] < plain["classes"]["blue"]
+    assert cut["classes"].get("red") == plain["classes"].get("red")
+    model = NTTModel(load_bank(dataset, "colours"), points_per_side=16)
+    assert model.config.class_score_thresholds == {"blue": 0.5}
+    assert model.segmenter.class_thresholds is not None
