@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "VIT_BLOCK_RENAMES",
     "CheckpointError",
     "StateDict",
     "as_float32",
@@ -20,6 +21,18 @@ __all__ = [
     "tensor_shape",
     "unwrap_state_dict",
 ]
+
+#: The names of a ViT block's tensors that DINOv2 and DINOv3 share, Meta's → transformers'.
+VIT_BLOCK_RENAMES = {
+    "norm1.weight": "norm1.weight",
+    "norm1.bias": "norm1.bias",
+    "norm2.weight": "norm2.weight",
+    "norm2.bias": "norm2.bias",
+    "attn.proj.weight": "attention.o_proj.weight",
+    "attn.proj.bias": "attention.o_proj.bias",
+    "ls1.gamma": "layer_scale1.lambda1",
+    "ls2.gamma": "layer_scale2.lambda1",
+}
 
 _VIT_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 

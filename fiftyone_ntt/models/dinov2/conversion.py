@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from fiftyone_ntt.models.state_dict import (
+    VIT_BLOCK_RENAMES,
     CheckpointError,
     StateDict,
     key_indices,
@@ -226,14 +227,7 @@ _TOP_RENAMES = {
 }
 
 _BLOCK_RENAMES = {
-    "norm1.weight": "norm1.weight",
-    "norm1.bias": "norm1.bias",
-    "norm2.weight": "norm2.weight",
-    "norm2.bias": "norm2.bias",
-    "attn.proj.weight": "attention.o_proj.weight",
-    "attn.proj.bias": "attention.o_proj.bias",
-    "ls1.gamma": "layer_scale1.lambda1",
-    "ls2.gamma": "layer_scale2.lambda1",
+    **VIT_BLOCK_RENAMES,
     "mlp.fc1.weight": "mlp.fc1.weight",
     "mlp.fc1.bias": "mlp.fc1.bias",
     "mlp.fc2.weight": "mlp.fc2.weight",

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from fiftyone_ntt.models.state_dict import (
+    VIT_BLOCK_RENAMES,
     CheckpointError,
     StateDict,
     rename_vit_state_dict,
@@ -267,14 +268,7 @@ def infer_dinov3_architecture(state_dict: StateDict) -> Dinov3Architecture:
 
 
 _BLOCK_RENAMES = {
-    "norm1.weight": "norm1.weight",
-    "norm1.bias": "norm1.bias",
-    "norm2.weight": "norm2.weight",
-    "norm2.bias": "norm2.bias",
-    "attn.proj.weight": "attention.o_proj.weight",
-    "attn.proj.bias": "attention.o_proj.bias",
-    "ls1.gamma": "layer_scale1.lambda1",
-    "ls2.gamma": "layer_scale2.lambda1",
+    **VIT_BLOCK_RENAMES,
     "mlp.fc1.weight": "mlp.up_proj.weight",
     "mlp.fc1.bias": "mlp.up_proj.bias",
     "mlp.fc2.weight": "mlp.down_proj.weight",
