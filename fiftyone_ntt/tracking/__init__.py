@@ -1,4 +1,4 @@
-"""Tracks in videos (docs/method.md §13): No Time to Train detects on keyframes, a
+"""Tracks in videos (docs/method.md §17): No Time to Train detects on keyframes, a
 :class:`~fiftyone_ntt.tracking.protocol.Propagator` (SAM 2's video memory,
 :mod:`fiftyone_ntt.models.sam2.video`) carries each keyframe detection through the frames up to
 the next keyframe, and :class:`~fiftyone_ntt.tracking.tracks.TrackBook` keeps the identities.

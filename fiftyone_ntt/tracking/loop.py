@@ -1,4 +1,4 @@
-"""The keyframe loop over one video (docs/method.md §13.1).
+"""The keyframe loop over one video (docs/method.md §17.1).
 
 Frame ``f`` is a keyframe when it is the first good frame or ``f - last_keyframe >=
 keyframe_every``; No Time to Train (the segmenter) runs on keyframes only. Between keyframes the

@@ -1,4 +1,4 @@
-"""A tracking metric where ground truth has instance ids: ID switches (docs/method.md §13.4).
+"""A tracking metric where ground truth has instance ids: ID switches (docs/method.md §17.4).
 
 Computed here (CLEAR-MOT's definition, without a new dependency): on each frame, ground-truth
 instances and predicted tracks of the same label are matched one to one by mask IoU at least

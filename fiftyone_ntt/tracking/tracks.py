@@ -1,4 +1,4 @@
-"""Track bookkeeping (docs/method.md §13.2): which keyframe detection continues which track.
+"""Track bookkeeping (docs/method.md §17.2): which keyframe detection continues which track.
 
 At a keyframe, each detection is matched to a live track of the same class whose latest mask
 overlaps it with mask IoU at least ``iou_threshold`` (greedy, highest IoU first; ties by

@@ -1,4 +1,4 @@
-"""Bad input on tracked video runs (issue 25, docs/method.md §13): refused with a message
+"""Bad input on tracked video runs (issue 25, docs/method.md §17): refused with a message
 naming the value and the fix, nothing written; or, for bad videos, skipped and reported as
 the per-frame run does, the good video still tracked."""
 

@@ -1,4 +1,4 @@
-"""Tracked video runs (issue 25, docs/method.md §13) on a real MongoDB: the moving-squares
+"""Tracked video runs (issue 25, docs/method.md §17) on a real MongoDB: the moving-squares
 video segmented with ``keyframe_every`` K through ``segment`` (fake models, the fake colour
 propagator): track ids in ``Detection.index``, ``ntt_track_source``, the per-video summary,
 resume per video, ID switches against ground truth with instance ids."""

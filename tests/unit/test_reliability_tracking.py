@@ -1,4 +1,4 @@
-"""Reliability of the keyframe tracker (issue 25, docs/method.md §13): bad settings are
+"""Reliability of the keyframe tracker (issue 25, docs/method.md §17): bad settings are
 refused with a message naming the value and the fix; bad videos (no frames, frames that do not
 decode, a keyframe interval longer than the video) give per-frame reports, never a crash."""
 

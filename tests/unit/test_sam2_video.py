@@ -1,4 +1,4 @@
-"""The real propagator (SAM 2's video memory, docs/method.md §13.3) on the tiny random
+"""The real propagator (SAM 2's video memory, docs/method.md §17.3) on the tiny random
 ``Sam2VideoModel``: shapes, one session per video, weights shared with the proposer, the
 object cap, and the bounded state of long videos."""
 

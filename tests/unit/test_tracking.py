@@ -1,4 +1,4 @@
-"""Tracks on keyframes (docs/method.md §13) with the fake models and the fake propagator:
+"""Tracks on keyframes (docs/method.md §17) with the fake models and the fake propagator:
 synthetic moving squares, whose true identity is known on every frame."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A tracking metric for video predictions where the ground truth has instance ids
 (``Detection.index`` on frame labels): ID switches per video and in all
 (:func:`fiftyone_ntt.tracking.count_id_switches`, CLEAR-MOT's definition, computed here:
-docs/method.md §13.4). The per-frame COCO evaluation is
+docs/method.md §17.4). The per-frame COCO evaluation is
 :func:`~fiftyone_ntt.fiftyone.evaluation.evaluate.evaluate_frames`."""
 
 from __future__ import annotations

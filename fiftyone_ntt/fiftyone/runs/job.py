@@ -114,7 +114,7 @@ def segment(
             ``progress(done, total)`` called after each batch of images.
         keyframe_every: videos only: No Time to Train on every K-th frame, SAM 2's video
             memory carrying its detections between, with track ids in ``Detection.index``
-            (:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`, docs/method.md §13); 1 (default)
+            (:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`, docs/method.md §17); 1 (default)
             segments every frame.
         max_objects: tracks carried at a time (default 16); propagator: instead of SAM 2's
             video memory over the proposer's weights

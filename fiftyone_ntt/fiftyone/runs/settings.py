@@ -85,7 +85,7 @@ DEFAULT_MAX_OBJECTS = 16
 
 
 def propagator_for(proposer: Any, max_objects: int | None = None, propagator: Any = None) -> Any:
-    """The propagator of a tracked video run (docs/method.md §13): the given one, else SAM 2's
+    """The propagator of a tracked video run (docs/method.md §17): the given one, else SAM 2's
     video memory over the proposer's weights
     (:meth:`~fiftyone_ntt.models.sam2.video.Sam2VideoPropagator.from_proposer`); in
     test-model mode the fake :class:`~fiftyone_ntt.testing.ColorPropagator` (``fake``) or

@@ -10,7 +10,7 @@ fingerprint (``ntt_run``) is done. Frames are decoded with OpenCV's bundled FFmp
 
 With ``keyframe_every`` K > 1 (:class:`Tracking`) a video is one unit: No Time to Train runs
 on every K-th frame and SAM 2's video memory carries its detections between
-(:func:`fiftyone_ntt.tracking.track_video`, docs/method.md §13); each detection gets its track
+(:func:`fiftyone_ntt.tracking.track_video`, docs/method.md §17); each detection gets its track
 id as ``Detection.index`` and ``ntt_track_source`` (``"detected"`` or ``"propagated"``); the
 summary gets ``tracking`` (per video: its tracks and their frame spans). Resume is per video:
 a video with any frame not done is redone whole (its tracks need every frame).

@@ -1,4 +1,4 @@
-"""SAM 2's video memory as a propagator of keyframe masks (docs/method.md §13.3), over
+"""SAM 2's video memory as a propagator of keyframe masks (docs/method.md §17.3), over
 ``transformers.Sam2VideoModel`` and its ``Sam2VideoInferenceSession``.
 
 * One inference session per video (:meth:`Sam2VideoPropagator.start_video`), reused for all
