@@ -89,12 +89,14 @@ def test_thresholds_from_decisions_warn_below_the_needed_count(evaluated):
     assert "10 needed" in rows["red"]["reason"] and rows["red"]["threshold"] is not None
 
 
-def test_an_explicit_config_keeps_the_bank_versions_thresholds(evaluated):
+def test_an_explicit_config_keeps_the_bank_versions_thresholds(painted_dataset):
+    import fiftyone_ntt.fiftyone as nf
     from fiftyone_ntt.config import NTTConfig
     from fiftyone_ntt.fiftyone.banks.thresholds import save_thresholds
     from fiftyone_ntt.fiftyone.runs.settings import resolve_settings
 
-    dataset, _ = evaluated
+    dataset = painted_dataset
+    nf.build_bank(dataset, GT, "colours", config=NTTConfig(points_per_side=16))
     save_thresholds(dataset, "colours", {"blue": 0.5}, source="by hand")
     from fiftyone_ntt.fiftyone.banks.index import get_bank_info
 
