@@ -29,8 +29,8 @@ from ._forms import (
     table,
 )
 
-#: Predictions above which the map is scheduled (t-SNE of 10k points takes about a minute
-#: on a laptop, docs/benchmarks.md "Map").
+#: Predictions above which the map is scheduled (t-SNE of 10k points took 200 s on our
+#: loaded 2-core machine, docs/benchmarks.md "Map").
 MAP_DELEGATE_ABOVE = 5_000
 #: Above this many predictions the form offers to map a sample of the images.
 SAMPLE_ABOVE = 200_000
