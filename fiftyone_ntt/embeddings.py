@@ -13,10 +13,12 @@ are float16 (:func:`compact`): half the bytes of float32, and the same nearest n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fiftyone_ntt.bank_file import GLOBAL_NEGATIVE, MemoryBank
+if TYPE_CHECKING:  # the bank module loads torch; labels.py (loaded with the plugin) needs none
+    from fiftyone_ntt.bank_file import MemoryBank
 
 __all__ = [
     "NEGATIVE",
@@ -80,6 +82,9 @@ class BankVectors:
 def bank_vectors(bank: MemoryBank) -> BankVectors:
     """The vector of every reference and negative of ``bank``, keyed by its label id (the
     ``ref_id`` it was built from: a FiftyOne label id for banks built from a dataset)."""
+    # deferred: the bank module loads torch (a caller with a bank has loaded it already)
+    from fiftyone_ntt.bank_file import GLOBAL_NEGATIVE
+
     names = bank.class_names
     ids = list(bank.reference_ids)
     roles = [REFERENCE] * len(ids)

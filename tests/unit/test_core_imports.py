@@ -110,3 +110,17 @@ def test_plugin_entry_imports_without_fiftyone():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_registering_the_plugin_does_not_load_torch():
+    """The App imports every plugin's operators when it starts (and each worker does): the
+    operators and the panel import the engine (torch, transformers) only when they run."""
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+        "import operators\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

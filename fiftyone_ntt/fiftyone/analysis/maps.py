@@ -35,7 +35,6 @@ from fiftyone_ntt.fiftyone.banks.index import load_bank
 from fiftyone_ntt.fiftyone.dataset.fields import check_detections_field
 from fiftyone_ntt.fiftyone.dataset.labels import EMBEDDING_ATTRIBUTE, decode_embedding
 from fiftyone_ntt.fiftyone.dataset.store import root_dataset
-from fiftyone_ntt.memory_bank import EncoderMismatchError
 
 __all__ = [
     "MAP_PREFIX",
@@ -135,6 +134,9 @@ def check_field_encoder(
     Raises:
         ValueError: naming both encoders and the fix.
     """
+    # deferred: the bank module loads torch, which the plugin must not load when the App starts
+    from fiftyone_ntt.bank_file import EncoderMismatchError
+
     identity = _field_encoder(dataset, pred_field) or dict(bank.encoder)
     try:
         bank.check_encoder(identity, width)
