@@ -23,6 +23,7 @@ import fiftyone.operators as foo
 
 from .banks import BankActions, preset_of
 from .effects import apply_effect, latest_message
+from .improve import ImproveActions
 from .layout import render_panel
 from .library import pa, ps
 from .long_work import LongWork
@@ -54,7 +55,9 @@ def _worker_notice(dataset) -> str | None:
     return unclaimed_notice(dataset)
 
 
-class NTTPanel(ReferenceActions, BankActions, PreviewActions, RunActions, LongWork, foo.Panel):
+class NTTPanel(
+    ReferenceActions, BankActions, PreviewActions, RunActions, ImproveActions, LongWork, foo.Panel
+):
     @property
     def config(self):
         return foo.PanelConfig(

@@ -9,6 +9,10 @@ tested without the App. The panel (``operators/panel/``) wires them to buttons.
   and accept the true-positive prediction of its class that would help most instead.
 * :func:`decide_and_next`: accept or reject the current item of the review queue and show
   the next one.
+
+The panel's section *Improve the bank* starts from a segmentation run (its prediction field
+and, for thresholds and the audit, its evaluation): :func:`thresholds_for_run`,
+:func:`audit_for_run`, :func:`review_for_run` and :func:`compare_for_runs`.
 """
 
 from __future__ import annotations
@@ -18,11 +22,16 @@ from typing import Any
 import numpy as np
 
 from fiftyone_ntt.curation.reference_audit import suggest_replacement
+from fiftyone_ntt.fiftyone.app.activity import _bank_of_field as bank_of_field
 from fiftyone_ntt.fiftyone.app.panel_state import Effect
-from fiftyone_ntt.fiftyone.banks.audit import judged_predictions
+from fiftyone_ntt.fiftyone.banks.audit import judged_predictions, reference_audit
 from fiftyone_ntt.fiftyone.banks.index import load_bank
-from fiftyone_ntt.fiftyone.banks.review import REVIEW_VIEW
-from fiftyone_ntt.fiftyone.banks.thresholds import class_thresholds_table, save_thresholds
+from fiftyone_ntt.fiftyone.banks.review import REVIEW_VIEW, review_queue
+from fiftyone_ntt.fiftyone.banks.thresholds import (
+    class_thresholds_table,
+    compare_evaluations,
+    save_thresholds,
+)
 from fiftyone_ntt.fiftyone.curation.decisions import (
     accept_predictions,
     reject_predictions,
@@ -32,12 +41,104 @@ from fiftyone_ntt.fiftyone.dataset.fields import NEG_TAG, REF_TAG
 from fiftyone_ntt.fiftyone.dataset.store import root_dataset
 
 __all__ = [
+    "audit_for_run",
+    "compare_for_runs",
     "decide_and_next",
     "replace_audited_reference",
+    "review_for_run",
     "save_class_thresholds",
     "show_reference_audit_row",
+    "thresholds_for_run",
     "untag_audited_reference",
 ]
+
+
+def _run_bank(collection: Any, pred_field: str | None) -> str:
+    """The bank that wrote ``pred_field`` (a segmentation of this plugin)."""
+    bank_key, _ = bank_of_field(root_dataset(collection), pred_field)
+    if not bank_key:
+        raise ValueError(
+            f"field {pred_field!r} was not written by a No Time to Train segmentation: "
+            "choose a segmentation of the Runs table (or segment this view first)"
+        )
+    return bank_key
+
+
+def _run_evaluation(pred_field: str | None, eval_key: str | None) -> str:
+    if not eval_key:
+        raise ValueError(
+            f"segmentation {pred_field!r} has no evaluation yet: click Evaluate in its row of "
+            "the Runs table, then try again"
+        )
+    return eval_key
+
+
+def thresholds_for_run(
+    collection: Any, pred_field: str, eval_key: str | None, **options: Any
+) -> Effect:
+    """The per-class thresholds table of segmentation ``pred_field`` from its evaluation
+    ``eval_key`` (``options``: ``objective``, ``target_precision``), nothing saved;
+    ``result`` is :func:`~fiftyone_ntt.fiftyone.banks.thresholds.class_thresholds_table`'s."""
+    bank_key = _run_bank(collection, pred_field)
+    table = class_thresholds_table(
+        collection, _run_evaluation(pred_field, eval_key), bank_key, **options
+    )
+    if table["pred_field"] != pred_field:
+        raise ValueError(
+            f"evaluation {eval_key!r} is of field {table['pred_field']!r}, not "
+            f"{pred_field!r}: evaluate {pred_field!r} first"
+        )
+    return Effect(
+        message=f"{table['message']} ({bank_key!r} v{table['bank_version']}, evaluation "
+        f"{eval_key!r}); 'Save as bank version' keeps them",
+        variant="info" if table["thresholds"] else "warning",
+        result=table,
+    )
+
+
+def audit_for_run(collection: Any, pred_field: str, eval_key: str | None) -> Effect:
+    """The reference audit of the bank version that made ``pred_field``, against its
+    evaluation ``eval_key``; ``result`` is
+    :func:`~fiftyone_ntt.fiftyone.banks.audit.reference_audit`'s (most harmful first)."""
+    bank_key = _run_bank(collection, pred_field)
+    audit = reference_audit(collection, _run_evaluation(pred_field, eval_key), bank_key)
+    return Effect(message=audit["message"], variant="info", result=audit)
+
+
+def review_for_run(collection: Any, pred_field: str, *, overwrite: bool = False) -> Effect:
+    """Queue the undecided predictions of ``pred_field`` (scored by the latest version of
+    the bank that made them) as the saved view "to review", and show it; ``extra["next"]``
+    is its first item, ``extra["left"]`` its length."""
+    bank_key = _run_bank(collection, pred_field)
+    queue = review_queue(collection, pred_field, bank_key, overwrite=overwrite)
+    ids = queue["label_ids"]
+    if not ids:
+        return Effect(
+            message=f"nothing to review in {pred_field!r}: every prediction is accepted or "
+            "rejected",
+            variant="warning",
+            result=queue,
+        )
+    return Effect(
+        message=queue["message"],
+        variant="info",
+        view=root_dataset(collection).load_saved_view(REVIEW_VIEW),
+        reload=True,
+        result=queue,
+        extra={"next": ids[0], "left": len(ids)},
+    )
+
+
+def compare_for_runs(collection: Any, before: str, after: str) -> Effect:
+    """Per class, the evaluations ``before`` and ``after`` side by side (e.g. before and
+    after a bank version with thresholds); ``result``: the rows of
+    :func:`~fiftyone_ntt.fiftyone.banks.thresholds.compare_evaluations`."""
+    rows = compare_evaluations(collection, before, after)
+    return Effect(
+        message=f"evaluation {before!r} (before) and {after!r} (after), per class",
+        variant="info",
+        result=rows,
+    )
 
 
 def save_class_thresholds(collection: Any, eval_key: str, bank_key: str, **options: Any) -> Effect:
@@ -196,5 +297,5 @@ def decide_and_next(collection: Any, pred_field: str, label_id: str, decision: s
         + (f"{len(undecided)} left to review" if undecided else "the queue is done"),
         view=remaining,
         reload=True,
-        extra={"next": next_id},
+        extra={"next": next_id, "left": len(undecided)},
     )

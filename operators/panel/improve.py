@@ -1,0 +1,480 @@
+"""The panel's *Improve the bank* section (issue 23): from a segmentation run and its
+evaluation, per-class thresholds saved as a bank version, the references that attract false
+positives, and the review queue.
+
+Every button calls one function of :mod:`fiftyone_ntt.fiftyone.app.curation_actions`; what
+it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone)
+and drawn by :func:`render_improve`. The run is the one chosen in the section's dropdown
+(``improve_field``), by default the newest segmentation of the Runs table (while none is
+chosen, a new run becomes the default).
+"""
+
+from __future__ import annotations
+
+import fiftyone.operators.types as types
+
+from . import layout
+from .actions import ActionRunner
+from .effects import apply_effect
+
+#: Where this section's messages show (``_message(..., "improve")``).
+AT = "improve"
+#: False positives kept per audited reference for *Show* (the panel state stays small).
+SHOW_FALSE_POSITIVES = 50
+#: The state keys this section fills (cleared when another run is chosen).
+RESULT_KEYS = ("improve_thresholds", "improve_audit", "improve_review", "improve_compare")
+
+
+def ca():
+    """:mod:`fiftyone_ntt.fiftyone.app.curation_actions`, imported when first used (it
+    brings in the engine; see :mod:`.library`)."""
+    from fiftyone_ntt.fiftyone.app import curation_actions
+
+    return curation_actions
+
+
+def run_choices(state) -> list[dict]:
+    """The segmentation rows of the Runs table whose field exists."""
+    return [
+        r for r in state.get("runs") or [] if r.get("kind") == "segmentation" and r.get("can_show")
+    ]
+
+
+def chosen_run(state) -> dict | None:
+    """The run the section works on: the chosen one while it is listed, else the newest."""
+    rows = run_choices(state)
+    chosen = state.get("improve_field")
+    for row in rows:
+        if row["field"] == chosen:
+            return row
+    # the newest (ISO times sort as text)
+    return max(rows, key=lambda r: r.get("updated_iso") or "") if rows else None
+
+
+def _number(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _short_id(label_id: str) -> str:
+    return f"…{label_id[-6:]}"
+
+
+class ImproveActions(ActionRunner):
+    def _act(self, ctx, action, *args, keep=None, **kwargs) -> None:
+        """Run one curation action; on success ``keep(state, effect)`` stores what the
+        section draws; its message shows in this section."""
+        effect = self._call(action, *args, **kwargs)
+        if keep is not None and effect.variant != "error":
+            keep(ctx.panel.state, effect)
+        self.refresh(ctx)
+        apply_effect(ctx, effect, at=AT)
+
+    def _run_or_refuse(self, ctx) -> dict | None:
+        row = chosen_run(ctx.panel.state)
+        if row is None:
+            self._refuse(
+                ctx,
+                ctx.panel.state.get("errors") or {},
+                "no segmentation to improve from yet: 'Segment this view…', then Evaluate it",
+                at=AT,
+            )
+        return row
+
+    def improve_choose(self, ctx):
+        state = ctx.panel.state
+        if ctx.params.get("value") != state.get("improve_field"):
+            for key in RESULT_KEYS:
+                state.set(key, None)
+        state.improve_field = ctx.params.get("value")
+
+    # ---- thresholds -----------------------------------------------------------------
+
+    def improve_thresholds(self, ctx):
+        row = self._run_or_refuse(ctx)
+        if row is None:
+            return
+
+        def keep(state, effect):
+            table = effect.result
+            state.improve_thresholds = {
+                "eval_key": table["eval_key"],
+                "bank_key": table["bank_key"],
+                "bank_version": table["bank_version"],
+                "pred_field": table["pred_field"],
+                "count": len(table["thresholds"]),
+                "rows": [
+                    {
+                        "class": r["class_name"],
+                        "threshold": _number(r["threshold"]),
+                        "precision": _number(r["precision"]),
+                        "recall": _number(r["recall"]),
+                        "f1": _number(r["f1"]),
+                        "kept": f"{r['kept']} / {r['total']}",
+                        "reason": r.get("reason") or "",
+                    }
+                    for r in table["rows"]
+                ],
+                "saved": None,
+            }
+
+        self._act(
+            ctx, ca().thresholds_for_run, ctx.dataset, row["field"], row["evaluation"], keep=keep
+        )
+
+    def improve_save_thresholds(self, ctx):
+        table = ctx.panel.state.get("improve_thresholds") or {}
+        if not table:
+            self._refuse(ctx, {}, "click Thresholds first", at=AT)
+            return
+
+        def keep(state, effect):
+            state.improve_thresholds = dict(table, saved=effect.result["version"]["version"])
+
+        self._act(
+            ctx,
+            ca().save_class_thresholds,
+            ctx.dataset,
+            table["eval_key"],
+            table["bank_key"],
+            keep=keep,
+        )
+
+    def improve_compare(self, ctx):
+        table = ctx.panel.state.get("improve_thresholds") or {}
+        row = chosen_run(ctx.panel.state)
+        if not table or row is None or not row.get("evaluation"):
+            self._refuse(ctx, {}, "save thresholds, segment again and evaluate first", at=AT)
+            return
+
+        def keep(state, effect):
+            state.improve_compare = {
+                "before": table["eval_key"],
+                "after": row["evaluation"],
+                "rows": [
+                    {
+                        "class": r["class"],
+                        **{
+                            m: f"{_number(r[f'{m}_before'], 2)} → {_number(r[f'{m}_after'], 2)}"
+                            for m in ("precision", "recall", "f1")
+                        },
+                    }
+                    for r in effect.result
+                ],
+            }
+
+        self._act(
+            ctx,
+            ca().compare_for_runs,
+            ctx.dataset,
+            table["eval_key"],
+            row["evaluation"],
+            keep=keep,
+        )
+
+    # ---- reference audit --------------------------------------------------------------
+
+    def improve_audit(self, ctx):
+        row = self._run_or_refuse(ctx)
+        if row is None:
+            return
+
+        def keep(state, effect):
+            audit = effect.result
+            rows = audit["rows"]
+            state.improve_audit = {
+                key: audit[key] for key in ("eval_key", "bank_key", "bank_version", "pred_field")
+            } | {
+                "quiet": sum(1 for r in rows if not r["nearest_fp"]),
+                "rows": [
+                    {
+                        "reference": _short_id(r["reference_id"]),
+                        "reference_id": r["reference_id"],
+                        "class": r["class_name"],
+                        "class_name": r["class_name"],
+                        "field": r["field"],
+                        "fp": r["nearest_fp"],
+                        "tp": r["nearest_tp"],
+                        "precision": _number(r["precision"], 2),
+                        "raw_precision": r["precision"],
+                        "without": _number(r["precision_without"], 2),
+                        "harm": _number(r["harm"], 2),
+                        "false_positives": r["false_positives"][:SHOW_FALSE_POSITIVES],
+                    }
+                    for r in rows
+                    if r["nearest_fp"]
+                ],
+            }
+
+        self._act(ctx, ca().audit_for_run, ctx.dataset, row["field"], row["evaluation"], keep=keep)
+
+    def _audit_row(self, ctx) -> tuple[dict, dict | None]:
+        audit = ctx.panel.state.get("improve_audit") or {}
+        rows = audit.get("rows") or []
+        index = ctx.params.get("row")
+        if index is None or not 0 <= int(index) < len(rows):
+            return audit, None
+        row = dict(rows[int(index)])
+        row["precision"] = row["raw_precision"]  # the library's row keys
+        return audit, row
+
+    def _drop_audit_row(self, state, reference_id: str) -> None:
+        audit = dict(state.get("improve_audit") or {})
+        audit["rows"] = [r for r in audit.get("rows") or [] if r["reference_id"] != reference_id]
+        state.improve_audit = audit
+
+    def improve_show(self, ctx):
+        audit, row = self._audit_row(ctx)
+        if row is not None:
+            self._act(ctx, ca().show_reference_audit_row, ctx.dataset, row, audit["pred_field"])
+
+    def improve_untag(self, ctx):
+        _, row = self._audit_row(ctx)
+        if row is not None:
+            self._act(
+                ctx,
+                ca().untag_audited_reference,
+                ctx.dataset,
+                row,
+                keep=lambda state, _: self._drop_audit_row(state, row["reference_id"]),
+            )
+
+    def improve_replace(self, ctx):
+        audit, row = self._audit_row(ctx)
+        if row is not None:
+            self._act(
+                ctx,
+                ca().replace_audited_reference,
+                ctx.dataset,
+                audit,
+                row,
+                keep=lambda state, effect: (
+                    self._drop_audit_row(state, row["reference_id"])
+                    if effect.variant == "success"
+                    else None
+                ),
+            )
+
+    # ---- review queue -----------------------------------------------------------------
+
+    def improve_review(self, ctx):
+        row = self._run_or_refuse(ctx)
+        if row is None:
+            return
+
+        def keep(state, effect):
+            state.improve_review = {
+                "pred_field": row["field"],
+                "next": effect.extra.get("next"),
+                "left": effect.extra.get("left", 0),
+            }
+
+        self._act(ctx, ca().review_for_run, ctx.dataset, row["field"], keep=keep)
+
+    def _decide(self, ctx, decision: str) -> None:
+        review = ctx.panel.state.get("improve_review") or {}
+        if not review.get("next"):
+            self._refuse(ctx, {}, "the queue is empty: click Review queue", at=AT)
+            return
+
+        def keep(state, effect):
+            state.improve_review = dict(
+                review, next=effect.extra.get("next"), left=effect.extra.get("left", 0)
+            )
+
+        self._act(
+            ctx,
+            ca().decide_and_next,
+            ctx.dataset,
+            review["pred_field"],
+            review["next"],
+            decision,
+            keep=keep,
+        )
+
+    def improve_accept(self, ctx):
+        self._decide(ctx, "accept")
+
+    def improve_reject(self, ctx):
+        self._decide(ctx, "reject")
+
+
+# ---- layout ---------------------------------------------------------------------------
+
+
+def render_improve(panel, obj: types.Object, state) -> None:
+    """The section: the run chooser, its three buttons, and what they produced."""
+    layout._heading(obj, "improve_heading", "Improve the bank")
+    rows = run_choices(state)
+    row = chosen_run(state)
+    if row is None:
+        obj.view(
+            "improve_empty",
+            types.Notice(
+                label="Segment and evaluate a view first: thresholds, the audit and "
+                "the review queue start from a run."
+            ),
+        )
+        layout._message(obj, state, AT)
+        return
+    choices = types.DropdownView(label="Segmentation to improve from", space=8)
+    for r in rows:
+        evaluation = f", evaluation {r['evaluation']}" if r.get("evaluation") else ""
+        choices.add_choice(r["field"], label=f"{r['field']} ({r['bank']}{evaluation})")
+    obj.enum(
+        "improve_field",
+        [r["field"] for r in rows],
+        default=row["field"],
+        view=choices,
+        on_change=panel.improve_choose,
+    )
+    evaluated = bool(row.get("evaluation"))
+    layout._buttons(
+        obj,
+        "improve_buttons",
+        [
+            ("improve_thresholds_btn", "Thresholds", panel.improve_thresholds, not evaluated),
+            ("improve_audit_btn", "Audit references", panel.improve_audit, not evaluated),
+            ("improve_review_btn", "Review queue", panel.improve_review, False),
+        ],
+    )
+    if not evaluated:
+        obj.md(
+            "Thresholds and the audit need an evaluation of this run: *Evaluate* in its row.",
+            name="improve_needs_eval",
+        )
+    layout._message(obj, state, AT)
+    _thresholds(panel, obj, state, row)
+    _audit(panel, obj, state)
+    _review(panel, obj, state)
+
+
+def _thresholds(panel, obj, state, row) -> None:
+    table = state.get("improve_thresholds")
+    if not table:
+        return
+    obj.md(
+        f"**Thresholds** of {table['bank_key']} v{table['bank_version']} from evaluation "
+        f"*{table['eval_key']}* (best F1 per class)",
+        name="improve_thresholds_title",
+    )
+    view = layout._table(
+        [
+            ("class", "Class"),
+            ("threshold", "Threshold"),
+            ("precision", "Precision"),
+            ("recall", "Recall"),
+            ("f1", "F1"),
+            ("kept", "Kept"),
+        ]
+    )
+    for index, r in enumerate(table["rows"]):
+        if r.get("reason"):
+            view.add_tooltip(index, "class", r["reason"])
+    obj.list("improve_thresholds", types.Object(), view=view)
+    notes = [f"**{r['class']}**: {r['reason']}" for r in table["rows"] if r.get("reason")]
+    if notes:
+        obj.md("  \n".join(notes), name="improve_thresholds_notes")
+    saved = table.get("saved")
+    buttons = [
+        (
+            "improve_save",
+            f"Saved as v{saved}" if saved else "Save as bank version",
+            panel.improve_save_thresholds,
+            bool(saved) or not table.get("count"),
+        )
+    ]
+    after = row.get("evaluation")
+    if saved and after and after != table["eval_key"]:
+        buttons.append(
+            (
+                "improve_compare_btn",
+                f"Compare with {table['eval_key']}",
+                panel.improve_compare,
+                False,
+            )
+        )
+    layout._buttons(obj, "improve_threshold_buttons", buttons)
+    compare = state.get("improve_compare")
+    if compare:
+        obj.md(
+            f"**Before → after**: evaluation *{compare['before']}* → *{compare['after']}*",
+            name="improve_compare_title",
+        )
+        obj.list(
+            "improve_compare",
+            types.Object(),
+            view=layout._table(
+                [("class", "Class"), ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1")]
+            ),
+        )
+
+
+def _audit(panel, obj, state) -> None:
+    audit = state.get("improve_audit")
+    if not audit:
+        return
+    obj.md(
+        f"**References that attract false positives** ({audit['bank_key']} "
+        f"v{audit['bank_version']}, evaluation *{audit['eval_key']}*), most harmful first",
+        name="improve_audit_title",
+    )
+    rows = audit.get("rows") or []
+    if not rows:
+        obj.view(
+            "improve_audit_empty", types.Notice(label="No reference attracts a false positive.")
+        )
+        return
+    view = layout._table(
+        [
+            ("reference", "Reference"),
+            ("class", "Class"),
+            ("fp", "FPs"),
+            ("tp", "TPs"),
+            ("precision", "Precision"),
+            ("without", "Without it"),
+        ]
+    )
+    for index, r in enumerate(rows):
+        view.add_tooltip(index, "reference", f"{r['reference_id']} ({r['field']})")
+        view.add_tooltip(index, "without", f"gain without it: {r['harm']}")
+    for name, label, tooltip, callback in (
+        ("show", "Show", "The reference and its nearest false positives", panel.improve_show),
+        ("untag", "Untag", "Remove its reference tag (rebuild the bank)", panel.improve_untag),
+        (
+            "replace",
+            "Replace",
+            "Untag it and accept the prediction that helps its class most",
+            panel.improve_replace,
+        ),
+    ):
+        view.add_row_action(name, callback, label=label, tooltip=tooltip)
+    obj.list("improve_audit", types.Object(), view=view)
+    if audit.get("quiet"):
+        obj.md(
+            f"{audit['quiet']} other reference(s) attract no false positive.",
+            name="improve_audit_quiet",
+        )
+
+
+def _review(panel, obj, state) -> None:
+    review = state.get("improve_review")
+    if not review:
+        return
+    if review.get("next"):
+        text = (
+            f"**To review**: {review['left']} prediction(s) of *{review['pred_field']}* "
+            f"left (saved view 'to review', shown in the grid); the first one: "
+            f"{_short_id(review['next'])}"
+        )
+    else:
+        text = f"**To review**: nothing left in *{review['pred_field']}*"
+    obj.md(text, name="improve_review_text")
+    done = not review.get("next")
+    layout._buttons(
+        obj,
+        "improve_review_buttons",
+        [
+            ("improve_accept", "Accept & next", panel.improve_accept, done),
+            ("improve_reject", "Reject & next", panel.improve_reject, done),
+        ],
+    )
