@@ -8,6 +8,7 @@ from __future__ import annotations
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from fiftyone_ntt.fiftyone.analysis.features import feature_count, recompute_features
 from fiftyone_ntt.fiftyone.analysis.maps import (
     ROLE_ATTRIBUTE,
     TSNE_LIMIT,
@@ -73,6 +74,28 @@ def field_and_bank(inputs: types.Object, ctx) -> tuple[str | None, str | None]:
     return pred_field, bank_key
 
 
+def _recompute_choice(inputs: types.Object, ctx, pred_field: str | None) -> None:
+    """When predictions of the field lack their features: the choice to compute them from
+    the stored masks first (features only, no new masks), on by default."""
+    if not pred_field:
+        return
+    try:
+        with_features, total = feature_count(ctx.target_view(), pred_field)
+    except Exception:  # a form being filled in: no valid target or field yet
+        return
+    if not total or with_features == total:
+        return
+    inputs.bool(
+        "recompute_features",
+        default=True,
+        label="Compute the missing features first",
+        description=f"{total - with_features} of {total} predictions of {pred_field!r} have "
+        "no feature (segmented without 'Keep features'): compute them from their stored masks "
+        "with the bank's encoder (features only: masks, boxes and scores stay). Off: the map "
+        "leaves those predictions out",
+    )
+
+
 class NTTMapPredictions(foo.Operator):
     @property
     def config(self):
@@ -98,6 +121,7 @@ class NTTMapPredictions(foo.Operator):
         inputs.view_target(ctx, action_description="Map")
         pred_field, _ = field_and_bank(inputs, ctx)
         count = prediction_count(ctx, pred_field)
+        _recompute_choice(inputs, ctx, pred_field)
         choice = types.DropdownView(label="Method", description="How the map is laid out in 2-D")
         for method in _METHODS:
             choice.add_choice(method, label=method)
@@ -135,6 +159,14 @@ class NTTMapPredictions(foo.Operator):
         if params.get("max_samples"):
             view = view.take(int(params["max_samples"]), seed=51)
         method = params.get("method") or "auto"
+        recomputed = None
+        if params.get("recompute_features"):
+            recomputed = recompute_features(
+                view,
+                params.get("pred_field"),
+                params.get("bank"),
+                progress=progress_reporter(ctx, "samples with features computed"),
+            )
         result = map_predictions(
             view,
             params.get("pred_field"),
@@ -142,6 +174,8 @@ class NTTMapPredictions(foo.Operator):
             None if method == "auto" else method,
             progress=progress_reporter(ctx, "map stages"),
         )
+        if recomputed is not None:
+            result["recomputed"] = recomputed["computed"]
         result["role_rows"] = [{"role": k, "count": v} for k, v in result["roles"].items()]
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
@@ -160,6 +194,8 @@ class NTTMapPredictions(foo.Operator):
         outputs.str("why", label="Why")
         outputs.int("points", label="Points")
         outputs.int("skipped", label="Predictions without features (left out)")
+        if (ctx.results or {}).get("recomputed") is not None:
+            outputs.int("recomputed", label="Features computed from the stored masks")
         table(
             outputs,
             "role_rows",
