@@ -119,6 +119,14 @@ class NTTSegment(foo.Operator):
             "image); evaluation leaves the same ones out",
         )
         inputs.bool(
+            "embeddings",
+            default=False,
+            label="Keep features (for the map)",
+            description="Store each prediction's semantic feature (ntt_embedding, float16), "
+            "for 'Map predictions' and 'More like this'; the predictions are the same either "
+            "way. On when opened from the panel",
+        )
+        inputs.bool(
             "overwrite",
             default=False,
             label="Overwrite",
@@ -263,6 +271,7 @@ def _plan(ctx, collection, bank_key, out_field, shard=None):
         shard=None if shard is None else tuple(shard),
         batch_images=params.get("batch_images"),
         keyframe_every=1 if params.get("keyframe_every") is None else params["keyframe_every"],
+        embeddings=params.get("embeddings"),
     )
 
 

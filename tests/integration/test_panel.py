@@ -181,7 +181,7 @@ def test_segment_run_evaluate_and_open_evaluation(panel):
     panel.call("segment_view")
     prompt = panel.params_of("prompt_user_for_operation")
     assert prompt["operator_uri"] == "@fiftyone-ntt/no-time-to-train/ntt_segment"
-    assert prompt["params"] == {"bank": "ground_truth-refs"}
+    assert prompt["params"] == {"bank": "ground_truth-refs", "embeddings": True}
     assert prompt["on_success"].endswith("#refresh_quiet")  # no "Refreshed" toast
 
     nf.segment(dataset, "ground_truth-refs", "ntt_predictions", points_per_side=16)

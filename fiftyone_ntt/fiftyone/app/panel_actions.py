@@ -275,14 +275,17 @@ def run_preview(
     collection: Any, bank: str | None, n: int = 8, sample_ids: Sequence[str] | None = None
 ) -> Effect:
     """Preview ``bank`` on ``sample_ids`` (the modal's sample) or on ``n`` samples of the
-    view; writes :data:`PREVIEW_FIELD` and shows those samples."""
+    view; writes :data:`PREVIEW_FIELD`, with features (for the map), and shows those
+    samples."""
 
     missing = need_bank(bank)
     if missing:
         return missing
     if n < 1:
         raise ValueError(f"preview on {n} samples: choose N >= 1")
-    result = nf.preview(collection, bank, n=n, field=PREVIEW_FIELD, sample_ids=sample_ids)
+    result = nf.preview(
+        collection, bank, n=n, field=PREVIEW_FIELD, sample_ids=sample_ids, embeddings=True
+    )
     ids = list(result.get("sample_ids") or [])
     count = int(result.get("detections", 0) or 0)
     dataset = collection._root_dataset

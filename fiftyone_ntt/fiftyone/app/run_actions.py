@@ -27,14 +27,15 @@ def segment_prompt(
     collection: Any, plugin: str, bank: str | None, on_success: Any = None
 ) -> Effect:
     """Open the segment form for the current view with ``bank`` chosen ("Schedule" queues
-    it for a delegated worker)."""
+    it for a delegated worker) and *Keep features (for the map)* on: the panel's runs can be
+    mapped (docs/method.md §15)."""
     missing = need_bank(bank)
     if missing:
         return missing
     return Effect(
         prompt={
             "operator": f"{plugin}/ntt_segment",
-            "params": {"bank": bank},
+            "params": {"bank": bank, "embeddings": True},
             "on_success": on_success,
         }
     )
@@ -60,8 +61,9 @@ def show_predictions(collection: Any, row: Mapping[str, Any] | None) -> Effect:
 def resume_params(collection: Any, out_field: str) -> dict[str, Any]:
     """The *Segment* form's params that resume the run into ``out_field`` with its own
     settings, as its run record holds them: bank, output field, points per side, score
-    threshold, max detections, whether reference samples are skipped, and the number of
-    shards of a split run; ``resume`` marks the form as a resume."""
+    threshold, max detections, whether features are kept, whether reference samples are
+    skipped, and the number of shards of a split run; ``resume`` marks the form as a
+    resume."""
 
     dataset = collection._root_dataset
     config = dataset.get_run_info(out_field).config
@@ -72,6 +74,7 @@ def resume_params(collection: Any, out_field: str) -> dict[str, Any]:
         "points_per_side": settings.get("points_per_side"),
         "max_detections": settings.get("max_detections"),
         "score_threshold": settings.get("score_threshold"),
+        "embeddings": settings.get("keep_features"),
         "skip_references": bool(getattr(config, "skip_references", True)),
         "num_shards": run_state(dataset, out_field).get("num_shards"),
         "resume": True,
@@ -94,6 +97,7 @@ def resume_problem(collection: Any, params: Mapping[str, Any]) -> str | None:
         score_threshold=params.get("score_threshold"),
         max_detections=params.get("max_detections"),
         points_per_side=params.get("points_per_side"),
+        embeddings=params.get("embeddings"),
     )
 
 

@@ -330,6 +330,7 @@ def output_conflict(
     score_threshold: float | None = None,
     max_detections: int | None = None,
     points_per_side: int | None = None,
+    embeddings: bool | None = None,
 ) -> str | None:
     """Why segmenting into ``out_field`` with ``bank_key`` and these settings would meet the
     predictions of another run (so a rerun cannot resume), or None.
@@ -352,6 +353,7 @@ def output_conflict(
         score_threshold=score_threshold,
         max_detections=max_detections,
         points_per_side=points_per_side,
+        embeddings=embeddings,
     )
     return _conflict(dataset, out_field, bank_key, bank, wanted)
 
