@@ -151,6 +151,13 @@ def test_long_videos_keep_a_bounded_state_with_the_same_masks(models):
         # the window, the current frame and the conditioning frame
         assert max(s for s, _ in stored) == 8 + 2
         assert stored[-1][1] == 14  # without pruning, every frame stays
+        kept = [
+            o
+            for outputs in pruned.session.output_dict_per_obj.values()
+            for kind in outputs.values()
+            for o in kind.values()
+        ]
+        assert kept and not any("high_res_masks" in o for o in kept)  # full-size logits go
     finally:
         video.config.max_object_pointers_in_encoder = 16
 

@@ -9,8 +9,8 @@
   objects of the frame in one call.
 * Long videos: the session keeps only what SAM 2's memory attention reads back, the
   outputs of the last ``max(num_maskmem, max_object_pointers_in_encoder) + 1`` frames (17 for
-  the released models) and the current frame's pixels; older ones are dropped as the video
-  goes on. Memory per object is then bounded whatever the video length, and the masks are
+  the released models), without their full-resolution mask logits, and the current frame's
+  pixels; older ones are dropped as the video goes on. Memory per object is then bounded whatever the video length, and the masks are
   those of an unpruned session (a test checks).
 * Object cap: at most ``max_objects`` objects per session (the keyframe loop seeds the
   best-scored tracks); memory grows linearly with them (docs/benchmarks.md).
@@ -187,6 +187,8 @@ class Sam2VideoPropagator:
         session.obj_with_new_inputs = list(ids)
         with torch.inference_mode():
             self.model(session, frame_idx=self._frame)
+        if self.prune:
+            self._prune(self._frame)
 
     def propagate(self, image: np.ndarray) -> dict[int, np.ndarray]:
         session = self.session
@@ -223,6 +225,9 @@ class Sam2VideoPropagator:
             stale = outputs["non_cond_frame_outputs"]
             for index in [i for i in stale if i < oldest]:
                 del stale[index]
+            for kept in (*stale.values(), *outputs["cond_frame_outputs"].values()):
+                # full-resolution logits, read only while their own frame is encoded
+                kept.pop("high_res_masks", None)
         for tracked in self.session.frames_tracked_per_obj.values():
             for index in [i for i in tracked if i < oldest]:
                 del tracked[index]
