@@ -117,11 +117,12 @@ def test_taken_field_shown_is_the_run_refusal(painted_dataset, plans):
     assert plans[0].output_state == "other_run"
     assert str(refused.value) == plans[0].problem("out_field")
 
-    # the same request from the same plan, with overwrite: no problem, and it runs
+    # with overwrite the same plan has no problem (the field's state stays worded)
+    from fiftyone_ntt.fiftyone.runs.plan import plan_segment
+
     plans.clear()
-    summary = nf.segment(dataset, "reds", "ntt", overwrite=True, progress=None)
-    assert plans[0].ok and summary["status"] == "completed"
-    assert dataset.get_run_info("ntt").config.bank_key == "reds"
+    overwriting = plan_segment(dataset, "reds", "ntt", overwrite=True)
+    assert overwriting.ok and overwriting.output_state == "other_run"
 
 
 def test_resumable_field_is_no_problem_for_either(painted_dataset, plans):
