@@ -23,20 +23,21 @@ from .tag_references import NTTTagReferences
 
 #: In workflow order. The App's operator browser sorts by the first character of each
 #: operator's description, so descriptions start with the step number ("1 · ...") and labels
-#: read "NTT 1 · ..." to "NTT 8 · ...".
+#: read "NTT 1 · ..." to "NTT 9 · ..." (steps that belong together share a number: 6 from an
+#: evaluation to a better bank, 7 the embeddings map); About ("About · ...") comes last.
 OPERATORS = (
     NTTTagReferences,
     NTTSampleReferences,
     NTTBuildBank,
     NTTSegment,
     NTTEvaluate,
-    NTTManageBanks,
-    NTTRuns,
-    NTTMapPredictions,  # error analysis (issue 22): after evaluating
-    NTTSimilarPredictions,
-    NTTClassThresholds,  # from an evaluation to a better bank (issue 23)
+    NTTClassThresholds,
     NTTReferenceAudit,
     NTTReviewQueue,
+    NTTMapPredictions,
+    NTTSimilarPredictions,
+    NTTManageBanks,
+    NTTRuns,
     NTTAbout,
     NTTPanel,  # the "No Time to Train" panel (listed under panels: in fiftyone.yml)
 )

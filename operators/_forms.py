@@ -301,7 +301,7 @@ def runs_hint() -> str:
     """How to follow a scheduled run (the open-source App has no runs list of its own)."""
     return (
         "Scheduled: a delegated worker runs it. Start one (same plugins folder and database "
-        f"as the App) with: `{worker_command()}`; follow it with 'NTT 7 · Runs' or "
+        f"as the App) with: `{worker_command()}`; follow it with 'NTT 9 · Runs' or "
         "`fiftyone delegated list`."
     )
 

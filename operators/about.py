@@ -90,8 +90,8 @@ class NTTAbout(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_about",
-            label="NTT 8 · About",
-            description="8 · Shows the plugin and library versions and the compute device",
+            label="NTT · About",
+            description="About · Shows the plugin and library versions and the compute device",
             icon="info",
         )
 

@@ -84,9 +84,9 @@ class NTTClassThresholds(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_class_thresholds",
-            label="NTT · Class thresholds",
+            label="NTT 6 · Class thresholds",
             description=(
-                "Chooses a score threshold per class from an evaluation (best F1, or a "
+                "6 · Chooses a score threshold per class from an evaluation (best F1, or a "
                 "precision you set) or from your accept/reject decisions; saves them with the "
                 "bank as a new version that segment and preview apply"
             ),

@@ -33,8 +33,8 @@ class NTTManageBanks(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_manage_banks",
-            label="NTT 6 · Manage memory banks",
-            description="6 · Lists the dataset's memory banks, shows one, or deletes one",
+            label="NTT 8 · Manage memory banks",
+            description="8 · Lists the dataset's memory banks, shows one, or deletes one",
             icon="inventory_2",
             dynamic=True,
         )
@@ -155,7 +155,7 @@ def _delete_checks(inputs: types.Object, ctx, bank_key: str, bank_prop) -> None:
                 force,
                 "force",
                 f"queued or running operations need bank {bank_key!r}: {listed}; wait for "
-                "them (see 'NTT 7 · Runs'), or tick 'Delete anyway'",
+                "them (see 'NTT 9 · Runs'), or tick 'Delete anyway'",
             )
 
 

@@ -101,9 +101,9 @@ class NTTMapPredictions(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_map_predictions",
-            label="NTT · Map predictions",
+            label="NTT 7 · Map predictions",
             description=(
-                "Puts a field's predictions, the bank's references and its negatives on one "
+                "7 · Puts a field's predictions, the bank's references and its negatives on one "
                 "embeddings map (Embeddings panel), coloured by class, with their role"
             ),
             icon="scatter_plot",

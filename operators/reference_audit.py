@@ -29,9 +29,9 @@ class NTTReferenceAudit(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_reference_audit",
-            label="NTT · Reference audit",
+            label="NTT 6 · Reference audit",
             description=(
-                "Ranks a bank's references by harm: the false positives nearest to each, and "
+                "6 · Ranks a bank's references by harm: the false positives nearest to each, and "
                 "the class's precision without it (from stored features, no model run)"
             ),
             icon="rule",

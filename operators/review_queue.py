@@ -16,9 +16,9 @@ class NTTReviewQueue(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_review_queue",
-            label="NTT · Review queue",
+            label="NTT 6 · Review queue",
             description=(
-                f"Saves the view {REVIEW_VIEW!r}: the predictions you have not accepted or "
+                f"6 · Saves the view {REVIEW_VIEW!r}: the predictions you have not accepted or "
                 "rejected, those whose decision teaches the bank most first"
             ),
             icon="playlist_add_check",

@@ -28,9 +28,9 @@ class NTTRuns(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_runs",
-            label="NTT 7 · Runs",
+            label="NTT 9 · Runs",
             description=(
-                "7 · Lists this plugin's scheduled operations (state, progress, error), "
+                "9 · Lists this plugin's scheduled operations (state, progress, error), "
                 "segmentation runs and evaluations on the dataset"
             ),
             icon="list_alt",

@@ -19,9 +19,9 @@ class NTTSimilarPredictions(foo.Operator):
     def config(self):
         return foo.OperatorConfig(
             name="ntt_similar_predictions",
-            label="NTT · Similarity index of predictions",
+            label="NTT 7 · Similarity index of predictions",
             description=(
-                "Indexes a field's predictions, the bank's references and its negatives by "
+                "7 · Indexes a field's predictions, the bank's references and its negatives by "
                 "their features, for 'sort by similarity' on a selected label"
             ),
             icon="image_search",

@@ -30,9 +30,14 @@ ORDER = [
     "NTT 3 · Build memory bank",
     "NTT 4 · Segment",
     "NTT 5 · Evaluate",
-    "NTT 6 · Manage memory banks",
-    "NTT 7 · Runs",
-    "NTT 8 · About",
+    "NTT 6 · Class thresholds",
+    "NTT 6 · Reference audit",
+    "NTT 6 · Review queue",
+    "NTT 7 · Map predictions",
+    "NTT 7 · Similarity index of predictions",
+    "NTT 8 · Manage memory banks",
+    "NTT 9 · Runs",
+    "NTT · About",
 ]
 
 
