@@ -12,6 +12,15 @@ Staying true: a timer of the layout calls :meth:`NTTPanel.poll`, which refreshes
 (silently) when what it shows changed on the dataset (an operator run from the App's
 operator browser, a worker, the SDK: ``panel_state.change_stamp``) and on every tick while
 runs are queued or running; operators the panel opens refresh it on success.
+
+Staying quiet: every response of the panel that carries App operations makes FiftyOne 1.22's
+App paint the labels of every image shown again, and two such rounds close together can cost
+the App its label painting for good (docs/architecture.md, "The panel and the App's label
+painting"). So App events and timer ticks (:meth:`NTTPanel.execute`) send nothing unless
+what the panel shows changed since it last drew (:data:`_SHOWN`, by panel id: the App's
+events carry a copy of the panel state from before the latest changes, so they are compared
+with what was drawn, not with that copy), and the grid's panel sends nothing while the
+sample view hides it (the sample view has its own panel).
 """
 
 from __future__ import annotations
@@ -21,12 +30,15 @@ import json
 
 import fiftyone.operators as foo
 
+from fiftyone_ntt.fiftyone.app.panel_state import has_active_runs
+
 from .banks import BankActions, preset_of
-from .effects import apply_effect, latest_message
+from .effects import apply_effect, labels_written, latest_message, view_stages
 from .improve import ImproveActions
 from .layout import render_panel
 from .library import pa, ps
 from .long_work import LongWork
+from .map import MapActions
 from .preview import PreviewActions, preview_n_error
 from .references import ReferenceActions
 from .runs import RunActions
@@ -35,12 +47,44 @@ __all__ = ["PANEL_NAME", "NTTPanel", "preview_n_error"]
 
 PANEL_NAME = "ntt_panel"
 
+#: The state keys :meth:`NTTPanel.refresh` computes: what the panel shows of the dataset,
+#: the App's view and selection, and whether a sample is open.
+SHOWN_KEYS = (
+    "refs",
+    "banks",
+    "runs",
+    "worker_notice",
+    "first_use",
+    "bank",
+    "build_key",
+    "build_preset",
+    "stamp",
+    "view_key",
+    "modal",
+    "selection",
+    "labels_written",
+)
+#: What each panel last drew (by panel id): the digest of its :data:`SHOWN_KEYS`, the
+#: dataset's change stamp and whether runs were active.
+_SHOWN: dict[str, dict] = {}
+#: Handlers of fields the App shows as typed: they return whether to draw again.
+TYPED = ("set_preview_n",)
+#: The App's events and the timer: they draw the panel only when what it shows changed.
+EVENTS = (
+    "poll",
+    "on_change_view",
+    "on_change_dataset",
+    "on_change_current_sample",
+    "on_change_selected",
+    "on_change_selected_labels",
+)
+
 
 def _view_key(ctx) -> str:
     """A digest of the App's view (its stages) and dataset."""
     view = ctx.view
     try:
-        stages = json.dumps(view._serialize(), sort_keys=True, default=str)
+        stages = json.dumps(view_stages(view), sort_keys=True, default=str)
     except Exception:  # a view that cannot be serialized: compare its text
         stages = repr(view)
     text = f"{getattr(ctx, 'dataset_name', '')}|{stages}"
@@ -56,7 +100,14 @@ def _worker_notice(dataset) -> str | None:
 
 
 class NTTPanel(
-    ReferenceActions, BankActions, PreviewActions, RunActions, ImproveActions, LongWork, foo.Panel
+    ReferenceActions,
+    BankActions,
+    PreviewActions,
+    RunActions,
+    ImproveActions,
+    MapActions,
+    LongWork,
+    foo.Panel,
 ):
     @property
     def config(self):
@@ -73,29 +124,42 @@ class NTTPanel(
 
     # ---- state ------------------------------------------------------------------------
 
-    def refresh(self, ctx, message: bool = False) -> None:
-        """Recompute every table and notice from the dataset."""
+    def shown(self, ctx) -> dict:
+        """What the panel shows now (:data:`SHOWN_KEYS`), computed from the dataset, the
+        App's view and selection; the choices of the state (bank, build key and preset) are
+        kept while they are valid."""
         dataset = ctx.dataset
         state = ctx.panel.state
-        state.refs = ps().reference_rows(dataset)
         banks = ps().bank_rows(dataset)
-        state.banks = banks
-        state.runs = ps().run_rows(dataset)
-        state.worker_notice = _worker_notice(dataset)
-        state.first_use = ps().first_use(dataset)
         keys = [b["key"] for b in banks]
-        if state.get("bank") not in keys:
-            state.bank = keys[-1] if keys else None
-        if state.get("build_key") is None:
-            state.build_key = state.get("bank") or pa().default_bank_key(
-                dataset, pa().reference_field(dataset)
-            )
-        if state.get("build_preset") is None:
-            state.build_preset = preset_of(banks, state.get("build_key"))
-        state.stamp = ps().change_stamp(dataset)
-        state.view_key = _view_key(ctx)
-        state.modal = bool(ctx.current_sample)
-        self._selection(ctx)
+        bank = state.get("bank")
+        if bank not in keys:
+            bank = keys[-1] if keys else None
+        build_key = state.get("build_key")
+        if build_key is None:
+            build_key = bank or pa().default_bank_key(dataset, pa().reference_field(dataset))
+        build_preset = state.get("build_preset")
+        if build_preset is None:
+            build_preset = preset_of(banks, build_key)
+        return {
+            "refs": ps().reference_rows(dataset),
+            "banks": banks,
+            "runs": ps().run_rows(dataset),
+            "worker_notice": _worker_notice(dataset),
+            "first_use": ps().first_use(dataset),
+            "bank": bank,
+            "build_key": build_key,
+            "build_preset": build_preset,
+            "stamp": ps().change_stamp(dataset),
+            "view_key": _view_key(ctx),
+            "modal": bool(ctx.current_sample),
+            "selection": pa().selection_counts(ctx.view, ctx.selected_labels, ctx.selected),
+            "labels_written": labels_written(ctx.dataset_name),
+        }
+
+    def refresh(self, ctx, message: bool = False) -> None:
+        """Recompute every table and notice from the dataset (one state patch)."""
+        ctx.panel.state.set(self.shown(ctx))
         if message:
             apply_effect(ctx, ps().Effect("Refreshed", variant="info"), at="runs")
 
@@ -106,58 +170,68 @@ class NTTPanel(
         state = ctx.panel.state
         if state.get("busy"):
             return self._busy_tick(ctx)
-        changed = ps().change_stamp(ctx.dataset) != state.get("stamp")
-        if changed or ps().has_active_runs(state.get("runs")):
-            self.refresh(ctx)
-            return True
-        return False
+        last = _SHOWN.get(ctx.panel_id)
+        if last and not last["active"] and ps().change_stamp(ctx.dataset) == last["stamp"]:
+            return False  # nothing the timer watches changed
+        return self._changed(ctx)
+
+    def _changed(self, ctx) -> bool:
+        """Refresh the state when what the panel shows differs from what it last drew;
+        returns whether it did (nothing is sent to the App otherwise)."""
+        now = self.shown(ctx)
+        last = _SHOWN.get(ctx.panel_id)
+        if last is not None and _digest(now) == last["digest"]:
+            return False
+        if last and now["labels_written"] != last["labels_written"] and not ctx.current_sample:
+            # labels were written from the sample view's panel while it hid the grid,
+            # whose tiles keep the samples they loaded: load them again
+            ctx.ops.reload_samples()
+        ctx.panel.state.set(now)
+        return True
 
     def execute(self, ctx):
-        # a tick of the timer, and the App's view events, draw the panel again only when
-        # something changed (the App sends view events after every change of the panel's
-        # state too: redrawing from their copy of the state would show an old one)
-        method = {
-            "poll": self.poll,
-            "on_change_view": self._view_changed,
-            "on_change_selected": self._selection,
-            "on_change_selected_labels": self._selection,
-        }.get(ctx.params.get("__method__"))
-        if method is not None:
-            if method(ctx):
-                ctx.ops.show_panel_output(self.render(ctx))
-            return None
-        return super().execute(ctx)
-
-    def _view_changed(self, ctx) -> bool:
-        """The App's view changed (or says so): refresh when the view or the dataset did."""
-        state = ctx.panel.state
-        same_view = _view_key(ctx) == state.get("view_key")
-        if same_view and ps().change_stamp(ctx.dataset) == state.get("stamp"):
-            return False
-        self.refresh(ctx)
-        return True
+        # the App's events and the timer's ticks draw the panel again only when what it
+        # shows changed since it was last drawn (see the module's docstring)
+        method = ctx.params.get("__method__")
+        if method in EVENTS:
+            if ctx.current_sample and ctx.panel.state.get("surface") == "grid":
+                # the grid's panel, hidden behind the sample view: it catches up when the
+                # sample view closes (that event comes without a sample)
+                return None
+            changed = self.poll(ctx) if method == "poll" else self._changed(ctx)
+        elif method in TYPED:
+            changed = getattr(self, method)(ctx)
+        else:
+            return super().execute(ctx)
+        if changed:
+            ctx.ops.show_panel_output(self.render(ctx))
+        return None
 
     # ---- events -----------------------------------------------------------------------
 
     def on_load(self, ctx):
         if ctx.panel.state.get("preview_n") is None:
             ctx.panel.state.preview_n = 8
+        # the sample view's panel loads while a sample is open, the grid's without one
+        ctx.panel.state.surface = "modal" if ctx.current_sample else "grid"
         self.refresh(ctx)
+
+    # the App's events (registered by these names; :meth:`execute` handles them)
 
     def on_change_view(self, ctx):
-        self._view_changed(ctx)
+        self._changed(ctx)
 
     def on_change_dataset(self, ctx):
-        self.refresh(ctx)
+        self._changed(ctx)
 
     def on_change_current_sample(self, ctx):
-        ctx.panel.state.modal = bool(ctx.current_sample)
+        self._changed(ctx)
 
     def on_change_selected_labels(self, ctx):
-        self._selection(ctx)
+        self._changed(ctx)
 
     def on_change_selected(self, ctx):
-        self._selection(ctx)
+        self._changed(ctx)
 
     def on_refresh(self, ctx):
         self.refresh(ctx, message=True)
@@ -166,4 +240,18 @@ class NTTPanel(
 
     def render(self, ctx):
         latest_message(ctx)
+        state = ctx.panel.state
+        written = labels_written(ctx.dataset_name)
+        if state.get("labels_written") != written:  # an action's effect wrote labels
+            state.labels_written = written
+        _SHOWN[ctx.panel_id] = {
+            "digest": _digest({k: state.get(k) for k in SHOWN_KEYS}),
+            "stamp": state.get("stamp"),
+            "active": has_active_runs(state.get("runs")),
+            "labels_written": state.get("labels_written"),
+        }
         return render_panel(self, ctx)
+
+
+def _digest(shown: dict) -> str:
+    return hashlib.sha1(json.dumps(shown, sort_keys=True, default=str).encode()).hexdigest()

@@ -9,18 +9,36 @@ from __future__ import annotations
 
 import time
 
+import fiftyone.core.stages as fos
+
 #: The latest message of each panel (by panel id): see :func:`latest_message`.
 _MESSAGES: dict[str, dict] = {}
+#: How many times a panel wrote labels, by dataset name (see :func:`labels_written`).
+_WRITES: dict[str, int] = {}
+
+
+def labels_written(dataset_name: str) -> int:
+    """How many panel actions wrote labels of the dataset (in this App server): a panel
+    that drew with an older count shows a grid whose tiles may hold older labels."""
+    return _WRITES.get(dataset_name, 0)
 
 
 def apply_effect(ctx, effect, at: str = "top") -> None:
     """Carry out an :class:`~fiftyone_ntt.fiftyone.app.panel_state.Effect` in the App; its
     message is shown in section ``at`` of the panel (where the button that caused it is)."""
-    if effect.reload:
+    if effect.reload or effect.reopen_sample:
+        _WRITES[ctx.dataset_name] = labels_written(ctx.dataset_name) + 1
+    if effect.reload and not effect.reopen_sample:
+        # (reopening sets a view, which makes the App load the dataset and its fields
+        # again: one reload more, in the sample view, repaints its labels twice at once
+        # and costs the App a painting worker, see docs/architecture.md)
         ctx.ops.reload_dataset()
     if effect.reopen_sample:
-        # the sample view keeps drawing the labels it loaded: load it again
-        ctx.ops.reload_samples()
+        # the sample view keeps the sample it loaded per dataset, view and sample id (the
+        # App's "reload samples" does not reach it): set an equal view the App has not
+        # seen and open the sample in it again, so that it is loaded from the database
+        ctx.ops.set_view(unseen_view(ctx.view))
+        ctx.ops.open_sample(effect.reopen_sample)
     if effect.open_panel:
         ctx.ops.open_panel(
             effect.open_panel["name"],
@@ -40,6 +58,26 @@ def apply_effect(ctx, effect, at: str = "top") -> None:
     if effect.message:
         ctx.ops.notify(effect.message, variant=effect.variant)
         set_message(ctx, effect.message, effect.variant, at)
+
+
+#: The stage :func:`unseen_view` adds to a view without stages: it changes nothing.
+_NO_OP = {"_cls": "fiftyone.core.stages.Exclude", "kwargs": [["sample_ids", []]]}
+
+
+def view_stages(view) -> list[dict]:
+    """The stages of ``view`` that matter: without their ids or :func:`unseen_view`'s no-op
+    stage (an equal view set again by the panel is the same view)."""
+    return [s for s in view._serialize(include_uuids=False) if s != _NO_OP]
+
+
+def unseen_view(view):
+    """``view`` again with new stage ids: the same samples, a view the App has no sample
+    cached for. A view without stages gets one that changes nothing (an empty exclude)."""
+    fresh = view._root_dataset.view()
+    # without an id, a stage gets a new one when it is sent to the App
+    for stage in view_stages(view) or [_NO_OP]:
+        fresh = fresh.add_stage(fos.ViewStage._from_dict(stage))
+    return fresh
 
 
 def set_message(ctx, message: str | None, variant: str | None, at: str) -> None:

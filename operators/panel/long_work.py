@@ -28,6 +28,9 @@ _LOST_AFTER_S = 30
 
 
 class LongWork(ActionRunner):
+    def _changed(self, ctx) -> bool:  # pragma: no cover - the panel's
+        raise NotImplementedError
+
     @staticmethod
     def is_working(busy: dict | None) -> bool:
         """Whether the work announced in ``busy`` (the panel state's) is still to do or
@@ -40,10 +43,16 @@ class LongWork(ActionRunner):
         state = ctx.panel.state
         busy = state.get("busy")
         token = busy.get("token")
+        if token in _FINISHED:
+            # a copy of the state from before the work ended: the work's own response
+            # cleared the busy state in the App and drew the result, so this tick draws
+            # only what changed since (the copy is cleared here, not in the App: every
+            # response with App operations makes the App repaint all labels)
+            ctx.panel_state.update(busy=None, progress=None)
+            return self._changed(ctx)
         lost = token not in _STARTED and time.time() - (busy.get("since") or 0) > _LOST_AFTER_S
-        if token in _FINISHED or lost:
-            # a state still busy after the work (a stale copy), or work that never
-            # started (the App restarted): show the panel as it is
+        if lost:
+            # work that never started (the App restarted): show the panel as it is
             state.busy = None
             state.progress = None
             self.refresh(ctx)

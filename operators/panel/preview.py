@@ -34,7 +34,8 @@ class PreviewActions(ActionRunner):
         )
 
     def _preview_n(self, ctx) -> int | None:
-        """N as the field shows it, or None with its error next to the field."""
+        """N as the field shows it, or None with its error next to the field (the state is
+        written only when the error changed)."""
         state = ctx.panel.state
         errors = dict(state.get("errors") or {})
         error = preview_n_error(state.get("preview_n"))
@@ -42,7 +43,8 @@ class PreviewActions(ActionRunner):
             errors["preview_n"] = error
         else:
             errors.pop("preview_n", None)
-        state.errors = errors
+        if errors != (state.get("errors") or {}):
+            state.errors = errors
         return None if error else int(state.get("preview_n"))
 
     def preview_view(self, ctx):
@@ -64,11 +66,18 @@ class PreviewActions(ActionRunner):
             at="preview",
         )
 
-    def set_preview_n(self, ctx):
-        # the field keeps what was typed (the value shown is the value used); a bad value
-        # gets its error next to the field
-        ctx.panel.state.preview_n = ctx.params.get("value")
+    def set_preview_n(self, ctx) -> bool:
+        """The field keeps what was typed (the value shown is the value used); a bad value
+        gets its error next to the field. Returns whether the panel must be drawn again:
+        only when the error changed (typing sends nothing else, see the panel's
+        docstring)."""
+        state = ctx.panel.state
+        before = (state.get("errors") or {}).get("preview_n")
+        value = ctx.params.get("value")
+        if state.get("preview_n") != value:  # the App holds it already, as a rule
+            state.preview_n = value
         self._preview_n(ctx)
+        return (state.get("errors") or {}).get("preview_n") != before
 
     def accept(self, ctx):
         self._on_selection(ctx, pa().accept_selected)

@@ -43,6 +43,10 @@ PREVIEW = "ntt_preview"
 CURATED = "ntt_curated"
 GT = "ground_truth"
 BANK = "ground_truth-refs"
+PANEL_URI = "@fiftyone-ntt/no-time-to-train/ntt_panel"
+#: What FiftyOne 1.22's App logs when it paints an image's labels twice at once; each time
+#: it loses one of its label-painting workers (one per CPU core) for good.
+PAINT_ERROR = "ArrayBuffer is detached"
 #: A pixel is drawn over when it differs from the painted colour by more than this (sum of
 #: the three channels' absolute differences).
 DRAWN = 60
@@ -105,39 +109,43 @@ def sample_tab(page, modal) -> None:
     page.wait_for_timeout(2000)
 
 
-def shot(page, artifacts_dir: Path, name: str) -> None:
+def shot(page, artifacts_dir: Path, name: str, console=None) -> None:
     page.wait_for_timeout(300)
+    if console is not None:
+        console.append(f"---- step {name}")
     page.screenshot(path=str(artifacts_dir / f"drawn-{name}.png"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "issue 20.3, not fixed (App side; each step's result in test-artifacts/"
-        "drawn-report.json): (a) the sample view intermittently stops drawing every "
-        "overlay (its tooltip still finds them) after a label click or after Reject: 4 of "
-        "5 runs with the panel as it is, 0 of 2 with its poll timer removed, 0 of 2 with "
-        "its on_change_selected_labels/on_change_selected removed (every timer refresh and "
-        "selection event re-renders the grid's and the modal's panel instance: "
-        "Panel.execute always calls show_panel_output); (b) after the sample view closes, "
-        "no grid tile draws any label (every run where it was recorded, with or without "
-        "timer or handlers); (c) after 'Preview on this "
-        "sample' the sample view draws the previous preview (or nothing): FiftyOne 1.22's "
-        "modalSample is a recoil-relay graphQLSelector whose value is cached per variables "
-        "(dataset, view, sample id), and reload_samples (a 'refresher' tick) and "
-        "reload_dataset change none of them"
-    ),
-)
 def test_drawn_equals_stored(page, app_url, loop_dataset, artifacts_dir):  # noqa: F811
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+
+    def on_request(req):  # the panel's calls, in the log beside the App's messages
+        if "/operators/execute" in req.url:
+            try:
+                body = req.post_data_json or {}
+            except Exception:
+                body = {}
+            params = body.get("params") or {}
+            if PANEL_URI not in str(body.get("operator_uri")):
+                return
+            console.append(
+                f"op: {body.get('operator_uri')} {params.get('__method__')} "
+                f"{str(body.get('current_sample'))[:30]}"
+            )
+
+    page.on("request", on_request)
     try:
-        _flow(page, app_url, loop_dataset, artifacts_dir)
+        _flow(page, app_url, loop_dataset, artifacts_dir, console)
     except BaseException:
         page.screenshot(path=str(artifacts_dir / "drawn-failure.png"))
         raise
+    finally:
+        (artifacts_dir / "drawn-console.txt").write_text("\n".join(console))
 
 
-def _flow(page, app_url, dataset, artifacts_dir):
+def _flow(page, app_url, dataset, artifacts_dir, console):
     page.set_viewport_size({"width": 1800, "height": 1000})
     distractor = dataset.match({"filepath": {"$regex": "painted_99"}}).first()
     stripe = centre(STRIPE)
@@ -174,7 +182,7 @@ def _flow(page, app_url, dataset, artifacts_dir):
     click(panel, "Preview on N samples of the view", wait_ms=3000)
     wait_text(panel, f"Preview of 'ground_truth-refs' v1 on {len(dataset)} sample(s)")
     wait_for_grid(page, len(dataset))
-    shot(page, artifacts_dir, "1-preview")
+    shot(page, artifacts_dir, "1-preview", console)
     report = {}
     tiles = page.locator("[data-cy=looker] canvas")
     ids = dataset.values("id")
@@ -193,14 +201,14 @@ def _flow(page, app_url, dataset, artifacts_dir):
     )
     dismiss_popovers(page)
     page.wait_for_timeout(1500)
-    shot(page, artifacts_dir, "2-modal")
+    shot(page, artifacts_dir, "2-modal", console)
     report["modal-open"] = drawn(page, modal_canvas, distractor, [stripe, true_red, true_green])
     box = modal_canvas.bounding_box()
     w, h = distractor.metadata.width, distractor.metadata.height
     px, py = _canvas_point(box, w, h, stripe[0], stripe[1], (0, 0))
     page.mouse.click(px, py)
     page.wait_for_timeout(1500)
-    shot(page, artifacts_dir, "4-selected")
+    shot(page, artifacts_dir, "4-selected", console)
     report["modal-selected"] = drawn(page, modal_canvas, distractor, [stripe, true_red, true_green])
     modal.get_by_text("No Time to Train").first.click()
     page.wait_for_timeout(1500)
@@ -208,7 +216,7 @@ def _flow(page, app_url, dataset, artifacts_dir):
     click(modal_panel, "Reject selected predictions (false positives)")
     wait_text(modal_panel, "Rejected 1 prediction(s)")
     sample_tab(page, modal)
-    shot(page, artifacts_dir, "5-rejected")
+    shot(page, artifacts_dir, "5-rejected", console)
     report["modal-rejected"] = drawn(page, modal_canvas, distractor, [stripe, true_red, true_green])
     dataset.reload()  # the App's process added ntt_preview
     assert nf.build_bank(dataset, GT, BANK)["diff"]["text"] == "+1 negative"  # v2
@@ -217,12 +225,12 @@ def _flow(page, app_url, dataset, artifacts_dir):
     click(modal_panel, "Preview on this sample", wait_ms=3000)
     wait_text(modal_panel, "Preview of 'ground_truth-refs' v2 on 1 sample(s)")
     sample_tab(page, modal)
-    shot(page, artifacts_dir, "6-preview-v2")
+    shot(page, artifacts_dir, "6-preview-v2", console)
     report["modal-preview-v2"] = drawn(
         page, modal_canvas, distractor, [stripe, true_red, true_green]
     )
     close_modal(page, modal)
-    shot(page, artifacts_dir, "7-closed")
+    shot(page, artifacts_dir, "7-closed", console)
     report["grid-closed"] = drawn(page, dist_tile, distractor, [stripe, true_red, true_green])
     report["stored-preview"] = stored_centres(dataset, distractor.id, PREVIEW)
     report["stored-curated"] = stored_centres(dataset, distractor.id, CURATED)
@@ -238,6 +246,8 @@ def _flow(page, app_url, dataset, artifacts_dir):
         # v2 no longer predicts the stripe; ntt_curated (which keeps it) is hidden by default
         "modal-preview-v2": [False, True, True],
         "grid-closed": [False, True, True],
+        "painting-errors": 0,
     }
+    report["painting-errors"] = sum(PAINT_ERROR in line for line in console)
     (artifacts_dir / "drawn-report.json").write_text(json.dumps(report, indent=1))
     assert {k: report[k] for k in expected} == expected, report

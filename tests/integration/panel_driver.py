@@ -18,8 +18,10 @@ PANEL_URI = "@fiftyone-ntt/no-time-to-train/ntt_panel"
 
 
 class PanelDriver:
-    def __init__(self, dataset):
+    def __init__(self, dataset, panel_id: str = "ntt-test-panel"):
         self.dataset = dataset
+        #: two drivers with one id are one panel of the App (e.g. an event with an old copy)
+        self.panel_id = panel_id
         self.state: dict[str, Any] = {}
         self.view = None
         self.selected_labels: list[dict[str, Any]] = []
@@ -47,7 +49,7 @@ class PanelDriver:
             current_sample=self.current_sample,
             params={
                 "__method__": method,
-                "panel_id": "ntt-test-panel",
+                "panel_id": self.panel_id,
                 "panel_state": self.state,
                 **params,
             },

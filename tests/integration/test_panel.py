@@ -413,13 +413,15 @@ def test_preview_reject_rebuild_preview_again(panel, tmp_path, field_hash):
     assert "Preview of 'ground_truth-refs' v1 on 8 sample(s)" in panel.notice()
     assert "models loaded" in panel.notice() or "models reused" in panel.notice()
 
-    # in the modal: this sample only, the view is left alone
+    # in the modal (its own panel, loaded with the sample open): this sample only, the view
+    # is left alone (set again, equal, so that the App loads the sample again)
     panel.view = None
     panel.current_sample = distractor
-    panel.call("on_change_current_sample")
+    panel.call("on_load")
     assert panel.state["modal"] is True
     panel.call("preview_sample")
-    assert "on 1 sample(s)" in panel.notice() and panel.view is None
+    assert "on 1 sample(s)" in panel.notice()
+    assert panel.view.values("id") == dataset.values("id")
     first = _preview_boxes(dataset, distractor)
     fp = [p for p in first if p[2][0] >= STRIPE[0] - 2 and p[2][2] <= STRIPE[2] + 2]
     assert [p[0] for p in fp] == ["red"], first

@@ -196,13 +196,19 @@ def test_poll_does_not_rerender_an_unchanged_panel_and_follows_active_runs(panel
     panel.call("poll")
     assert panel.output is None  # nothing changed: no new layout sent
 
-    _queue_segment(dataset, "ntt")
+    op_id = _queue_segment(dataset, "ntt")
     panel.call("poll")
     (row,) = _rows_of(panel, "ntt")
     assert row["state"] == "queued"
     panel.output = None
-    panel.call("poll")  # a run is active: refreshed on every tick
+    panel.call("poll")  # a run is active: recomputed on every tick, drawn only if changed
+    assert panel.output is None
+    from fiftyone_ntt.fiftyone.app.activity import mark_failed
+
+    mark_failed(op_id, reason="stopped")
+    panel.call("poll")
     assert panel.output is not None and "notify" not in panel.triggered()
+    assert _rows_of(panel, "ntt")[0]["state"] == "failed"
 
 
 def test_view_events_redraw_only_when_the_view_or_the_dataset_changed(panel):
@@ -309,11 +315,11 @@ def test_build_shows_what_it_does_disables_the_button_then_builds(panel):
     # a second firing of the same timer (a re-mounted view) does not build again
     panel.call(method, **params)
     assert len(nf.bank_versions(panel.dataset, BANK)) == 2
-    # a tick with a stale copy of the busy state shows the panel as it is, not busy
+    # a tick with a stale copy of the busy state sends nothing (no patch, no layout): the
+    # work's own response drew the panel not busy (test_panel_quiet.py)
     stale.auto_timers = False
     stale.call("poll")
-    assert stale.state["busy"] is None
-    assert stale.button("banks_buttons", "build")["disabled"] is False
+    assert stale.output is None and stale.requests == []
     assert "banks_busy" not in stale.layout_names()
 
 
