@@ -9,8 +9,14 @@ After each step the overlays drawn in the sample view and in the grid tiles are 
 the stored labels: a point is "drawn" when the canvas pixel there differs from the painted
 image's own colour (the painted images are flat colours, known exactly).
 
+The App must also log no label-painting failure ("ArrayBuffer is detached"): FiftyOne 1.22
+loses a label-painting worker with each one, and with them all gone (one per CPU core) it
+draws no overlay anywhere until a reload. The panel's quiet rules that prevent them are in
+docs/architecture.md ("The panel and the App's label painting").
+
 Screenshots: ``test-artifacts/drawn-*.png``; what was drawn at each step:
-``test-artifacts/drawn-report.json``.
+``test-artifacts/drawn-report.json``; the App's console with the panel's calls:
+``test-artifacts/drawn-console.txt``.
 """
 
 from __future__ import annotations

@@ -250,6 +250,7 @@ def _curation_loop(page, app_url, loop_dataset, artifacts_dir):
     modal_panel = modal.locator("[data-cy=panel-content-ntt_panel]").first
     click(modal_panel, "Reject selected predictions (false positives)")
     wait_text(modal_panel, "Rejected 1 prediction(s)")
+    shot(page, artifacts_dir, "5b-rejected")
     assert dataset.count_label_tags(label_fields=[PREVIEW]) == {"ntt:neg": 1}
 
     # 6. rebuild: version 2, "+1 negative"
