@@ -10,7 +10,7 @@ import fiftyone.operators.types as types
 
 from .._forms import invalid
 from .._numbers import number_field
-from . import improve
+from . import improve, map
 
 #: The preview's N: its label and bounds (``NTTPanel.set_preview_n`` checks a new value). At
 #: most 100: a preview runs inside the App, a look before a run ('Segment this view…').
@@ -412,4 +412,5 @@ def render_panel(panel, ctx) -> types.Property:
     _preview(panel, obj, state)
     _runs(panel, obj, state)
     improve.render_improve(panel, obj, state)
+    map.render_map(panel, obj, state)
     return types.Property(obj, view=types.GridView(orientation="vertical", gap=2, pad=2))

@@ -97,3 +97,132 @@ def test_preview_from_the_panel_keeps_features(panel):
     assert "Preview of" in panel.notice()
     with_features, total = _feature_counts(panel.dataset, PREVIEW_FIELD)
     assert with_features == total > 0
+
+
+@pytest.fixture
+def mapped(panel):
+    """A run with features, evaluated and on a map, the panel refreshed."""
+    import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.fiftyone.analysis.maps import map_predictions
+
+    dataset = panel.dataset
+    panel.call("build")
+    nf.segment(dataset, BANK, PRED, points_per_side=16, embeddings=True, progress=False)
+    nf.evaluate(dataset, PRED, "ev", gt_field=GT)
+    field = map_predictions(dataset, PRED, BANK)["brain_key"]
+    panel.call("on_refresh")
+    return panel, field
+
+
+def _map_labels(dataset, field, roles):
+    """What a lasso of the points of ``roles`` selects: the App's selected labels."""
+    from fiftyone_ntt.fiftyone.analysis.maps import ROLE_ATTRIBUTE
+
+    sample_ids, ids, got = dataset.values(
+        ["id", f"{field}.detections.id", f"{field}.detections.{ROLE_ATTRIBUTE}"]
+    )
+    return [
+        {"label_id": i, "field": field, "sample_id": s}
+        for s, labels, label_roles in zip(sample_ids, ids, got)
+        for i, r in zip(labels or [], label_roles or [])
+        if r in roles
+    ]
+
+
+def _tagged(dataset, tag):
+    return sorted(dataset.select_labels(tags=tag).values(f"{PRED}.detections.id", unwind=True))
+
+
+def test_map_button_opens_the_map_form_for_the_run_and_bank(mapped):
+    import fiftyone.operators as foo
+
+    panel, _ = mapped
+    assert panel.find("map_heading") is not None
+    panel.call("map_open")
+    prompt = panel.params_of("prompt_user_for_operation")
+    assert prompt["operator_uri"] == f"{PLUGIN}/ntt_map_predictions"
+    assert prompt["params"] == {"pred_field": PRED, "bank": BANK}
+    result = foo.execute_operator(
+        prompt["operator_uri"], dataset=panel.dataset, params=prompt["params"]
+    )
+    result.raise_exceptions()
+    assert "open_panel" in " ".join(
+        r["operator_uri"] for r in result.executor.to_json()["requests"]
+    )
+
+
+def test_map_button_offers_the_missing_features(panel):
+    import fiftyone_ntt.fiftyone as nf
+
+    panel.call("build")
+    nf.segment(panel.dataset, BANK, "plain", points_per_side=16, progress=False)
+    panel.call("on_refresh")
+    panel.call("map_choose", value="plain")
+    panel.call("map_open")
+    params = panel.params_of("prompt_user_for_operation")["params"]
+    assert params == {"pred_field": "plain", "bank": BANK, "recompute_features": True}
+
+
+def test_reject_then_untag_a_lasso_on_the_map_from_the_panel(mapped):
+    from fiftyone_ntt.fiftyone.analysis.maps import source_labels
+
+    panel, field = mapped
+    dataset = panel.dataset
+    lasso = _map_labels(dataset, field, {"fp"})
+    fps = sorted(source_labels(dataset, field, [s["label_id"] for s in lasso])[PRED])
+    assert len(lasso) == len(fps) >= 2
+
+    panel.selected_labels = lasso
+    panel.call("reject")
+    assert panel.state["message_variant"] == "success", panel.notice()
+    assert f"{len(fps)} label(s) rejected" in panel.notice()
+    assert _tagged(dataset, "ntt:neg") == fps
+    assert panel.selected_labels == []  # used: unselected
+
+    panel.selected_labels = lasso
+    panel.call("untag")
+    assert f"{len(fps)} label(s) untagged" in panel.notice()
+    assert _tagged(dataset, "ntt:neg") == []
+
+    # accept: the true positives become references; the references on the map are ground
+    # truth, left as they are
+    panel.selected_labels = _map_labels(dataset, field, {"tp", "reference"})
+    panel.call("accept")
+    tps = len(_map_labels(dataset, field, {"tp"}))
+    assert f"{tps} label(s) accepted; 3 ground-truth label(s) left as they are" in panel.notice()
+    assert len(_tagged(dataset, "ntt:ref")) == tps
+
+
+def test_more_like_this_from_a_false_positive(mapped):
+    import fiftyone.operators as foo
+
+    panel, field = mapped
+    dataset = panel.dataset
+    first = _map_labels(dataset, field, {"fp"})[:1]
+    panel.selected_labels = first
+    panel.call("map_more_like_this")  # no similarity index yet: its form opens
+    prompt = panel.params_of("prompt_user_for_operation")
+    assert prompt["operator_uri"] == f"{PLUGIN}/ntt_similar_predictions"
+    assert prompt["params"] == {"pred_field": PRED, "bank": BANK}
+    foo.execute_operator(
+        prompt["operator_uri"], dataset=dataset, params=prompt["params"]
+    ).raise_exceptions()
+
+    panel.selected_labels = first
+    panel.call("map_more_like_this")
+    assert "most like the 1 selected label(s)" in panel.notice(), panel.notice()
+    assert panel.view is not None and first[0]["label_id"] not in panel.view.values("id")
+
+
+def test_map_labels_keep_their_ids_when_the_map_is_rebuilt(mapped):
+    # the Embeddings panel's points and a selection on them name map label ids: indexing the
+    # same field and bank (or mapping it again) must not replace them
+    from fiftyone_ntt.fiftyone.analysis.maps import map_predictions, similar_predictions
+
+    panel, field = mapped
+    dataset = panel.dataset
+    before = sorted(dataset.values(f"{field}.detections.id", unwind=True))
+    similar_predictions(dataset, PRED, BANK)
+    assert sorted(dataset.values(f"{field}.detections.id", unwind=True)) == before
+    map_predictions(dataset, PRED, BANK)
+    assert sorted(dataset.values(f"{field}.detections.id", unwind=True)) == before

@@ -29,8 +29,9 @@ from typing import Any
 import fiftyone as fo
 import fiftyone.brain as fob
 import numpy as np
+from bson import ObjectId
 
-from fiftyone_ntt.embeddings import bank_vectors
+from fiftyone_ntt.embeddings import NEGATIVE, REFERENCE, bank_vectors
 from fiftyone_ntt.fiftyone.banks.index import load_bank
 from fiftyone_ntt.fiftyone.dataset.fields import check_detections_field
 from fiftyone_ntt.fiftyone.dataset.labels import EMBEDDING_ATTRIBUTE, decode_embedding
@@ -219,6 +220,9 @@ def build_map_field(
             )
     if eval_key is None:
         eval_key = latest_evaluation(dataset, pred_field)
+    # a label copied again keeps its map id: the map's points and a selection on them
+    # stay valid when the field is rebuilt (e.g. for the similarity index)
+    known = _known_copies(dataset, field)
 
     rows = _prediction_rows(collection, pred_field)
     outcomes = (
@@ -244,7 +248,13 @@ def build_map_field(
                 check_field_encoder(dataset, pred_field, bank, bank_key, len(vector))
             outcome = outcomes[s][i] if outcomes[s] else None
             role = outcome if outcome in ("tp", "fp") else PREDICTION
-            copy = _copy(rows["labels"][s][i], rows["boxes"][s][i], rows["scores"][s][i], role)
+            copy = _copy(
+                rows["labels"][s][i],
+                rows["boxes"][s][i],
+                rows["scores"][s][i],
+                role,
+                known.pop((pred_field, label_id, False), None),
+            )
             copy[SOURCE_FIELD_ATTRIBUTE], copy[SOURCE_ID_ATTRIBUTE] = pred_field, label_id
             per_sample.setdefault(sample_id, []).append(copy)
             embeddings[copy.id] = vector
@@ -262,7 +272,13 @@ def build_map_field(
     by_id = dict(zip(vectors.ids, zip(vectors.roles, vectors.vectors)))
     for source, sample_id, label in _bank_labels(dataset, bank, set(by_id)):
         role, vector = by_id[str(label.id)]
-        copy = _copy(label.label, label.bounding_box, None, role)
+        copy = _copy(
+            label.label,
+            label.bounding_box,
+            None,
+            role,
+            known.pop((source, str(label.id), True), None),
+        )
         copy[SOURCE_FIELD_ATTRIBUTE], copy[SOURCE_ID_ATTRIBUTE] = source, str(label.id)
         per_sample.setdefault(sample_id, []).append(copy)
         embeddings[copy.id] = vector
@@ -298,8 +314,32 @@ def build_map_field(
     }
 
 
-def _copy(label: Any, box: Any, confidence: Any, role: str) -> Any:
-    copy = fo.Detection(label=label, bounding_box=list(box), confidence=confidence)
+def _known_copies(dataset: Any, field: str) -> dict[tuple[str, str, bool], ObjectId]:
+    """``{(source field, source id, from the bank): map label id}`` of the map field as it
+    is (a rejected prediction is on the map twice: as a prediction and as a negative)."""
+    if not dataset.has_sample_field(field):
+        return {}
+    base = f"{field}.detections"
+    ids, fields, sources, roles = dataset.values(
+        [
+            f"{base}.id",
+            f"{base}.{SOURCE_FIELD_ATTRIBUTE}",
+            f"{base}.{SOURCE_ID_ATTRIBUTE}",
+            f"{base}.{ROLE_ATTRIBUTE}",
+        ],
+        unwind=True,
+    )
+    bank = (REFERENCE, NEGATIVE)
+    return {
+        (f, s, r in bank): ObjectId(i) for i, f, s, r in zip(ids, fields, sources, roles) if f and s
+    }
+
+
+def _copy(
+    label: Any, box: Any, confidence: Any, role: str, label_id: ObjectId | None = None
+) -> Any:
+    kwargs = {} if label_id is None else {"_id": label_id}
+    copy = fo.Detection(label=label, bounding_box=list(box), confidence=confidence, **kwargs)
     copy[ROLE_ATTRIBUTE] = role
     return copy
 

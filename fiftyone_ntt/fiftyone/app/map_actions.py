@@ -13,14 +13,17 @@ from typing import Any
 
 from fiftyone import ViewField as F
 
+from fiftyone_ntt.fiftyone.analysis.features import feature_count
 from fiftyone_ntt.fiftyone.analysis.maps import (
     MAP_PREFIX,
     PREDICTION,
     ROLE_ATTRIBUTE,
+    SOURCE_FIELD_ATTRIBUTE,
     SOURCE_ID_ATTRIBUTE,
     similarity_key,
     source_labels,
 )
+from fiftyone_ntt.fiftyone.app.panel_state import Effect
 from fiftyone_ntt.fiftyone.curation.decisions import (
     accept_predictions,
     reject_predictions,
@@ -28,7 +31,15 @@ from fiftyone_ntt.fiftyone.curation.decisions import (
 )
 from fiftyone_ntt.fiftyone.dataset.fields import ground_truth_fields
 
-__all__ = ["ACTIONS", "curate_selection", "more_like_this"]
+__all__ = [
+    "ACTIONS",
+    "curate_effect",
+    "curate_selection",
+    "map_prompt",
+    "more_like_this",
+    "more_like_this_effect",
+    "on_map",
+]
 
 #: What :func:`curate_selection` can do.
 ACTIONS = ("accept", "reject", "untag")
@@ -183,3 +194,121 @@ def more_like_this(dataset: Any, selected: Iterable[Any], k: int = 25) -> Any:
         view = view.match(F(f"{field}.label").is_in(sorted(set(chosen.values(f"{field}.label")))))
     view = view.match(F(f"{field}.{ROLE_ATTRIBUTE}").is_in(wanted))
     return view.sort_by_similarity(ids, k=k, brain_key=key)
+
+
+# ---- the panel's buttons (each returns the Effect the panel carries out) -------------------
+
+
+def on_map(selected: Iterable[Any]) -> bool:
+    """Whether a selection holds labels of a map field (the panel then acts on the labels
+    they copy: :func:`curate_effect`)."""
+    return any(
+        isinstance(item, Mapping) and str(item.get("field") or "").startswith(MAP_PREFIX)
+        for item in selected or ()
+    )
+
+
+def curate_effect(collection: Any, selected: Iterable[Any], action: str) -> Effect:
+    """:func:`curate_selection` of the panel's *Accept* / *Reject* / *Untag selected* on
+    labels selected on a map (hundreds at a time): the count in the message."""
+    result = curate_selection(collection._root_dataset, selected, action)
+    variant = "success" if result["count"] else "warning"
+    return Effect(result["message"], variant=variant, result=result)
+
+
+def _run_bank(dataset: Any, pred_field: str) -> str | None:
+    if pred_field in dataset.list_runs():
+        return getattr(dataset.get_run_info(pred_field).config, "bank_key", None)
+    return None
+
+
+def map_prompt(
+    collection: Any,
+    plugin: str,
+    pred_field: str | None,
+    bank_key: str | None = None,
+    on_success: Any = None,
+) -> Effect:
+    """Open the *Map predictions* form for ``pred_field`` (a run's field) with the bank its
+    run used (else ``bank_key``); when its predictions lack features, computing them first
+    is ticked. The operator opens the Embeddings panel on the map."""
+    dataset = collection._root_dataset
+    if not pred_field or not dataset.has_sample_field(pred_field):
+        return Effect(
+            "No segmentation to map yet: 'Segment this view…' (features are kept), then "
+            "Map predictions",
+            variant="warning",
+        )
+    bank = _run_bank(dataset, pred_field) or bank_key
+    if not bank:
+        return Effect(
+            "No memory bank yet: tag references, then 'Build / rebuild' a bank", variant="warning"
+        )
+    with_features, total = feature_count(collection, pred_field)
+    params: dict[str, Any] = {"pred_field": pred_field, "bank": bank}
+    if total and with_features < total:
+        params["recompute_features"] = True
+    return Effect(
+        prompt={
+            "operator": f"{plugin}/ntt_map_predictions",
+            "params": params,
+            "on_success": on_success,
+        }
+    )
+
+
+def _map_source(dataset: Any, map_field: str) -> str | None:
+    """The predictions field a map field copies."""
+    fields = dataset.distinct(f"{map_field}.detections.{SOURCE_FIELD_ATTRIBUTE}")
+    truth = set(ground_truth_fields(dataset))
+    return next((f for f in fields if f not in truth), None)
+
+
+def more_like_this_effect(
+    collection: Any,
+    selected: Iterable[Any],
+    plugin: str,
+    bank_key: str | None = None,
+    k: int = 25,
+) -> Effect:
+    """The panel's *More like this*: the view of the predictions most similar to the label
+    selected on the map (:func:`more_like_this`). Without the map's similarity index, its
+    form opens (then press the button again)."""
+    dataset = collection._root_dataset
+    selected = list(selected or ())
+    if not selected:
+        return Effect(
+            "Select a label on the map (a reference, a negative or a prediction), then "
+            "'More like this'",
+            variant="warning",
+        )
+    try:
+        view = more_like_this(dataset, selected, k=k)
+    except ValueError as error:
+        if "no similarity index" not in str(error):
+            raise
+        field = next(
+            (str(i["field"]) for i in selected if isinstance(i, Mapping) and i.get("field")),
+            "",
+        )
+        pred_field = _map_source(dataset, field) if field.startswith(MAP_PREFIX) else field
+        bank = (_run_bank(dataset, pred_field) if pred_field else None) or bank_key
+        return Effect(
+            f"{error}. Its form is open: index, then 'More like this' again",
+            variant="info",
+            prompt={
+                "operator": f"{plugin}/ntt_similar_predictions",
+                "params": {"pred_field": pred_field, "bank": bank},
+            },
+        )
+    # the App gets the ids in order: a similarity stage carries ObjectIds in its state that
+    # do not survive the trip to the App and back
+    ids = view.values("id")
+    shown = dataset.to_patches(view._patches_field).select(ids, ordered=True)
+    return Effect(
+        f"The {len(ids)} prediction(s) most like the {len(selected)} selected label(s), "
+        "most similar first",
+        variant="info",
+        view=shown,
+        result=len(ids),
+    )

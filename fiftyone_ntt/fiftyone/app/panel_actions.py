@@ -16,6 +16,7 @@ from fiftyone import ViewField as F
 
 import fiftyone_ntt.fiftyone as nf
 from fiftyone_ntt.config import get_preset
+from fiftyone_ntt.fiftyone.app.map_actions import curate_effect, on_map
 from fiftyone_ntt.fiftyone.app.panel_state import (
     DEMO_REFERENCE_FILE,
     DEMO_TARGET_FILES,
@@ -137,9 +138,11 @@ def untag_selected(
     selected: Iterable[str] | None = None,
 ) -> Effect:
     """Remove the reference and negative tags from the selected labels (in a patches view:
-    from every label of the ticked patches)."""
+    from every label of the ticked patches; on a map: from the labels they copy)."""
 
     labels = _selected(collection, selected_labels, selected)
+    if on_map(labels):
+        return curate_effect(collection, labels, "untag")
     collection = collection._root_dataset
     if not labels:
         return Effect(
@@ -327,11 +330,12 @@ def _judge(
     collection: Any, selected_labels: Any, accept: bool, selected: Iterable[str] | None
 ) -> Effect:
 
+    labels = _selected(collection, selected_labels, selected)
+    if on_map(labels):  # a lasso on the map: the labels its points copy
+        return curate_effect(collection, labels, "accept" if accept else "reject")
     verb = "Accepted" if accept else "Rejected"
     what = "references" if accept else "negatives (false positives)"
-    per_field, other, in_patches = _by_field(
-        collection, _selected(collection, selected_labels, selected)
-    )
+    per_field, other, in_patches = _by_field(collection, labels)
     if not per_field:
         notes = []
         if other:
