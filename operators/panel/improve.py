@@ -5,8 +5,8 @@ positives, and the review queue.
 Every button calls one function of :mod:`fiftyone_ntt.fiftyone.app.curation_actions`; what
 it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone)
 and drawn by :func:`render_improve`. The run is the one chosen in the section's dropdown
-(``improve_field``), by default the newest segmentation of the Runs table (while none is
-chosen, a new run becomes the default).
+(``improve_field``): the newest segmentation of the Runs table when the section is first
+drawn (the App then keeps the dropdown's value in the state: a newer run is chosen there).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from .effects import apply_effect
 AT = "improve"
 #: False positives kept per audited reference for *Show* (the panel state stays small).
 SHOW_FALSE_POSITIVES = 50
-#: The state keys this section fills (cleared when another run is chosen).
-RESULT_KEYS = ("improve_thresholds", "improve_audit", "improve_review", "improve_compare")
+#: Rows of a table live in a state key of their own, ``<key>_rows`` (a table property
+#: reads the state key of its name).
+ROWS = "_rows"
 
 
 def ca():
@@ -81,11 +82,9 @@ class ImproveActions(ActionRunner):
         return row
 
     def improve_choose(self, ctx):
-        state = ctx.panel.state
-        if ctx.params.get("value") != state.get("improve_field"):
-            for key in RESULT_KEYS:
-                state.set(key, None)
-        state.improve_field = ctx.params.get("value")
+        # what the section shows stays: each title names its run and evaluation (and the
+        # saved thresholds are what a newer run is compared with)
+        ctx.panel.state.improve_field = ctx.params.get("value")
 
     # ---- thresholds -----------------------------------------------------------------
 
@@ -96,26 +95,30 @@ class ImproveActions(ActionRunner):
 
         def keep(state, effect):
             table = effect.result
-            state.improve_thresholds = {
-                "eval_key": table["eval_key"],
-                "bank_key": table["bank_key"],
-                "bank_version": table["bank_version"],
-                "pred_field": table["pred_field"],
-                "count": len(table["thresholds"]),
-                "rows": [
-                    {
-                        "class": r["class_name"],
-                        "threshold": _number(r["threshold"]),
-                        "precision": _number(r["precision"]),
-                        "recall": _number(r["recall"]),
-                        "f1": _number(r["f1"]),
-                        "kept": f"{r['kept']} / {r['total']}",
-                        "reason": r.get("reason") or "",
-                    }
-                    for r in table["rows"]
-                ],
-                "saved": None,
-            }
+            _store(
+                state,
+                "improve_thresholds",
+                {
+                    "eval_key": table["eval_key"],
+                    "bank_key": table["bank_key"],
+                    "bank_version": table["bank_version"],
+                    "pred_field": table["pred_field"],
+                    "count": len(table["thresholds"]),
+                    "rows": [
+                        {
+                            "class": r["class_name"],
+                            "threshold": _number(r["threshold"]),
+                            "precision": _number(r["precision"]),
+                            "recall": _number(r["recall"]),
+                            "f1": _number(r["f1"]),
+                            "kept": f"{r['kept']} / {r['total']}",
+                            "reason": r.get("reason") or "",
+                        }
+                        for r in table["rows"]
+                    ],
+                    "saved": None,
+                },
+            )
 
         self._act(
             ctx, ca().thresholds_for_run, ctx.dataset, row["field"], row["evaluation"], keep=keep
@@ -147,20 +150,24 @@ class ImproveActions(ActionRunner):
             return
 
         def keep(state, effect):
-            state.improve_compare = {
-                "before": table["eval_key"],
-                "after": row["evaluation"],
-                "rows": [
-                    {
-                        "class": r["class"],
-                        **{
-                            m: f"{_number(r[f'{m}_before'], 2)} → {_number(r[f'{m}_after'], 2)}"
-                            for m in ("precision", "recall", "f1")
-                        },
-                    }
-                    for r in effect.result
-                ],
-            }
+            _store(
+                state,
+                "improve_compare",
+                {
+                    "before": table["eval_key"],
+                    "after": row["evaluation"],
+                    "rows": [
+                        {
+                            "class": r["class"],
+                            **{
+                                m: f"{_number(r[f'{m}_before'], 2)} → {_number(r[f'{m}_after'], 2)}"
+                                for m in ("precision", "recall", "f1")
+                            },
+                        }
+                        for r in effect.result
+                    ],
+                },
+            )
 
         self._act(
             ctx,
@@ -181,35 +188,38 @@ class ImproveActions(ActionRunner):
         def keep(state, effect):
             audit = effect.result
             rows = audit["rows"]
-            state.improve_audit = {
-                key: audit[key] for key in ("eval_key", "bank_key", "bank_version", "pred_field")
-            } | {
-                "quiet": sum(1 for r in rows if not r["nearest_fp"]),
-                "rows": [
-                    {
-                        "reference": _short_id(r["reference_id"]),
-                        "reference_id": r["reference_id"],
-                        "class": r["class_name"],
-                        "class_name": r["class_name"],
-                        "field": r["field"],
-                        "fp": r["nearest_fp"],
-                        "tp": r["nearest_tp"],
-                        "precision": _number(r["precision"], 2),
-                        "raw_precision": r["precision"],
-                        "without": _number(r["precision_without"], 2),
-                        "harm": _number(r["harm"], 2),
-                        "false_positives": r["false_positives"][:SHOW_FALSE_POSITIVES],
-                    }
-                    for r in rows
-                    if r["nearest_fp"]
-                ],
-            }
+            _store(
+                state,
+                "improve_audit",
+                {
+                    **{k: audit[k] for k in ("eval_key", "bank_key", "bank_version", "pred_field")},
+                    "quiet": sum(1 for r in rows if not r["nearest_fp"]),
+                    "rows": [
+                        {
+                            "reference": _short_id(r["reference_id"]),
+                            "reference_id": r["reference_id"],
+                            "class": r["class_name"],
+                            "class_name": r["class_name"],
+                            "field": r["field"],
+                            "fp": r["nearest_fp"],
+                            "tp": r["nearest_tp"],
+                            "precision": _number(r["precision"], 2),
+                            "raw_precision": r["precision"],
+                            "without": _number(r["precision_without"], 2),
+                            "harm": _number(r["harm"], 2),
+                            "false_positives": r["false_positives"][:SHOW_FALSE_POSITIVES],
+                        }
+                        for r in rows
+                        if r["nearest_fp"]
+                    ],
+                },
+            )
 
         self._act(ctx, ca().audit_for_run, ctx.dataset, row["field"], row["evaluation"], keep=keep)
 
     def _audit_row(self, ctx) -> tuple[dict, dict | None]:
         audit = ctx.panel.state.get("improve_audit") or {}
-        rows = audit.get("rows") or []
+        rows = ctx.panel.state.get("improve_audit" + ROWS) or []
         index = ctx.params.get("row")
         if index is None or not 0 <= int(index) < len(rows):
             return audit, None
@@ -218,9 +228,8 @@ class ImproveActions(ActionRunner):
         return audit, row
 
     def _drop_audit_row(self, state, reference_id: str) -> None:
-        audit = dict(state.get("improve_audit") or {})
-        audit["rows"] = [r for r in audit.get("rows") or [] if r["reference_id"] != reference_id]
-        state.improve_audit = audit
+        rows = state.get("improve_audit" + ROWS) or []
+        state.set("improve_audit" + ROWS, [r for r in rows if r["reference_id"] != reference_id])
 
     def improve_show(self, ctx):
         audit, row = self._audit_row(ctx)
@@ -298,6 +307,13 @@ class ImproveActions(ActionRunner):
         self._decide(ctx, "reject")
 
 
+def _store(state, key: str, info: dict) -> None:
+    """``info`` in state ``key``, its ``rows`` (a table's) in ``key + ROWS``."""
+    info = dict(info)
+    state.set(key + ROWS, info.pop("rows"))
+    state.set(key, info)
+
+
 # ---- layout ---------------------------------------------------------------------------
 
 
@@ -367,11 +383,12 @@ def _thresholds(panel, obj, state, row) -> None:
             ("kept", "Kept"),
         ]
     )
-    for index, r in enumerate(table["rows"]):
+    rows = state.get("improve_thresholds" + ROWS) or []
+    for index, r in enumerate(rows):
         if r.get("reason"):
             view.add_tooltip(index, "class", r["reason"])
-    obj.list("improve_thresholds", types.Object(), view=view)
-    notes = [f"**{r['class']}**: {r['reason']}" for r in table["rows"] if r.get("reason")]
+    obj.list("improve_thresholds" + ROWS, types.Object(), view=view)
+    notes = [f"**{r['class']}**: {r['reason']}" for r in rows if r.get("reason")]
     if notes:
         obj.md("  \n".join(notes), name="improve_thresholds_notes")
     saved = table.get("saved")
@@ -401,7 +418,7 @@ def _thresholds(panel, obj, state, row) -> None:
             name="improve_compare_title",
         )
         obj.list(
-            "improve_compare",
+            "improve_compare" + ROWS,
             types.Object(),
             view=layout._table(
                 [("class", "Class"), ("precision", "Precision"), ("recall", "Recall"), ("f1", "F1")]
@@ -418,7 +435,7 @@ def _audit(panel, obj, state) -> None:
         f"v{audit['bank_version']}, evaluation *{audit['eval_key']}*), most harmful first",
         name="improve_audit_title",
     )
-    rows = audit.get("rows") or []
+    rows = state.get("improve_audit" + ROWS) or []
     if not rows:
         obj.view(
             "improve_audit_empty", types.Notice(label="No reference attracts a false positive.")
@@ -448,7 +465,7 @@ def _audit(panel, obj, state) -> None:
         ),
     ):
         view.add_row_action(name, callback, label=label, tooltip=tooltip)
-    obj.list("improve_audit", types.Object(), view=view)
+    obj.list("improve_audit" + ROWS, types.Object(), view=view)
     if audit.get("quiet"):
         obj.md(
             f"{audit['quiet']} other reference(s) attract no false positive.",

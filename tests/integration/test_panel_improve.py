@@ -65,7 +65,22 @@ def plant_ambiguous(dataset, field: str) -> str:
 
 
 def _rows(panel, key: str) -> list[dict]:
-    return (panel.state.get(key) or {}).get("rows") or []
+    """The rows of the section's table ``key`` (state ``<key>_rows``)."""
+    return panel.state.get(f"{key}_rows") or []
+
+
+def assert_tables_read_lists(panel) -> None:
+    """Each table of the section reads a list of rows from the state key of its name (a
+    table bound to a dict draws nothing in the App)."""
+    names = [
+        n
+        for n in ("improve_thresholds_rows", "improve_audit_rows", "improve_compare_rows")
+        if panel.find(n) is not None
+    ]
+    assert names
+    for name in names:
+        assert panel.find(name)["view"]["name"] == "TableView"
+        assert isinstance(panel.state[name], list) and panel.state[name], name
 
 
 def _tags(dataset, field: str, label_id: str) -> set[str]:
@@ -94,12 +109,12 @@ def test_thresholds_saved_then_compared_after_segmenting_again(panel):
     panel.call("improve_thresholds")
     table = panel.state["improve_thresholds"]
     assert (table["eval_key"], table["bank_key"], table["bank_version"]) == ("ev", BANK, 1)
-    rows = {r["class"]: r for r in table["rows"]}
+    rows = {r["class"]: r for r in _rows(panel, "improve_thresholds")}
     assert set(rows) == {"red", "green", "blue"}
     kept, total = map(int, rows["blue"]["kept"].split(" / "))
     assert kept < total and rows["blue"]["precision"] == "1.000"  # the hard class is cut
     assert "thresholds for 3 of 3 class(es)" in panel.notice()
-    assert panel.find("improve_thresholds") is not None  # the table is drawn
+    assert panel.find("improve_thresholds_rows") is not None  # the table is drawn
     assert not panel.find("improve_save")["view"]["disabled"]
     assert bank_thresholds(dataset, BANK) == {}  # nothing saved yet
 
@@ -112,12 +127,17 @@ def test_thresholds_saved_then_compared_after_segmenting_again(panel):
 
     segment_and_evaluate(dataset, "ntt_cut", "after")  # the latest version: v2
     panel.call("poll")
-    assert panel.find("improve_field")["default"] == "ntt_cut"  # the newest run
+    assert panel.find("improve_field")["default"] == "ntt_cut"  # the newest run, until
+    panel.state["improve_field"] = "ntt"  # the App keeps the dropdown's value in the state
+    panel.call("refresh")
+    assert panel.find("improve_compare_btn") is None  # 'ntt' is the thresholds' own run
+    panel.call("improve_choose", value="ntt_cut")  # the user chooses the new run
+    assert panel.state["improve_thresholds"]["saved"] == 2  # kept: compared with it next
     panel.call("improve_compare")
-    compare = {r["class"]: r for r in panel.state["improve_compare"]["rows"]}
+    compare = {r["class"]: r for r in _rows(panel, "improve_compare")}
     before, after = compare["blue"]["precision"].split(" → ")
     assert float(before) < float(after) == 1.0
-    assert panel.find("improve_compare") is not None
+    assert_tables_read_lists(panel)
 
 
 def test_audit_table_show_and_untag(panel):
@@ -132,8 +152,9 @@ def test_audit_table_show_and_untag(panel):
     assert all(r["fp"] > 0 for r in rows)  # the table lists references attracting FPs
     assert panel.state["improve_audit"]["quiet"] == 4 - len(rows)
     assert "attract false positives" in panel.notice()
-    actions = [a["name"] for a in panel.find("improve_audit")["view"]["row_actions"]]
+    actions = [a["name"] for a in panel.find("improve_audit_rows")["view"]["row_actions"]]
     assert actions == ["show", "untag", "replace"]
+    assert_tables_read_lists(panel)
 
     panel.call("improve_show", row=0)
     assert panel.view.count(f"{GT}.detections") == 1
