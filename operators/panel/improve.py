@@ -480,7 +480,7 @@ def _review(panel, obj, state) -> None:
     if review.get("next"):
         text = (
             f"**To review**: {review['left']} prediction(s) of *{review['pred_field']}* "
-            f"left (saved view 'to review', shown in the grid); the first one: "
+            f"left, most informative first (saved view 'to review', in the grid); first: "
             f"{_short_id(review['next'])}"
         )
     else:

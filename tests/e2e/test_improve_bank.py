@@ -69,8 +69,8 @@ def click(panel, name: str, wait_ms: int = 1500) -> None:
 
 
 def shot(page, artifacts_dir: Path, name: str, focus=None) -> None:
-    if focus is not None:
-        focus.scroll_into_view_if_needed()
+    if focus is not None:  # in the middle of the panel: toasts cover the bottom
+        focus.evaluate("e => e.scrollIntoView({block: 'center'})")
     page.wait_for_timeout(500)
     page.screenshot(path=str(artifacts_dir / f"improve-{name}.png"))
 
@@ -143,7 +143,7 @@ def _improve(page, app_url, improve_dataset, artifacts_dir):
 
     # 4. the review queue: "to review" with the planted ambiguous prediction first
     click(panel, "Review queue", wait_ms=3000)
-    wait_text(panel, f"the first one: …{planted[-6:]}")
+    wait_text(panel, f"first: …{planted[-6:]}")
     dataset.reload()  # the App saved the view
     assert dataset.load_saved_view("to review").first()["ntt_cut"].id == planted
     page.locator("text=/^\\d+ patches$/").first.wait_for(timeout=LOAD_TIMEOUT_MS)
