@@ -31,7 +31,14 @@ from fiftyone_ntt.fiftyone.runs.cancel import request_cancel
 from fiftyone_ntt.fiftyone.runs.config import list_ntt_runs
 from fiftyone_ntt.fiftyone.runs.record import run_state
 
-__all__ = ["PLUGIN_NAME", "STATES", "list_activity", "mark_failed", "operation_rows"]
+__all__ = [
+    "PLUGIN_NAME",
+    "STATES",
+    "bank_of_field",
+    "list_activity",
+    "mark_failed",
+    "operation_rows",
+]
 
 #: The plugin's name in ``fiftyone.yml``: operator URIs start with it.
 PLUGIN_NAME = "@fiftyone-ntt/no-time-to-train"
@@ -126,7 +133,7 @@ def _evaluation_rows(dataset: Any) -> list[dict[str, Any]]:
     for key in dataset.list_evaluations():
         info = dataset.get_evaluation_info(key)
         config = info.config
-        bank, bank_version = _bank_of_field(dataset, getattr(config, "pred_field", None))
+        bank, bank_version = bank_of_field(dataset, getattr(config, "pred_field", None))
         rows.append(
             _row(
                 id=f"evaluation:{key}",
@@ -143,7 +150,7 @@ def _evaluation_rows(dataset: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _bank_of_field(dataset: Any, field: str | None) -> tuple[str | None, int | None]:
+def bank_of_field(dataset: Any, field: str | None) -> tuple[str | None, int | None]:
     """The bank (key, version) of the run that wrote ``field``, as its run row shows it."""
 
     if field and field in list_ntt_runs(dataset):

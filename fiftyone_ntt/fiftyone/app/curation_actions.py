@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fiftyone_ntt.curation.reference_audit import suggest_replacement
-from fiftyone_ntt.fiftyone.app.activity import _bank_of_field as bank_of_field
+from fiftyone_ntt.fiftyone.app.activity import bank_of_field
 from fiftyone_ntt.fiftyone.app.panel_state import Effect
 from fiftyone_ntt.fiftyone.banks.audit import judged_predictions, reference_audit
 from fiftyone_ntt.fiftyone.banks.index import load_bank
