@@ -47,7 +47,7 @@ class NTTSegment(foo.Operator):
 
     def resolve_delegation(self, ctx):
         # splitting only queues the shards: instant, so never delegated itself
-        if not _is_video(ctx) and _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
+        if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
             return False
         # large targets go to a delegated worker where FiftyOne offers scheduling
         size, limit, _unit = _delegation_size(ctx)
@@ -143,6 +143,7 @@ class NTTSegment(foo.Operator):
         )
         if not video:
             _image_batching(inputs, ctx)
+        _shards_field(inputs, ctx, video)
         device_field(inputs, ctx, plan.problem("device"))
         number_field(
             inputs,
@@ -171,7 +172,7 @@ class NTTSegment(foo.Operator):
         out_field = _field_name(params.get("out_field") or OUT_DEFAULT, _is_video(ctx))
         shard = params.get("shard")
         plan = _chosen_output(ctx, _plan(ctx, target, bank_key, out_field, shard=shard))
-        if shard is None and _num_shards(ctx) > 1 and not _is_video(ctx):
+        if shard is None and _num_shards(ctx) > 1:
             plan.raise_first()
             return _queue_shards(ctx, target, plan)
         summary = run_plan(
@@ -397,6 +398,11 @@ def _image_batching(inputs, ctx) -> None:
         label="Images per model call",
         description="Empty: 1 on CPU, 4 on a GPU; more uses more GPU memory",
     )
+
+
+def _shards_field(inputs, ctx, video: bool) -> None:
+    """N delegated tasks, one per shard of the target (of whole videos on a video dataset:
+    a video's tracks are made by one worker)."""
     number_field(
         inputs,
         "num_shards",
@@ -405,9 +411,10 @@ def _image_batching(inputs, ctx) -> None:
         min=1,
         label="Split into N delegated tasks",
         description=(
-            "N > 1 queues N delegated operations, one per shard of the target, for N "
-            "workers (`CUDA_VISIBLE_DEVICES=k fiftyone delegated launch`, one per GPU or "
-            "machine, same database); they write the same field"
+            "N > 1 queues N delegated operations, one per shard of the target"
+            + (" (each a set of whole videos)" if video else "")
+            + ", for N workers (`CUDA_VISIBLE_DEVICES=k fiftyone delegated launch`, one per "
+            "GPU or machine, same database); they write the same field"
         ),
     )
 
@@ -452,7 +459,7 @@ def _queue_shards(ctx, target, plan) -> dict:
     """Queue one delegated operation per shard (N workers run them in parallel)."""
     params = ctx.params
     keep = ("score_threshold", "max_detections", "points_per_side", "skip_references")
-    keep += ("batch_size", "prefetch", "batch_images")
+    keep += ("batch_size", "prefetch", "batch_images", "keyframe_every", "embeddings")
     forwarded = {k: params[k] for k in keep if params.get(k) is not None}
     n = _num_shards(ctx)
     ids = queue_shards(

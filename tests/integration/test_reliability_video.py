@@ -93,7 +93,7 @@ REFUSED = [
     ),
     ("frame field of another type", _segment(out_field="caption"), ["caption", "Detections"]),
     ("curation field", _segment(out_field="ntt_curated"), ["ntt_curated", "erase"]),
-    ("shard on videos", _segment(shard=(0, 2)), ["shard", "image datasets", "one run"]),
+    ("shard out of range on videos", _segment(shard=(2, 2)), ["shard=(2, 2)", "0..1"]),
     ("clips view", _clips, ["clips", "whole videos"]),
     ("exact COCO on frames", _evaluate_exact, ["exact_coco", "to_frames"]),
     ("bank from a missing frame field", _build("frames.nothing"), ["frames.nothing", "frame"]),

@@ -38,7 +38,7 @@ def test_video_operators_immediate(video_dataset, field_hash):
     assert "frames.ntt" in form
     assert "2 video(s), 48 frame(s) in the target" in form, form
     assert "1 hold the bank's references" in form and "47 will be segmented" in form
-    assert "num_shards" not in form  # a video run is not split
+    assert "num_shards" in form and "whole videos" in form  # a shard = a set of videos
 
     result = _run("ntt_segment", dataset, {"bank": "squares", "out_field": "frames.ntt"})
     summary = result.result

@@ -124,15 +124,20 @@ def _register(plan: RunPlan) -> None:
             dataset.add_sample_field(
                 plan.out_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections
             )
-        registered = run_key in dataset.list_runs() and (
-            getattr(dataset.get_run_info(run_key).config, "run_fingerprint", None)
-            == plan.fingerprint
-        )
-        # the shards of one split share the run: the first registers it, the others keep
-        # it (re-registering would reset the record of the shards already running)
-        if plan.shard is None or not registered:
-            # cleanup=False: re-registering must not delete the predictions already written
-            dataset.register_run(run_key, run_config, overwrite=True, cleanup=False)
+        register_shared_run(plan, run_key, run_config)
+
+
+def register_shared_run(plan: RunPlan, run_key: str, run_config: Any) -> None:
+    """Register the run (image or video; inside :func:`schema_turn`): the shards of one split
+    share it: the first registers it, the others keep it (re-registering would reset the
+    record of the shards already running)."""
+    dataset = plan.dataset
+    registered = run_key in dataset.list_runs() and (
+        getattr(dataset.get_run_info(run_key).config, "run_fingerprint", None) == plan.fingerprint
+    )
+    if plan.shard is None or not registered:
+        # cleanup=False: re-registering must not delete the predictions already written
+        dataset.register_run(run_key, run_config, overwrite=True, cleanup=False)
 
 
 def _targets(plan: RunPlan) -> tuple[Any, int]:

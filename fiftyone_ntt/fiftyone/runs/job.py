@@ -69,7 +69,8 @@ def segment(
     (``batch_images`` and ``prefetch`` do not apply), ``batch_size`` counts frames, resume
     and failures are per frame, ``skip_references`` skips the frames holding the bank's
     references when it was built from frame labels, and the summary counts frames (plus
-    ``videos``). ``shard`` is refused (:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`).
+    ``videos``). A ``shard`` of a video collection is a set of whole videos
+    (:mod:`~fiftyone_ntt.fiftyone.runs.video_loop`).
 
     Predictions have ``label``, ``confidence``, a relative box and a box-cropped mask. Writes
     happen every ``batch_size`` samples (and on interruption). A rerun with the same bank and
@@ -140,7 +141,7 @@ def segment(
 
     Raises:
         ValueError: refused output field, collection (whole grouped dataset, clips view)
-            or shard (on videos), bad bank, or, without overwrite, a run with other settings
+            or shard, bad bank, or, without overwrite, a run with other settings
             or labels No Time to Train did not write in ``out_field``.
         FieldLockedError: another live run is writing ``out_field`` (or this shard of it,
             or a conflicting one); the message names its pid and host.

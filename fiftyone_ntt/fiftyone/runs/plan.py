@@ -171,11 +171,11 @@ def plan_segment(
     usable = True
     try:
         if video:
-            out_field = check_video_request(collection, out_field, shard)
+            out_field = check_video_request(collection, out_field)
         else:
             check_image_collection(collection)
     except ValueError as error:
-        problems.append(Problem("shard" if shard is not None and video else "collection", error))
+        problems.append(Problem("collection", error))
         usable = False
     keyframe_every = _checked(problems, "keyframe_every", check_keyframe_every, keyframe_every)
     if keyframe_every and keyframe_every > 1 and not video:

@@ -98,7 +98,8 @@ def run_state(collection: Any, out_field: str) -> dict[str, Any]:
         database (:func:`written_count`); ``lock``: a live claim or None. A split run adds ``num_shards`` and
         ``shards``: one dict per shard (``shard`` ``"i/n"`` 1-based, ``index``, ``status``
         as above or ``"none"`` when never started, ``total``, ``processed`` (as its worker
-        last recorded), ``failed``, ``pid``, ``host``, ``lock``).
+        last recorded), ``failed``, ``pid``, ``host``, ``lock``, ``tracking``) and, for a
+        tracked video run, ``tracking``: the shards' settings, keyframes and videos together.
     """
 
     dataset = collection._root_dataset
@@ -175,11 +176,12 @@ def _sharded_state(dataset: Any, out_field: str, split: dict[str, Any]) -> dict[
                 "pid": entry.get("pid"),
                 "host": entry.get("host"),
                 "lock": lock,
+                "tracking": entry.get("tracking"),
             }
         )
     status = _overall([s["status"] for s in shards])
     lock = next((s["lock"] for s in shards if s["lock"] is not None), None)
-    return {
+    state = {
         "status": status,
         "finished": status == "completed",
         "total": sum(int(s["total"] or 0) for s in shards),
@@ -188,3 +190,11 @@ def _sharded_state(dataset: Any, out_field: str, split: dict[str, Any]) -> dict[
         "num_shards": count,
         "shards": shards,
     }
+    tracked = [s["tracking"] for s in shards if s["tracking"]]
+    if tracked:  # a tracked video run: its shards' videos together
+        state["tracking"] = {
+            **{k: v for k, v in tracked[0].items() if k not in ("keyframes", "videos")},
+            "keyframes": sum(int(t.get("keyframes") or 0) for t in tracked),
+            "videos": {k: v for t in tracked for k, v in (t.get("videos") or {}).items()},
+        }
+    return state

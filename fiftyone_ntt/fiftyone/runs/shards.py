@@ -1,7 +1,8 @@
 """One segmentation split into N shards, run by N FiftyOne delegated-operation workers.
 
 Shard ``i`` of ``n`` is the ``i``-th of ``n`` contiguous ranges of the target's sample ids
-in sorted order (sizes differ by at most one). The same view gives the same shards on every
+in sorted order (sizes differ by at most one): on a video dataset, a set of whole videos
+(the tracks of a video need all its frames in one process). The same view gives the same shards on every
 rerun, on any machine, so a shard can be resumed or rerun on its own. All shards write the
 same output field and mark finished samples with the same run fingerprint, so a split run
 gives exactly the field an unsplit run gives.
@@ -94,11 +95,11 @@ def queue_shards(
     Args:
         collection: dataset or view to segment (queued as a view of its dataset).
         bank: key of a bank of this dataset (workers load it by key).
-        out_field: the ``Detections`` field every shard writes.
+        out_field: the ``Detections`` field every shard writes (a frame field on videos).
         num_shards: N >= 1.
         **params: other parameters of the operator (``score_threshold``,
             ``max_detections``, ``points_per_side``, ``skip_references``, ``overwrite``,
-            ``batch_size``, ``batch_images``, ``device``, ...).
+            ``batch_size``, ``batch_images``, ``device``, ``keyframe_every``, ...).
 
     Returns:
         The ids of the queued delegated operations, shard 0 first.
@@ -120,7 +121,11 @@ def queue_shards(
             f"{error.args[0]}; build it first (build_bank) or pass an existing key"
         ) from None
     check_output_field(
-        collection, out_field, info.get("gt_field"), overwrite=bool(params.get("overwrite"))
+        collection,
+        out_field,
+        info.get("gt_field"),
+        frames=collection.media_type == "video",
+        overwrite=bool(params.get("overwrite")),
     )
     dataset = collection._root_dataset
     view = collection.view() if collection is dataset else collection

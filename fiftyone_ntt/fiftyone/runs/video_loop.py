@@ -8,6 +8,11 @@ claim, the run record and the resume rule: a frame whose ``Detections`` carry th
 fingerprint (``ntt_run``) is done. Frames are decoded with OpenCV's bundled FFmpeg
 (:mod:`~fiftyone_ntt.fiftyone.dataset.media`), no system ``ffmpeg``.
 
+A split run (``shard`` ``(i, n)``, :mod:`~fiftyone_ntt.fiftyone.runs.shards`) takes the
+``i``-th of ``n`` ranges of the sorted video ids: a shard is a set of whole videos, so the
+tracks of a video are made by one worker, and the shards together write what an unsplit run
+writes.
+
 With ``keyframe_every`` K > 1 (:class:`Tracking`) a video is one unit: No Time to Train runs
 on every K-th frame and SAM 2's video memory carries its detections between
 (:func:`fiftyone_ntt.tracking.track_video`, docs/method.md §17); each detection gets its track
@@ -42,10 +47,12 @@ from fiftyone_ntt.fiftyone.runs.image_loop import (
     free_memory,
     is_out_of_memory,
     predict_retrying_oom,
+    register_shared_run,
     run_outcome,
 )
 from fiftyone_ntt.fiftyone.runs.output_field import reload_schema
 from fiftyone_ntt.fiftyone.runs.record import record_run
+from fiftyone_ntt.fiftyone.runs.shards import shard_view
 from fiftyone_ntt.tracking import FrameFailure, TrackBook, track_video
 
 __all__ = [
@@ -88,19 +95,13 @@ def is_video(collection: Any) -> bool:
     return getattr(collection, "media_type", None) == "video"
 
 
-def check_video_request(collection: Any, out_field: Any, shard: Any) -> Any:
+def check_video_request(collection: Any, out_field: Any) -> Any:
     """The frame field name a video run writes (``frames.`` prefix optional in
     ``out_field``); refuse what the frame path does not do.
 
     Raises:
-        ValueError: ``shard`` given (a video run is not split), or a clips/patches view.
+        ValueError: a clips/patches view.
     """
-    if shard is not None:
-        raise ValueError(
-            f"shard={tuple(shard)!r}: split runs are for image datasets; segment a video "
-            "collection in one run (leave shard out, num_shards=1), or segment views of "
-            "different videos into different fields"
-        )
     if getattr(collection, "_is_clips", False) or getattr(collection, "_is_patches", False):
         raise ValueError(
             "a clips or patches view of a video dataset cannot be segmented; segment the "
@@ -120,8 +121,7 @@ def _register(plan: RunPlan) -> None:
             dataset.add_frame_field(
                 field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections
             )
-        # cleanup=False: re-registering must not delete the predictions already written
-        dataset.register_run(field, run_config, overwrite=True, cleanup=False)
+        register_shared_run(plan, field, run_config)
 
 
 def _prepare_videos(plan: RunPlan, failures: list[dict[str, Any]]) -> Any:
@@ -129,6 +129,8 @@ def _prepare_videos(plan: RunPlan, failures: list[dict[str, Any]]) -> Any:
     frame; return the target view without the videos that cannot be decoded (reported)."""
 
     dataset, target = plan.dataset, plan.collection
+    if plan.shard is not None:
+        target = shard_view(target, plan.shard)  # whole videos
     ids, paths, counts = target.values(["id", "filepath", "metadata.total_frame_count"])
     readable, metadata = [], {}
     for sample_id, path, count in zip(ids, paths, counts):
@@ -227,7 +229,7 @@ def run_video_segmentation(
             "bank_key": plan.bank_key,
             "bank_version": plan.bank.origin.get("bank_version"),
             "status": status,
-            "shard": None,
+            "shard": None if plan.shard is None else list(plan.shard),
             "run_fingerprint": plan.fingerprint,
             "unit": "frames",
             "videos": len(ids),
@@ -240,7 +242,7 @@ def run_video_segmentation(
                 "keyframes": counts["keyframes"],
                 "videos": videos,
             }
-        record_run(dataset, field, summary, None)
+        record_run(dataset, field, summary, plan.shard)
         return summary
 
     record("running")
@@ -280,7 +282,7 @@ def run_video_segmentation(
                     if len(pending) >= plan.batch_size:
                         flush()
                     if time.monotonic() - beat > HEARTBEAT_SECONDS:
-                        lock.update(heartbeat(dataset, field, lock, None))
+                        lock.update(heartbeat(dataset, field, lock, plan.shard))
                         beat = time.monotonic()
                     if progress is not None:
                         progress(done, to_do)
