@@ -10,6 +10,10 @@ demos without weights:
 
 Unset (the default), the models named by the configuration are loaded with
 :func:`fiftyone_ntt.models.load_models`.
+
+A tracked video run's SAM 2 video model (its memory modules over the proposer's image
+weights, docs/method.md §17.3) is cached with the proposer it shares weights with
+(:func:`get_video_model`), and released with the image models.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fiftyone_ntt.config import ModelConfig
@@ -29,6 +33,7 @@ __all__ = [
     "describe_models",
     "free_models",
     "get_models",
+    "get_video_model",
     "load_count",
     "model_identity",
 ]
@@ -37,8 +42,11 @@ TEST_MODELS_ENV = "FIFTYONE_NTT_TEST_MODELS"
 _TEST_CHOICES = ("fake", "tiny")
 
 _cache: dict[tuple, tuple[Any, Any]] = {}
+#: ``{"proposer": ..., "model": ...}``: the video model of one proposer at most
+_video: dict[str, Any] = {}
 _lock = threading.Lock()
 _loads = 0
+_video_loads = 0
 
 
 def test_models() -> str | None:
@@ -98,10 +106,26 @@ def get_models(models: ModelConfig, device: str | None = None) -> tuple[Any, Any
         return _cache[key]
 
 
+def get_video_model(proposer: Any, load: Callable[[], Any]) -> Any:
+    """The SAM 2 video model that goes with ``proposer``, loaded once (``load()``) and kept
+    while the proposer is the same object: the tracked runs after the first pay no load. At
+    most one is kept (another proposer replaces it); :func:`free_models` releases it with
+    the image models."""
+    global _video_loads
+    with _lock:
+        if _video.get("proposer") is not proposer:
+            _video.clear()
+            model = load()
+            _video.update(proposer=proposer, model=model)
+            _video_loads += 1
+        return _video["model"]
+
+
 def _release() -> None:
-    if not _cache:
+    if not _cache and not _video:
         return
     _cache.clear()
+    _video.clear()
 
     gc.collect()
     try:
@@ -114,17 +138,18 @@ def _release() -> None:
 
 
 def free_models() -> int:
-    """Release the cached models (their memory, CUDA included). Returns how many pairs were
-    held (0 or 1)."""
+    """Release the cached models (their memory, CUDA included), the video model included.
+    Returns how many pairs were held (0 or 1)."""
     with _lock:
         held = len(_cache)
         _release()
         return held
 
 
-def load_count() -> int:
-    """How many times models were loaded in this process (the cache's misses)."""
-    return _loads
+def load_count(video: bool = False) -> int:
+    """How many times models (``video``: video models) were loaded in this process (the
+    cache's misses)."""
+    return _video_loads if video else _loads
 
 
 def model_identity(encoder: Any, proposer: Any) -> dict[str, Any]:

@@ -89,7 +89,8 @@ def propagator_for(proposer: Any, max_objects: int | None = None, propagator: An
     video memory over the proposer's weights
     (:meth:`~fiftyone_ntt.models.sam2.video.Sam2VideoPropagator.from_proposer`); in
     test-model mode the fake :class:`~fiftyone_ntt.testing.ColorPropagator` (``fake``) or
-    the tiny random video model (``tiny``)."""
+    the tiny random video model (``tiny``). The video model is cached with the proposer
+    (:func:`~fiftyone_ntt.fiftyone.dataset.model_cache.get_video_model`)."""
     if propagator is not None:
         return propagator
     cap = DEFAULT_MAX_OBJECTS if max_objects is None else max_objects
@@ -101,12 +102,16 @@ def propagator_for(proposer: Any, max_objects: int | None = None, propagator: An
         return ColorPropagator(max_objects=cap)
     from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator
 
+    # the video model is loaded once per proposer (model_cache), each run its own session
     if mode == "tiny":
         from fiftyone_ntt.models.tiny import tiny_sam2_video_model
 
-        model = tiny_sam2_video_model()[0]
+        model = model_cache.get_video_model(proposer, lambda: tiny_sam2_video_model()[0])
         return Sam2VideoPropagator(model, max_objects=cap, source="tiny-random-sam2-video")
-    return Sam2VideoPropagator.from_proposer(proposer, max_objects=cap)
+    model = model_cache.get_video_model(
+        proposer, lambda: Sam2VideoPropagator.from_proposer(proposer, max_objects=cap).model
+    )
+    return Sam2VideoPropagator.from_proposer(proposer, model, max_objects=cap)
 
 
 def check_device(name: str | None) -> str:
