@@ -1,12 +1,15 @@
-"""The "No Time to Train" panel: references, memory banks, preview, accept/reject, runs.
+"""The "No Time to Train" panel: references, memory banks, preview, accept/reject, runs,
+improving the bank (thresholds, audit, review queue) and the embeddings map.
 
 Thin glue over :mod:`fiftyone_ntt.fiftyone.app`: :meth:`NTTPanel.refresh` puts the rows
 computed in ``panel_state`` into the panel state (tables read them) and every button calls one
 library action whose ``Effect`` :func:`.effects.apply_effect` carries out in the App. One
 module per section holds its buttons (:mod:`.references`, :mod:`.banks`, :mod:`.preview`,
-:mod:`.runs`), :mod:`.long_work` the busy-then-work pattern of *Build* and *Preview*, and
-:mod:`.layout` what is drawn. A new section: a mixin of :class:`.actions.ActionRunner` in its
-own module, added to :class:`NTTPanel`'s bases, and its part of the layout.
+:mod:`.runs`, :mod:`.improve`, :mod:`.map`), :mod:`.long_work` the busy-then-work pattern of
+*Build* and *Preview*, :mod:`.layout` what is drawn (with :mod:`.widgets`; the larger sections
+draw in their own module: :mod:`.improve_layout`, :func:`.map.render_map`). A new section: a
+mixin of :class:`.actions.ActionRunner` in its own module, added to :class:`NTTPanel`'s bases,
+and its part of the layout, drawn with :mod:`.widgets`.
 
 Staying true: a timer of the layout calls :meth:`NTTPanel.poll`, which refreshes the panel
 (silently) when what it shows changed on the dataset (an operator run from the App's

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import fiftyone.operators.types as types
 
-from .._forms import invalid
 from .._numbers import number_field
-from . import improve, map
+from . import improve_layout, map, widgets
 
 #: The preview's N: its label and bounds (``NTTPanel.set_preview_n`` checks a new value). At
 #: most 100: a preview runs inside the App, a look before a run ('Segment this view…').
@@ -20,57 +19,9 @@ PREVIEW_N = {"label": "N (samples of the view to preview)", "min": 1, "max": 100
 POLL_BUSY_MS = 1500
 POLL_IDLE_MS = 4000
 
-_NOTICE = {"error": types.Error, "warning": types.Warning, "success": types.Success}
-
-
-def _table(columns: list[tuple[str, str]]) -> types.TableView:
-    table = types.TableView(max_inline_actions=5)
-    for key, label in columns:
-        table.add_column(key, label=label)
-    return table
-
-
-def _buttons(parent: types.Object, name: str, buttons: list[tuple]) -> None:
-    """A row of buttons: ``(name, label, callback, disabled)``."""
-    stack = parent.h_stack(name, gap=1, align_x="left")
-    for key, label, callback, disabled in buttons:
-        stack.btn(key, label=label, on_click=callback, disabled=disabled, variant="outlined")
-
-
-def _heading(parent: types.Object, name: str, text: str) -> None:
-    parent.md(f"##### {text}", name=name)
-
-
-def _message(obj: types.Object, state, section: str) -> None:
-    """The result of the last action, in the section of the button that caused it."""
-    message = state.get("message")
-    if message and (state.get("message_at") or "top") == section:
-        kind = _NOTICE.get(state.get("message_variant"), types.Notice)
-        obj.view("message" if section == "top" else f"{section}_message", kind(label=message))
-
-
-def _field_error(obj: types.Object, prop, state, name: str) -> None:
-    """The error of a field of the panel (``state.errors``), shown under the field."""
-    error = (state.get("errors") or {}).get(name)
-    if error:
-        invalid(obj, prop, name, error)
-
-
-def _busy(panel, obj: types.Object, state, action: str, name: str) -> bool:
-    """While ``action`` runs: what it is doing (with its progress), in place of the old
-    message. Returns whether any work is under way (its buttons are then disabled)."""
-    busy = state.get("busy") or {}
-    if not panel.is_working(busy):
-        return False
-    if busy.get("action") == action:
-        progress = state.get("progress")
-        text = f"{busy.get('text')} … ({progress})" if progress else f"{busy.get('text')} … working"
-        obj.view(name, types.Notice(label=text))
-    return True
-
 
 def _first_use(panel, obj: types.Object, info: dict) -> None:
-    _heading(obj, "first_use_heading", "Getting started")
+    widgets.heading(obj, "first_use_heading", "Getting started")
     lines = [f"**{s['title']}**: {s['text']}" for s in info["steps"]]
     obj.md("\n\n".join(lines), name="first_use_steps")
     if info.get("demo"):
@@ -83,7 +34,7 @@ def _first_use(panel, obj: types.Object, info: dict) -> None:
         ("first_build", "2. Build memory bank", panel.build, True),
         ("first_segment", "3. Segment this view…", panel.segment_view, True),
     ]
-    _buttons(obj, "first_use_buttons", buttons)
+    widgets.buttons(obj, "first_use_buttons", buttons)
 
 
 def selection_text(selection: dict | None) -> str:
@@ -101,7 +52,7 @@ def selection_text(selection: dict | None) -> str:
 def _selection(panel, obj: types.Object, state) -> None:
     """What the selection buttons act on, and a button that unselects it."""
     obj.md(f"**{selection_text(state.get('selection'))}**", name="selection_line")
-    _buttons(
+    widgets.buttons(
         obj,
         "selection_buttons",
         [("clear_selection", "Clear", panel.clear_selection, False)],
@@ -109,13 +60,13 @@ def _selection(panel, obj: types.Object, state) -> None:
 
 
 def _references(panel, obj: types.Object, state) -> None:
-    _heading(obj, "refs_heading", "References")
+    widgets.heading(obj, "refs_heading", "References")
     rows = state.get("refs") or []
     if rows:
         obj.list(
             "refs",
             types.Object(),
-            view=_table(
+            view=widgets.table(
                 [
                     ("class", "Class"),
                     ("positives", "References"),
@@ -127,7 +78,7 @@ def _references(panel, obj: types.Object, state) -> None:
     else:
         obj.view("refs_empty", types.Notice(label="No label is tagged as a reference yet."))
     has_neg = any(r.get("negatives") for r in rows)
-    _buttons(
+    widgets.buttons(
         obj,
         "refs_show",
         [
@@ -142,7 +93,7 @@ def _references(panel, obj: types.Object, state) -> None:
         "Select labels in the grid or the sample view (or patches in a patches view), then:",
         name="refs_selection",
     )
-    _buttons(
+    widgets.buttons(
         obj,
         "refs_tag",
         [
@@ -151,16 +102,16 @@ def _references(panel, obj: types.Object, state) -> None:
             ("untag", "Untag selected", panel.untag, False),
         ],
     )
-    _message(obj, state, "refs")
+    widgets.message(obj, state, "refs")
 
 
 def _banks(panel, obj: types.Object, state) -> None:
-    _heading(obj, "banks_heading", "Memory banks")
+    widgets.heading(obj, "banks_heading", "Memory banks")
     rows = state.get("banks") or []
     if rows:
         # few columns, so the table fits beside the grid (the creation time is the Bank
         # cell's tooltip)
-        table = _table(
+        table = widgets.table(
             [
                 ("name", "Bank"),
                 ("classes", "Shots per class"),
@@ -190,14 +141,14 @@ def _banks(panel, obj: types.Object, state) -> None:
     else:
         obj.view("banks_empty", types.Notice(label="No memory bank yet."))
     _build_fields(obj, state, panel)
-    working = _busy(panel, obj, state, "build", "banks_busy")
+    working = widgets.busy(panel, obj, state, "build", "banks_busy")
     has_refs = bool(state.get("refs"))
-    _buttons(
+    widgets.buttons(
         obj,
         "banks_buttons",
         [("build", "Build / rebuild", panel.build, not has_refs or working)],
     )
-    _message(obj, state, "banks")
+    widgets.message(obj, state, "banks")
 
 
 def _build_fields(obj: types.Object, state, panel) -> None:
@@ -219,7 +170,7 @@ def _build_fields(obj: types.Object, state, panel) -> None:
         on_change=panel.set_build_key,
         view=types.FieldView(space=6),
     )
-    _field_error(obj, prop, state, "build_key")
+    widgets.field_error(obj, prop, state, "build_key")
     presets = list(PRESETS)
     chosen = state.get("build_preset")
     if chosen is not None and chosen not in presets:
@@ -236,13 +187,13 @@ def _build_fields(obj: types.Object, state, panel) -> None:
         view=choices,
         on_change=panel.set_build_preset,
     )
-    _field_error(obj, prop, state, "build_preset")
+    widgets.field_error(obj, prop, state, "build_preset")
     if (state.get("errors") or {}).get("build"):
         obj.view("build_error", types.Error(label=state.get("errors")["build"]))
 
 
 def _preview(panel, obj: types.Object, state) -> None:
-    _heading(obj, "preview_heading", "Preview")
+    widgets.heading(obj, "preview_heading", "Preview")
     bank = state.get("bank")
     prop = number_field(
         obj,
@@ -253,9 +204,9 @@ def _preview(panel, obj: types.Object, state) -> None:
         view=types.FieldView(space=4),
         **PREVIEW_N,
     )
-    _field_error(obj, prop, state, "preview_n")
-    working = _busy(panel, obj, state, "preview", "preview_busy")
-    _buttons(
+    widgets.field_error(obj, prop, state, "preview_n")
+    working = widgets.busy(panel, obj, state, "preview", "preview_busy")
+    widgets.buttons(
         obj,
         "preview_buttons",
         [
@@ -273,13 +224,13 @@ def _preview(panel, obj: types.Object, state) -> None:
             ),
         ],
     )
-    _message(obj, state, "preview")
+    widgets.message(obj, state, "preview")
     obj.md(
         "Select predictions (in the sample view, or patches of a prediction field or of an "
         "evaluation), then:",
         name="judge_selection",
     )
-    _buttons(
+    widgets.buttons(
         obj,
         "judge_buttons",
         [
@@ -287,11 +238,11 @@ def _preview(panel, obj: types.Object, state) -> None:
             ("reject", "Reject selected predictions (false positives)", panel.reject, False),
         ],
     )
-    _message(obj, state, "judge")
+    widgets.message(obj, state, "judge")
 
 
 def _runs(panel, obj: types.Object, state) -> None:
-    _heading(obj, "runs_heading", "Runs")
+    widgets.heading(obj, "runs_heading", "Runs")
     if state.get("worker_notice"):
         obj.view("worker_notice", types.Warning(label=state.get("worker_notice")))
     rows = state.get("runs") or []
@@ -302,7 +253,7 @@ def _runs(panel, obj: types.Object, state) -> None:
         # an error is a few words in the State cell (the table has no room for a column of
         # its own); its full text: the cell's tooltip and a line below the table
         errors = [r for r in rows if r.get("error")]
-        table = _table(
+        table = widgets.table(
             [
                 ("kind", "Run"),
                 ("field", "Field / key"),
@@ -369,7 +320,7 @@ def _runs(panel, obj: types.Object, state) -> None:
             obj.md("  \n".join(lines), name="runs_errors")
     else:
         obj.view("runs_empty", types.Notice(label="No segmentation run yet."))
-    _buttons(
+    widgets.buttons(
         obj,
         "runs_buttons",
         [
@@ -377,7 +328,7 @@ def _runs(panel, obj: types.Object, state) -> None:
             ("refresh", "Refresh", panel.on_refresh, False),
         ],
     )
-    _message(obj, state, "runs")
+    widgets.message(obj, state, "runs")
 
 
 def _timers(panel, obj: types.Object, state) -> None:
@@ -402,7 +353,7 @@ def _timers(panel, obj: types.Object, state) -> None:
 def render_panel(panel, ctx) -> types.Property:
     state = ctx.panel.state
     obj = types.Object()
-    _message(obj, state, "top")
+    widgets.message(obj, state, "top")
     _timers(panel, obj, state)
     info = state.get("first_use")
     if info:
@@ -411,6 +362,6 @@ def render_panel(panel, ctx) -> types.Property:
     _banks(panel, obj, state)
     _preview(panel, obj, state)
     _runs(panel, obj, state)
-    improve.render_improve(panel, obj, state)
+    improve_layout.render_improve(panel, obj, state)
     map.render_map(panel, obj, state)
     return types.Property(obj, view=types.GridView(orientation="vertical", gap=2, pad=2))

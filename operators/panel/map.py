@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fiftyone.operators.types as types
 
-from . import layout
+from . import widgets
 from .actions import ActionRunner
 from .library import PLUGIN
 
@@ -77,7 +77,7 @@ class MapActions(ActionRunner):
 
 def render_map(panel, obj: types.Object, state) -> None:
     """The section: the run chooser and its buttons."""
-    layout._heading(obj, "map_heading", "Map")
+    widgets.heading(obj, "map_heading", "Map")
     fields = map_choices(state)
     field = chosen_field(state)
     if field is None:
@@ -98,7 +98,7 @@ def render_map(panel, obj: types.Object, state) -> None:
         "*Accept* / *Reject* above (*Untag selected* undoes), or:",
         name="map_selection",
     )
-    layout._buttons(
+    widgets.buttons(
         obj,
         "map_buttons",
         [
@@ -106,4 +106,4 @@ def render_map(panel, obj: types.Object, state) -> None:
             ("map_more_btn", "More like this", panel.map_more_like_this, False),
         ],
     )
-    layout._message(obj, state, AT)
+    widgets.message(obj, state, AT)
