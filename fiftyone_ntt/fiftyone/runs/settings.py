@@ -85,11 +85,13 @@ DEFAULT_MAX_OBJECTS = 16
 
 
 def propagator_for(proposer: Any, max_objects: int | None = None, propagator: Any = None) -> Any:
-    """The propagator of a tracked video run (docs/method.md §17): the given one, else SAM 2's
-    video memory over the proposer's weights
-    (:meth:`~fiftyone_ntt.models.sam2.video.Sam2VideoPropagator.from_proposer`); in
-    test-model mode the fake :class:`~fiftyone_ntt.testing.ColorPropagator` (``fake``) or
-    the tiny random video model (``tiny``). The video model is cached with the proposer
+    """The propagator of a tracked video run (docs/method.md §17): the given one, else the
+    video memory of the proposer's family over its weights, EdgeTAM's for an EdgeTAM proposer
+    (:class:`~fiftyone_ntt.models.edgetam.video.EdgeTamVideoPropagator`), SAM 2's otherwise
+    (:meth:`~fiftyone_ntt.models.sam2.video.Sam2VideoPropagator.from_proposer`, which
+    refuses other proposers); in test-model mode the fake
+    :class:`~fiftyone_ntt.testing.ColorPropagator` (``fake``) or the tiny random video model
+    of the family (``tiny``). The video model is cached with the proposer
     (:func:`~fiftyone_ntt.fiftyone.dataset.model_cache.get_video_model`)."""
     if propagator is not None:
         return propagator
@@ -100,18 +102,23 @@ def propagator_for(proposer: Any, max_objects: int | None = None, propagator: An
         from fiftyone_ntt.testing import ColorPropagator
 
         return ColorPropagator(max_objects=cap)
+    from fiftyone_ntt.models.edgetam.video import EdgeTamVideoPropagator
     from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator
 
+    edgetam = dict(getattr(proposer, "identity", {}) or {}).get("family") == "edgetam"
+    kind = EdgeTamVideoPropagator if edgetam else Sam2VideoPropagator
     # the video model is loaded once per proposer (model_cache), each run its own session
     if mode == "tiny":
-        from fiftyone_ntt.models.tiny import tiny_sam2_video_model
+        from fiftyone_ntt.models import tiny
 
-        model = model_cache.get_video_model(proposer, lambda: tiny_sam2_video_model()[0])
-        return Sam2VideoPropagator(model, max_objects=cap, source="tiny-random-sam2-video")
+        make = tiny.tiny_edgetam_video_model if edgetam else tiny.tiny_sam2_video_model
+        model = model_cache.get_video_model(proposer, lambda: make()[0])
+        name = "edgetam" if edgetam else "sam2"
+        return kind(model, max_objects=cap, source=f"tiny-random-{name}-video")
     model = model_cache.get_video_model(
-        proposer, lambda: Sam2VideoPropagator.from_proposer(proposer, max_objects=cap).model
+        proposer, lambda: kind.from_proposer(proposer, max_objects=cap).model
     )
-    return Sam2VideoPropagator.from_proposer(proposer, model, max_objects=cap)
+    return kind.from_proposer(proposer, model, max_objects=cap)
 
 
 def check_device(name: str | None) -> str:

@@ -18,6 +18,11 @@
   bank's proposer (:meth:`Sam2VideoPropagator.from_proposer`: the same tensors, no copy); the
   memory modules come from a ``Sam2VideoModel`` of the same checkpoint (a Hugging Face id or
   folder: Meta's ``.pt`` files are converted for images only, without them).
+
+:class:`Sam2VideoPropagator` is also the base of EdgeTAM's propagator
+(:class:`fiftyone_ntt.models.edgetam.video.EdgeTamVideoPropagator`): the session, pruning and
+cap logic is this one copy; a subclass names its model and session classes, its proposer
+family and how its video model loads (the class attributes and hooks below).
 """
 
 from __future__ import annotations
@@ -56,6 +61,37 @@ class Sam2VideoPropagator:
         identity: ``{"family": "sam2-video", "source", "max_objects"}``.
     """
 
+    #: ``identity["family"]`` of the propagator.
+    family = "sam2-video"
+    #: ``identity["family"]`` of the proposers whose image weights it can share.
+    proposer_family = "sam2"
+    #: the model's name in messages, and with its article.
+    model_name = "SAM 2"
+    a_model = "a SAM 2"
+
+    @classmethod
+    def model_class(cls) -> type:
+        """The transformers video model class (``Sam2VideoModel``)."""
+        from transformers import Sam2VideoModel
+
+        return Sam2VideoModel
+
+    @classmethod
+    def session_class(cls) -> type:
+        """The transformers inference session class (``Sam2VideoInferenceSession``)."""
+        from transformers import Sam2VideoInferenceSession
+
+        return Sam2VideoInferenceSession
+
+    @classmethod
+    def load_video_model(cls, source: str) -> Any:
+        """The video model of the proposer's ``source`` (its memory modules' weights).
+
+        Raises:
+            ValueError: ``source`` holds no video weights; the message names it and the fix.
+        """
+        return _load_video_model(source)
+
     def __init__(
         self,
         model: Any,
@@ -65,11 +101,10 @@ class Sam2VideoPropagator:
         source: str = "",
         prune: bool = True,
     ) -> None:
-        from transformers import Sam2VideoModel
-
-        if not isinstance(model, Sam2VideoModel):
+        expected = self.model_class()
+        if not isinstance(model, expected):
             raise TypeError(
-                f"model must be a transformers Sam2VideoModel, got {type(model).__name__}"
+                f"model must be a transformers {expected.__name__}, got {type(model).__name__}"
             )
         self.device = resolve_device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
@@ -79,7 +114,7 @@ class Sam2VideoPropagator:
         self.window = memory_window(model.config)
         self.prune = prune
         self.identity: dict[str, Any] = {
-            "family": "sam2-video",
+            "family": self.family,
             "source": str(source),
             "max_objects": max_objects,
         }
@@ -103,12 +138,14 @@ class Sam2VideoPropagator:
             _, unexpected = video_model.load_state_dict(state, strict=False, assign=True)
         except RuntimeError as error:  # size mismatches
             raise ValueError(
-                "the SAM 2 video model and the proposer's image model differ in size; load "
-                f"the video model of the proposer's checkpoint ({error})"
+                f"the {cls.model_name} video model and the "
+                "proposer's image model differ in size; load the video model of the "
+                f"proposer's checkpoint ({error})"
             ) from error
         if unexpected:
             raise ValueError(
-                f"the proposer's SAM 2 has modules the video model lacks: {unexpected[:5]}"
+                f"the proposer's {cls.model_name} has modules the "
+                f"video model lacks: {unexpected[:5]}"
             )
         return cls(video_model, **kwargs)
 
@@ -125,15 +162,15 @@ class Sam2VideoPropagator:
         """
         model = getattr(proposer, "model", None)
         identity = dict(getattr(proposer, "identity", {}) or {})
-        if identity.get("family") != "sam2" or model is None:
+        if identity.get("family") != cls.proposer_family or model is None:
             raise ValueError(
-                f"keyframe tracking needs a SAM 2 proposer (its video memory); this one is "
-                f"{identity.get('family', type(proposer).__name__)!r}: use a SAM 2 preset, "
-                "pass a propagator, or keyframe_every=1"
+                f"keyframe tracking needs {cls.a_model} proposer (its video memory); this one "
+                f"is {identity.get('family', type(proposer).__name__)!r}: use {cls.a_model} "
+                "preset, pass a propagator, or keyframe_every=1"
             )
         source = str(identity.get("source", ""))
         if video_model is None:
-            video_model = _load_video_model(source)
+            video_model = cls.load_video_model(source)
         kwargs.setdefault("device", getattr(proposer, "device", None))
         kwargs.setdefault("source", source)
         return cls.from_image_model(model, video_model, **kwargs)
@@ -141,9 +178,7 @@ class Sam2VideoPropagator:
     # ---------------------------------------------------------------- the propagator protocol
 
     def start_video(self) -> None:
-        from transformers import Sam2VideoInferenceSession
-
-        self.session = Sam2VideoInferenceSession(
+        self.session = self.session_class()(
             inference_device=self.device,
             inference_state_device=self.device,
             video_storage_device=self.device,
