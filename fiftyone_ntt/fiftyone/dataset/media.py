@@ -47,22 +47,36 @@ def _open(path: str) -> Any:
 
 
 def video_metadata(path: str) -> Any:
-    """``fo.VideoMetadata`` of a video file read by OpenCV (no ffprobe needed)."""
+    """``fo.VideoMetadata`` of a video file read by OpenCV (no ffprobe needed).
+
+    ``total_frame_count`` is counted by decoding the stream (frames in decode order, what
+    :func:`iter_frames` numbers): OpenCV's own count is the duration times a nominal rate,
+    wrong for a variable frame rate (too few frames, or too many); ``duration`` is the last
+    frame's timestamp plus one frame at the average rate.
+    """
 
     # deferred: OpenCV loads only when this runs
     import cv2
 
     capture = _open(path)
     try:
-        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         rate = float(capture.get(cv2.CAP_PROP_FPS)) or None
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        frames, last_ms = 0, 0.0
+        while capture.grab():  # demux and decode, no colour conversion
+            frames += 1
+            last_ms = float(capture.get(cv2.CAP_PROP_POS_MSEC))
+        duration = frames / rate if rate else None
+        if frames > 1 and last_ms > 0:
+            duration = last_ms / 1000 * frames / (frames - 1)
         return fo.VideoMetadata(
             size_bytes=os.path.getsize(path),
-            frame_width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            frame_height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            frame_width=width,
+            frame_height=height,
             frame_rate=rate,
             total_frame_count=frames,
-            duration=frames / rate if rate else None,
+            duration=duration,
         )
     finally:
         capture.release()
