@@ -132,3 +132,94 @@ def test_video_frame_masks_render_in_the_modal(page, app_url, segmented_video, a
     # two 24 x 24 squares in a 128 x 96 frame: ~9% of the frame, masks over them
     assert with_masks > 0.02, report
     assert without_masks < 0.002, report
+
+
+@pytest.fixture
+def tracked_video(fo_session, session_dir, monkeypatch):
+    """A persistent video dataset with a tracked run in ``frames.tracks`` (K = 3: No Time
+    to Train on frames 1, 4, 7, ..., the fake colour propagator between, fake models), the
+    App colouring labels by instance (``Detection.index``: the track id); deleted afterwards."""
+    from ntt_video import fill_video_dataset
+
+    import fiftyone_ntt.fiftyone as nf
+
+    monkeypatch.setenv("FIFTYONE_NTT_TEST_MODELS", "fake")
+    monkeypatch.setenv("FIFTYONE_NTT_BANKS_DIR", str(session_dir / "tracked-banks"))
+    dataset = fo_session.Dataset(f"ntt-e2e-tracks-{uuid.uuid4().hex[:6]}")
+    dataset.persistent = True
+    folder = session_dir / dataset.name
+    folder.mkdir()
+    try:
+        fill_video_dataset(dataset, folder)
+        nf.build_bank(dataset, "frames.ground_truth", "squares")
+        summary = nf.segment(
+            dataset, "squares", "tracks", keyframe_every=3, skip_references=False, progress=None
+        )
+        assert summary["processed"] == 24 and summary["tracking"]["keyframes"] == 8, summary
+        # opaque masks: each drawn in its track's colour alone
+        dataset.app_config.color_scheme = fo_session.ColorScheme(color_by="instance", opacity=1.0)
+        dataset.save()
+        yield dataset
+    finally:
+        dataset.delete()
+
+
+def _track_colours(png: bytes) -> list[np.ndarray]:
+    """The most frequent saturated colour in the left and the right half of the canvas (the
+    red square is on the left, the green one on the right): with opaque masks, the colour
+    each track is drawn in."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+    saturated = rgb.max(-1) - rgb.min(-1) > 80
+    half = rgb.shape[1] // 2
+    colours = []
+    for part in (np.s_[:, :half], np.s_[:, half:]):
+        pixels = rgb[part][saturated[part]]
+        assert len(pixels) > 500, f"nothing drawn in a half of the frame ({len(pixels)} px)"
+        values, counts = np.unique(pixels, axis=0, return_counts=True)
+        colours.append(values[counts.argmax()])
+    return colours
+
+
+def test_tracked_video_frame_colours_tracks_by_id(page, app_url, tracked_video, artifacts_dir):
+    dataset = tracked_video
+    sample = dataset.first()
+    for number in (5, 6):  # propagated from keyframe 4
+        frame = sample.frames[number]
+        indexes = [d.index for d in frame.tracks.detections]
+        assert len(indexes) == 2 and len(set(indexes)) == 2, indexes  # one id per square
+        assert {d.ntt_track_source for d in frame.tracks.detections} == {"propagated"}
+        first = {d.label: d.index for d in sample.frames[1].tracks.detections}
+        assert {d.label: d.index for d in frame.tracks.detections} == first  # same tracks
+
+    page.goto(f"{app_url}datasets/{dataset.name}")
+    page.locator("[data-cy=looker]").first.wait_for(timeout=LOAD_TIMEOUT_MS)
+    dismiss_popovers(page)
+    page.wait_for_timeout(1500)
+    page.locator("[data-cy=looker]").first.click()
+    page.locator("[data-cy=modal]").wait_for(timeout=LOAD_TIMEOUT_MS)
+    canvas = page.locator("[data-cy=modal-looker-container] canvas")
+    canvas.first.wait_for(timeout=LOAD_TIMEOUT_MS)
+    dismiss_popovers(page)
+    page.wait_for_timeout(4000)  # the video loads and its first frame's labels are drawn
+    modal = page.locator("[data-cy=modal]")
+    modal.locator("[data-cy='checkbox-frames.ground_truth']").first.click()
+    box = canvas.first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(5):  # past keyframe 4: a propagated frame (5 or 6)
+        page.keyboard.press(".")
+        page.wait_for_timeout(150)
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(artifacts_dir / "video-tracks-modal.png"))
+    shown = canvas.first.screenshot(path=str(artifacts_dir / "video-tracks-frame.png"))
+
+    # each track its own colour, neither the square's own colour (the labels are drawn)
+    left, right = _track_colours(shown)
+    from ntt_video import COLOURS
+
+    from fiftyone_ntt.testing import PALETTE
+
+    for colour, name in ((left, "red"), (right, "green")):
+        square = PALETTE[COLOURS[name]]
+        assert np.abs(colour - np.array(square)).max() > 60, (colour, square)
+    assert np.abs(left - right).max() > 60, (left, right)
