@@ -22,6 +22,7 @@ from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext
 
 from fiftyone_ntt.fiftyone.banks.index import get_bank_info
+from fiftyone_ntt.fiftyone.dataset.media import frame_field_name
 from fiftyone_ntt.fiftyone.runs.output_field import check_output_field
 
 __all__ = ["PLUGIN_SEGMENT_OPERATOR", "check_shard", "queue_shards", "shard_view"]
@@ -120,11 +121,14 @@ def queue_shards(
         raise ValueError(
             f"{error.args[0]}; build it first (build_bank) or pass an existing key"
         ) from None
+    video = collection.media_type == "video"
+    if video:
+        out_field = frame_field_name(out_field)  # ``frames.`` optional, as for segment
     check_output_field(
         collection,
         out_field,
         info.get("gt_field"),
-        frames=collection.media_type == "video",
+        frames=video,
         overwrite=bool(params.get("overwrite")),
     )
     dataset = collection._root_dataset
