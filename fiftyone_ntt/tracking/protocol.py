@@ -15,7 +15,9 @@ class Propagator(Protocol):
     """Carries masks of objects (keyed by track id) from frame to frame of one video.
 
     Implementations: :class:`fiftyone_ntt.models.sam2.video.Sam2VideoPropagator` (SAM 2's
-    video memory) and :class:`fiftyone_ntt.testing.ColorPropagator` (a deterministic fake).
+    video memory), :class:`fiftyone_ntt.models.edgetam.video.EdgeTamVideoPropagator`
+    (EdgeTAM's, the same session logic) and :class:`fiftyone_ntt.testing.ColorPropagator` (a
+    deterministic fake).
 
     Attributes:
         max_objects: the most objects one video's state holds at a time.

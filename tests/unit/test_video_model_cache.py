@@ -28,7 +28,7 @@ def loads(monkeypatch):
         calls.append(source)
         return tiny_sam2_video_model(seed=0)[0] if len(calls) > 1 else video
 
-    monkeypatch.setattr(sam2_video, "_load_video_model", load)
+    monkeypatch.setattr(sam2_video, "load_sam2_video_model", load)
     model_cache.free_models()
     yield calls, image
     model_cache.free_models()

@@ -25,11 +25,10 @@ with EdgeTAM's model, session and loader.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fiftyone_ntt.models.edgetam.proposer import EDGETAM_HUB_ID, native_repvit
-from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator
+from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator, load_video_checkpoint
 
 __all__ = ["EdgeTamVideoPropagator", "load_edgetam_video_model"]
 
@@ -78,25 +77,12 @@ def load_edgetam_video_model(source: str) -> Any:
     """
     from transformers import EdgeTamVideoModel
 
-    text = str(source or "").strip()
-    if not text or text.endswith((".pt", ".pth", ".safetensors")) or Path(text).is_file():
-        raise ValueError(
-            f"the proposer's weights {text!r} are Meta's original EdgeTAM file, converted "
-            f"for images only; {_HINT}"
-        )
-    try:
-        with native_repvit():
-            model, loading = EdgeTamVideoModel.from_pretrained(text, output_loading_info=True)
-    except (OSError, ValueError, TypeError) as error:
-        raise ValueError(f"no EdgeTAM video model at {text!r} ({error}); {_HINT}") from error
-    missing = sorted(loading.get("missing_keys") or [])
-    if getattr(model.config, "model_type", None) != "edgetam_video" or missing:
-        what = (
-            f"lacks {len(missing)} memory tensors ({', '.join(missing[:4])})"
-            if missing
-            else f"is a {model.config.model_type!r} model"
-        )
-        raise ValueError(f"{text!r} {what}, not an EdgeTAM video checkpoint; {_HINT}")
-    model = model.float().eval()
-    model.requires_grad_(False)
-    return model
+    return load_video_checkpoint(
+        EdgeTamVideoModel,
+        source,
+        model_type="edgetam_video",
+        family="EdgeTAM",
+        hint=_HINT,
+        file_text="Meta's original EdgeTAM file, converted for images only",
+        context=native_repvit,
+    )

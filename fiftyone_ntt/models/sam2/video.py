@@ -27,7 +27,9 @@ family and how its video model loads (the class attributes and hooks below).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,7 +92,7 @@ class Sam2VideoPropagator:
         Raises:
             ValueError: ``source`` holds no video weights; the message names it and the fix.
         """
-        return _load_video_model(source)
+        return load_sam2_video_model(source)
 
     def __init__(
         self,
@@ -281,7 +283,56 @@ class Sam2VideoPropagator:
         )
 
 
-def _load_video_model(source: str) -> Any:
+def load_video_checkpoint(
+    model_class: Any,
+    source: str,
+    *,
+    model_type: str,
+    family: str,
+    hint: str,
+    file_text: str = "an image-only file",
+    context: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Any:
+    """The video model (``model_class``, e.g. ``Sam2VideoModel``) of a hub id or
+    ``save_pretrained`` folder, float32, eval, no grad: one rule for every family.
+
+    transformers fills the tensors a checkpoint lacks with random values and only warns: a
+    checkpoint without the memory modules would track with noise, so it is refused.
+
+    Raises:
+        ValueError: ``source`` is empty or a file (an image-only checkpoint), holds no model,
+            a model of another type than ``model_type``, or lacks tensors; the message
+            names ``source`` and ends with ``hint`` (the fix).
+    """
+    text = str(source or "").strip()
+    if not text or text.endswith((".pt", ".pth", ".safetensors")) or Path(text).is_file():
+        raise ValueError(f"the proposer's weights {text!r} are {file_text}; {hint}")
+    try:
+        with context():
+            model, loading = model_class.from_pretrained(text, output_loading_info=True)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"no {family} video model at {text!r} ({error}); {hint}") from error
+    missing = sorted(loading.get("missing_keys") or [])
+    if getattr(model.config, "model_type", None) != model_type or missing:
+        what = (
+            f"lacks {len(missing)} memory tensors ({', '.join(missing[:4])})"
+            if missing
+            else f"is a {model.config.model_type!r} model"
+        )
+        raise ValueError(
+            f"{text!r} {what}, not {_article(family)} {family} video checkpoint; {hint}"
+        )
+    model = model.float().eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].upper() in "AEIOU" else "a"
+
+
+def load_sam2_video_model(source: str) -> Any:
+    """The ``Sam2VideoModel`` of a SAM 2 hub id or folder (:func:`load_video_checkpoint`)."""
     from transformers import Sam2VideoModel
 
     hint = (
@@ -289,9 +340,6 @@ def _load_video_model(source: str) -> Any:
         "checkpoint holds: give the proposer as a Hugging Face model id or folder (e.g. "
         "facebook/sam2.1-hiera-tiny), pass propagator=, or keyframe_every=1"
     )
-    if not source or source.endswith((".pt", ".pth", ".safetensors")):
-        raise ValueError(f"the proposer's weights {source!r} are an image-only file; {hint}")
-    try:
-        return Sam2VideoModel.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"no SAM 2 video model at {source!r} ({error}); {hint}") from error
+    return load_video_checkpoint(
+        Sam2VideoModel, source, model_type="sam2_video", family="SAM 2", hint=hint
+    )
