@@ -16,6 +16,7 @@ import fiftyone.operators.types as types
 
 from . import widgets
 from .actions import ActionRunner
+from .effects import apply_effect
 from .library import PLUGIN
 
 #: Where this section's messages show.
@@ -63,6 +64,20 @@ class MapActions(ActionRunner):
             at=AT,
         )
 
+    def map_select_role(self, ctx):
+        """Select every point of a role on the run's newest map (``params["role"]``, default
+        ``fp``): the App's selected labels, as a lasso around that cluster gives them."""
+        effect = self._call(
+            ma().role_selection,
+            ctx.dataset,
+            chosen_field(ctx.panel.state),
+            ctx.params.get("role") or "fp",
+        )
+        if effect.result:
+            ctx.ops.set_selected_labels(effect.result)
+        self.refresh(ctx)
+        apply_effect(ctx, effect, at=AT)
+
     def map_more_like_this(self, ctx):
         self._run(
             ctx,
@@ -94,8 +109,9 @@ def render_map(panel, obj: types.Object, state) -> None:
             choices.add_choice(name, label=name)
         obj.enum("map_field", fields, default=field, view=choices, on_change=panel.map_choose)
     obj.md(
-        "On the map (Embeddings panel, colour by `ntt_role`), lasso or select points, then "
-        "*Accept* / *Reject* above (*Untag selected* undoes), or:",
+        "On the map (Embeddings panel, colour by `ntt_role`), lasso or select points (or "
+        "*Select false positives*: every fp point), then *Accept* / *Reject* above (*Untag "
+        "selected* undoes), or:",
         name="map_selection",
     )
     widgets.buttons(
@@ -103,6 +119,7 @@ def render_map(panel, obj: types.Object, state) -> None:
         "map_buttons",
         [
             ("map_open_btn", "Map predictions", panel.map_open, field is None),
+            ("map_fp_btn", "Select false positives", panel.map_select_role, field is None),
             ("map_more_btn", "More like this", panel.map_more_like_this, False),
         ],
     )

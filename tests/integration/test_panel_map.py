@@ -172,7 +172,13 @@ def test_reject_then_untag_a_lasso_on_the_map_from_the_panel(mapped):
     fps = sorted(source_labels(dataset, field, [s["label_id"] for s in lasso])[PRED])
     assert len(lasso) == len(fps) >= 2
 
-    panel.selected_labels = lasso
+    # 'Select false positives': the App's selection of the map's fp points
+    panel.call("map_select_role")
+    selected = panel.params_of("set_selected_labels")["labels"]
+    assert sorted(s["label_id"] for s in selected) == sorted(s["label_id"] for s in lasso)
+    assert f"{len(lasso)} fp point(s) of {field!r} selected" in panel.notice()
+
+    panel.selected_labels = selected
     panel.call("reject")
     assert panel.state["message_variant"] == "success", panel.notice()
     assert f"{len(fps)} label(s) rejected" in panel.notice()

@@ -39,6 +39,7 @@ __all__ = [
     "more_like_this",
     "more_like_this_effect",
     "on_map",
+    "role_selection",
 ]
 
 #: What :func:`curate_selection` can do.
@@ -311,4 +312,44 @@ def more_like_this_effect(
         variant="info",
         view=shown,
         result=len(ids),
+    )
+
+
+def _latest_map(dataset: Any, pred_field: str) -> str | None:
+    """The newest map field of ``pred_field`` (any bank and version)."""
+    keys = [
+        k
+        for k in dataset.list_brain_runs()
+        if k.startswith(MAP_PREFIX)
+        and dataset.has_sample_field(k)
+        and pred_field in dataset.distinct(f"{k}.detections.{SOURCE_FIELD_ATTRIBUTE}")
+    ]
+    if not keys:
+        return None
+    return max(keys, key=lambda k: dataset.get_brain_info(k).timestamp)
+
+
+def role_selection(collection: Any, pred_field: str | None, role: str) -> Effect:
+    """Every point of ``role`` (``fp``, ``tp``, ``prediction``, ``reference``,
+    ``negative``) on the newest map of ``pred_field``, as the App's selected labels (what a
+    lasso around that cluster selects): ``result`` holds them for
+    ``ctx.ops.set_selected_labels``; *Reject* / *Accept* / *Untag* then act on them."""
+    dataset = collection._root_dataset
+    field = _latest_map(dataset, pred_field) if pred_field else None
+    if field is None:
+        return Effect(f"{pred_field!r} has no map yet: 'Map predictions' first", variant="warning")
+    base = f"{field}.detections"
+    sample_ids, ids, roles = dataset.values(["id", f"{base}.id", f"{base}.{ROLE_ATTRIBUTE}"])
+    labels = [
+        {"label_id": i, "sample_id": s, "field": field}
+        for s, label_ids, label_roles in zip(sample_ids, ids, roles)
+        for i, r in zip(label_ids or [], label_roles or [])
+        if r == role
+    ]
+    if not labels:
+        return Effect(f"no {role!r} point on map {field!r}", variant="warning", result=[])
+    return Effect(
+        f"{len(labels)} {role} point(s) of {field!r} selected: Reject / Accept / Untag act on them",
+        variant="info",
+        result=labels,
     )
