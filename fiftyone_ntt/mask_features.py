@@ -1,5 +1,5 @@
 """The semantic feature of a mask already segmented: features only, no new masks
-(docs/method.md §15.4).
+(docs/method.md §15, "Features of a field written without them").
 
 A prediction written without ``embeddings=True`` keeps its mask but not the vector it was
 matched with. :func:`mask_features` computes that vector again from the stored mask, the way

@@ -1,5 +1,5 @@
 """Recompute the features of a predictions field written without them (issue 22 §1;
-docs/method.md §15.4): each stored prediction gets the semantic feature of its stored mask
+docs/method.md §15, "Features of a field written without them"): each stored prediction gets the semantic feature of its stored mask
 (:func:`fiftyone_ntt.mask_features.mask_features`, the encoder of the bank and the pooling
 matching uses) as :data:`~fiftyone_ntt.fiftyone.dataset.labels.EMBEDDING_ATTRIBUTE`. No mask,
 box, label or score changes; predictions that have a feature keep it unless ``overwrite``.
