@@ -1,5 +1,6 @@
 """Recompute the features of a predictions field written without them (issue 22 §1;
-docs/method.md §15, "Features of a field written without them"): each stored prediction gets the semantic feature of its stored mask
+docs/method.md §15, "Features of a field written without them"): each stored prediction
+gets the semantic feature of its stored mask
 (:func:`fiftyone_ntt.mask_features.mask_features`, the encoder of the bank and the pooling
 matching uses) as :data:`~fiftyone_ntt.fiftyone.dataset.labels.EMBEDDING_ATTRIBUTE`. No mask,
 box, label or score changes; predictions that have a feature keep it unless ``overwrite``.
@@ -85,8 +86,9 @@ def recompute_features(
     Returns:
         ``field``, ``bank_key``, ``bank_version``, ``computed`` (predictions given a
         feature), ``kept`` (had one, left alone), ``without_mask`` (box-only predictions, or
-        masks too small for the low-res grid: no feature), ``failures`` (``sample_id``, ``filepath``, ``error`` of images that
-        could not be read: skipped), ``samples`` and ``seconds``.
+        masks too small for the low-res grid: no feature), ``failures`` (``sample_id``,
+        ``filepath``, ``error`` of images that could not be read: skipped), ``samples`` and
+        ``seconds``.
 
     Raises:
         ValueError: not a Detections field, a ground-truth field, no bank to take the
