@@ -109,7 +109,8 @@ def one_k(k: int, frames: int, size: tuple[int, int], points: int, cap: int) -> 
     from fiftyone_ntt.bank_build import build_memory_bank
     from fiftyone_ntt.config import NTTConfig
     from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator
-    from fiftyone_ntt.models.tiny import tiny_encoder, tiny_proposer, tiny_sam2_video_model
+    from fiftyone_ntt.models.tiny import tiny_encoder, tiny_proposer
+    from fiftyone_ntt.models.tiny_video import tiny_sam2_video_model
     from fiftyone_ntt.segmenter import Segmenter
     from fiftyone_ntt.testing import PALETTE
     from fiftyone_ntt.tracking import TrackBook, track_video
@@ -165,7 +166,7 @@ def one_k(k: int, frames: int, size: tuple[int, int], points: int, cap: int) -> 
 
 def one_cap(objects: int, frames: int, size: tuple[int, int]) -> dict:
     from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator, memory_window
-    from fiftyone_ntt.models.tiny import tiny_sam2_video_model
+    from fiftyone_ntt.models.tiny_video import tiny_sam2_video_model
 
     model = tiny_sam2_video_model()[0]
     propagator = Sam2VideoPropagator(model, max_objects=objects, source="tiny")

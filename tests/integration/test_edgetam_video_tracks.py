@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def edgetam_video(make_dataset, tmp_path, monkeypatch):
     from fiftyone_ntt.fiftyone.dataset import model_cache
     from fiftyone_ntt.models.edgetam.loader import load_edgetam_proposer
-    from fiftyone_ntt.models.tiny import tiny_edgetam_video_model
+    from fiftyone_ntt.models.tiny_video import tiny_edgetam_video_model
     from fiftyone_ntt.testing import ColorEncoder
 
     monkeypatch.delenv("FIFTYONE_NTT_TEST_MODELS", raising=False)  # the real loaders

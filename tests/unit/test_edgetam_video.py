@@ -18,7 +18,7 @@ from fiftyone_ntt.models.edgetam.loader import load_edgetam_proposer
 from fiftyone_ntt.models.edgetam.proposer import EdgeTamProposer
 from fiftyone_ntt.models.edgetam.video import EdgeTamVideoPropagator
 from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator, memory_window
-from fiftyone_ntt.models.tiny import tiny_edgetam_video_model
+from fiftyone_ntt.models.tiny_video import tiny_edgetam_video_model
 from fiftyone_ntt.tracking import track_video
 
 pytestmark = pytest.mark.unit

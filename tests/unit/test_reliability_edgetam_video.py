@@ -15,11 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from fiftyone_ntt.models.edgetam.proposer import EDGETAM_HUB_ID, EdgeTamProposer
 from fiftyone_ntt.models.edgetam.video import EdgeTamVideoPropagator
-from fiftyone_ntt.models.tiny import (
-    tiny_edgetam_proposer,
-    tiny_edgetam_video_model,
-    tiny_sam2_video_model,
-)
+from fiftyone_ntt.models.tiny import tiny_edgetam_proposer
+from fiftyone_ntt.models.tiny_video import tiny_edgetam_video_model, tiny_sam2_video_model
 from fiftyone_ntt.testing import RegionProposer
 
 pytestmark = pytest.mark.unit

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
 from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator
-from fiftyone_ntt.models.tiny import tiny_sam2_video_model
+from fiftyone_ntt.models.tiny_video import tiny_sam2_video_model
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import torch
 
 from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
 from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator, memory_window
-from fiftyone_ntt.models.tiny import tiny_sam2_video_model
+from fiftyone_ntt.models.tiny_video import tiny_sam2_video_model
 from fiftyone_ntt.testing import RegionProposer, paint
 from fiftyone_ntt.tracking import track_video
 from fiftyone_ntt.types import Predictions

@@ -11,7 +11,7 @@ from fiftyone_ntt.fiftyone.dataset import model_cache
 from fiftyone_ntt.fiftyone.runs.settings import propagator_for
 from fiftyone_ntt.models.sam2 import video as sam2_video
 from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
-from fiftyone_ntt.models.tiny import tiny_sam2_video_model
+from fiftyone_ntt.models.tiny_video import tiny_sam2_video_model
 
 pytestmark = pytest.mark.unit
 

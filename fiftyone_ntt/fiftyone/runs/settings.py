@@ -109,9 +109,9 @@ def propagator_for(proposer: Any, max_objects: int | None = None, propagator: An
     kind = EdgeTamVideoPropagator if edgetam else Sam2VideoPropagator
     # the video model is loaded once per proposer (model_cache), each run its own session
     if mode == "tiny":
-        from fiftyone_ntt.models import tiny
+        from fiftyone_ntt.models import tiny_video
 
-        make = tiny.tiny_edgetam_video_model if edgetam else tiny.tiny_sam2_video_model
+        make = tiny_video.tiny_edgetam_video_model if edgetam else tiny_video.tiny_sam2_video_model
         model = model_cache.get_video_model(proposer, lambda: make()[0])
         name = "edgetam" if edgetam else "sam2"
         return kind(model, max_objects=cap, source=f"tiny-random-{name}-video")
