@@ -13,6 +13,13 @@ written to ``--url-file``), with the command that starts a worker for its schedu
 App then runs until Ctrl+C, SIGTERM or SIGHUP, and on the way out the App's server process is
 stopped too.
 
+No Python ``Session`` stays attached to the App (:func:`start_server`, :func:`show_dataset`):
+the server is told once to show the dataset, and from then on the App's own state (the dataset
+the user opens, by the dropdown or ``/datasets/<name>``) is the only one. A ``Session`` from
+``fo.launch_app`` kept the launch dataset and, whenever its event connection dropped (its SDK
+cannot parse some events the App sends, e.g. selected labels with ``type: null``), subscribed
+again with that stale state 10 s later, which sent the App back to the launch dataset.
+
 Environment (:func:`app_environment`, the same for the App and the worker):
 
 - plugins: if ``FIFTYONE_PLUGINS_DIR`` is unset, or set to a folder that does not contain this
@@ -26,7 +33,6 @@ Environment (:func:`app_environment`, the same for the App and the worker):
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import socket
@@ -165,6 +171,59 @@ def wait_for_http(url: str, timeout_s: float, alive) -> None:
     raise SystemExit(f"The FiftyOne App did not answer at {url} within {timeout_s:.0f} s.")
 
 
+def start_server(port: int, address: str):
+    """FiftyOne's App server on ``port`` (``fiftyone.core.service.ServerService``, the
+    process ``fo.launch_app`` starts), with no Python session attached to it."""
+    import fiftyone as fo
+    import fiftyone.core.service as fosv
+
+    service = fosv.ServerService(port, address=address, do_not_track=fo.config.do_not_track)
+    if service.child is None:
+        raise SystemExit(
+            f"A FiftyOne App server already answers on {address}:{port}; stop it, or pass "
+            f"another port (make app PORT=<n>)."
+        )
+    return service
+
+
+def show_dataset(url: str, dataset) -> None:
+    """Tell the App server at ``url`` to show ``dataset``: one ``state_update`` event with the
+    state ``fo.launch_app(dataset)`` starts from, posted once. Nothing stays subscribed, so
+    nothing can later push this state back over the dataset the user opened in the App."""
+    from dataclasses import asdict
+
+    import fiftyone as fo
+    from bson import json_util
+    from fiftyone.core.odm.workspace import default_workspace_factory
+    from fiftyone.core.session.events import StateUpdate, dict_factory
+    from fiftyone.core.state import StateDescription, build_color_scheme
+
+    config = fo.app_config.copy()
+    state = StateDescription(
+        dataset=dataset,
+        group_slice=dataset.group_slice,
+        spaces=default_workspace_factory(),
+        color_scheme=build_color_scheme(None, dataset, config),
+        config=config,
+    )
+    body = json_util.dumps(
+        {
+            "event": StateUpdate.get_event_name(),
+            "data": asdict(StateUpdate(state=state), dict_factory=dict_factory),
+            "subscription": f"ntt-launcher-{os.getpid()}",
+        }
+    )
+    request = urllib.request.Request(
+        url + "event",
+        data=body.encode(),
+        headers={"Content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as resp:
+        if resp.status != 200:
+            raise SystemExit(f"The FiftyOne App at {url} refused the dataset ({resp.status}).")
+
+
 class _Stop(Exception):
     pass
 
@@ -194,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.update(app_environment())
 
-    session = None
+    server = None
     try:
         import fiftyone as fo
         import fiftyone.plugins as fop
@@ -224,17 +283,14 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         port = choose_port(args.address, args.port)
-        logging.getLogger("fiftyone.core.session").setLevel(logging.WARNING)
-        session = fo.launch_app(dataset, port=port, address=args.address, remote=True, auto=False)
+        server = start_server(port, args.address)
         url = f"http://{args.address}:{port}/"
 
         def server_alive() -> bool:
-            import fiftyone.core.session.session as fos
-
-            service = fos._server_services.get(port)
-            return service is not None and service.child.poll() is None
+            return server.child.poll() is None
 
         wait_for_http(url, HTTP_TIMEOUT_S, server_alive)
+        show_dataset(url, dataset)
         if args.url_file:
             with open(args.url_file + ".tmp", "w") as f:
                 f.write(url)
@@ -269,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
-        if session is not None:
-            session.close()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":
