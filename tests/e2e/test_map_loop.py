@@ -134,12 +134,8 @@ def _map_loop(page, app_url, dataset, artifacts_dir):
     shot(page, artifacts_dir, "3-rejected-rebuilt")
 
     # 4. preview the images of the cluster: the false positives are gone, the true
-    # positives stay. (After the selection operation and the panel's updates the App can
-    # fall back to the dataset its server session was launched with, ntt-demo: open ours
-    # again, as a user would.)
-    page.goto(f"{app_url}datasets/{dataset.name}")
-    wait_for_grid(page, len(dataset))
-    panel = open_panel(page)
+    # positives stay. The App is still on our dataset (test_app_stays_on_dataset.py).
+    assert page.url == f"{app_url}datasets/{dataset.name}"
     n_input = panel.locator(
         "xpath=.//*[normalize-space(text())='N (samples of the view to preview)']"
         "/following::input[1]"
