@@ -35,6 +35,7 @@ import fiftyone.operators as foo
 
 from fiftyone_ntt.fiftyone.app.panel_state import has_active_runs
 
+from .actions import selection_counts
 from .banks import BankActions, preset_of
 from .effects import apply_effect, labels_written, latest_message, view_stages
 from .improve import ImproveActions
@@ -80,6 +81,7 @@ EVENTS = (
     "on_change_current_sample",
     "on_change_selected",
     "on_change_selected_labels",
+    "on_change_extended_selection",
 )
 
 
@@ -156,7 +158,7 @@ class NTTPanel(
             "stamp": ps().change_stamp(dataset),
             "view_key": _view_key(ctx),
             "modal": bool(ctx.current_sample),
-            "selection": pa().selection_counts(ctx.view, ctx.selected_labels, ctx.selected),
+            "selection": selection_counts(ctx),
             "labels_written": labels_written(ctx.dataset_name),
         }
 
@@ -235,6 +237,9 @@ class NTTPanel(
 
     def on_change_selected(self, ctx):
         self._changed(ctx)
+
+    def on_change_extended_selection(self, ctx):
+        self._changed(ctx)  # a lasso in the Embeddings panel: the selection line counts it
 
     def on_refresh(self, ctx):
         self.refresh(ctx, message=True)

@@ -10,6 +10,25 @@ from __future__ import annotations
 from .effects import apply_effect
 from .library import pa, ps
 
+#: The actions that also take a lasso on the map in the Embeddings panel (:func:`lasso`).
+LASSO_ACTIONS = ("accept_selected", "reject_selected", "untag_selected")
+
+
+def lasso(ctx) -> dict:
+    """A lasso in FiftyOne's Embeddings panel as the App sends it with every callback: its
+    extended selection (``ctx.extended_selection``) and its extended stages (the request's
+    ``extended``, where FiftyOne 1.22's panel puts a lasso); the library reads the map
+    labels in them (:func:`fiftyone_ntt.fiftyone.app.map_actions.lasso_labels`)."""
+    return {
+        "extended_selection": ctx.extended_selection,
+        "extended_stages": ctx.request_params.get("extended"),
+    }
+
+
+def selection_counts(ctx) -> dict:
+    """The count of the selection line: selected labels, ticked patches, else a lasso."""
+    return pa().selection_counts(ctx.view, ctx.selected_labels, ctx.selected, **lasso(ctx))
+
 
 class ActionRunner:
     """Running actions; the panel class provides ``refresh(ctx)``."""
@@ -56,19 +75,27 @@ class ActionRunner:
 
     def _selection(self, ctx) -> bool:
         """Count the selection; returns whether the count changed."""
-        counts = pa().selection_counts(ctx.view, ctx.selected_labels, ctx.selected)
+        counts = selection_counts(ctx)
         changed = counts != ctx.panel.state.get("selection")
         ctx.panel.state.selection = counts
         return changed
 
     def _clear_selection(self, ctx) -> None:
-        """Unselect the labels and samples (patches) in the App."""
+        """Unselect the labels and samples (patches) in the App, and a lasso on the map
+        (``reset`` drops the Embeddings panel's lasso stage and the extended selection)."""
         ctx.ops.clear_selected_labels()
         ctx.ops.clear_selected_samples()
+        # deferred like :mod:`.library`: map_actions brings in FiftyOne's brain
+        from fiftyone_ntt.fiftyone.app.map_actions import lasso_ids
+
+        if lasso_ids(**lasso(ctx)):
+            ctx.ops.set_extended_selection(reset=True)
         ctx.panel.state.selection = {"labels": 0, "predictions": 0}
 
     def _on_selection(self, ctx, action, *args, at: str = "judge") -> None:
-        """An action on the selected labels (or patches) of the App's view."""
+        """An action on the selected labels (or patches) of the App's view; accept, reject
+        and untag also on a lasso on the map (:data:`LASSO_ACTIONS`)."""
+        extra = lasso(ctx) if getattr(action, "__name__", "") in LASSO_ACTIONS else {}
         self._run(
             ctx,
             action,
@@ -78,6 +105,7 @@ class ActionRunner:
             selected=ctx.selected,
             clear_selection=True,
             at=at,
+            **extra,
         )
 
     def clear_selection(self, ctx):

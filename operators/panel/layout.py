@@ -43,8 +43,9 @@ def selection_text(selection: dict | None) -> str:
     if not labels:
         return "No label selected"
     predictions = int((selection or {}).get("predictions") or 0)
+    where = " on the map" if (selection or {}).get("on_map") else ""
     return (
-        f"{labels} label{'s' if labels != 1 else ''} selected ({predictions} "
+        f"{labels} label{'s' if labels != 1 else ''} selected{where} ({predictions} "
         f"prediction{'s' if predictions != 1 else ''})"
     )
 

@@ -4,8 +4,8 @@ Each call goes through FiftyOne's operator machinery (``execute_operator`` on th
 URI with ``__method__``, ``panel_id`` and ``panel_state``), then the App operations the
 callback triggered are applied to this driver's copy of the App state: panel-state patches,
 ``set_view`` (the driver's view), ``show_panel_output`` (the rendered layout),
-``clear_selected_labels``/``clear_selected_samples`` (the driver's selection), the rest
-recorded. Like the App, a one-shot timer (``TimerView`` with ``timeout``) that appears in the
+``clear_selected_labels``/``clear_selected_samples``/``set_extended_selection`` (the driver's
+selection), the rest recorded. Like the App, a one-shot timer (``TimerView`` with ``timeout``) that appears in the
 rendered layout fires its method once (``auto_timers=False`` leaves that to the test:
 :meth:`timers`); interval timers are left to the test (``call("poll")``).
 """
@@ -27,6 +27,11 @@ class PanelDriver:
         self.selected_labels: list[dict[str, Any]] = []
         #: selected sample ids (in a patches view: patch ids), ``ctx.selected``
         self.selected: list[str] = []
+        #: the App's extended selection, ``ctx.extended_selection`` (``{"selection": [ids],
+        #: "scope": ...}``), and its extended stages, the request's ``extended``
+        #: (``{stage class: kwargs}``): where FiftyOne 1.22's Embeddings panel puts a lasso
+        self.extended_selection: dict[str, Any] | None = None
+        self.extended: dict[str, Any] | None = None
         self.current_sample: str | None = None
         self.output: dict[str, Any] | None = None
         self.requests: list[dict[str, Any]] = []
@@ -47,6 +52,8 @@ class PanelDriver:
             selected=self.selected,
             selected_labels=self.selected_labels,
             current_sample=self.current_sample,
+            extended_selection=self.extended_selection,
+            extended=self.extended,
             params={
                 "__method__": method,
                 "panel_id": self.panel_id,
@@ -69,6 +76,8 @@ class PanelDriver:
                     self.selected_labels = []
                 elif name == "clear_selected_samples":
                     self.selected = []
+                elif name == "set_extended_selection":
+                    self._extend(args)
                 if name == "set_view":
                     self.view = self._view(args.get("view") or [])
                 others.append(request)
@@ -96,6 +105,19 @@ class PanelDriver:
             key = f"{uri}:{sorted(params.items())}"
             found.append((key, str(uri).rsplit("#", 1)[-1], params))
         return found
+
+    def _extend(self, args: dict[str, Any]) -> None:
+        """``set_extended_selection`` as the App applies it: ``reset`` also drops the
+        Embeddings panel's lasso stage, ``clear`` only the extended selection."""
+        if args.get("reset"):
+            self.extended_selection = self.extended = None
+        elif args.get("clear"):
+            self.extended_selection = None
+        else:
+            self.extended_selection = {
+                "selection": args.get("selection"),
+                "scope": args.get("scope"),
+            }
 
     def _view(self, stages):
         import fiftyone.server.view as fosv

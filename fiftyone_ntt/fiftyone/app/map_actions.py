@@ -35,10 +35,13 @@ __all__ = [
     "ACTIONS",
     "curate_effect",
     "curate_selection",
+    "lasso_ids",
+    "lasso_labels",
     "map_prompt",
     "more_like_this",
     "more_like_this_effect",
     "on_map",
+    "on_map_counts",
     "role_selection",
 ]
 
@@ -93,6 +96,83 @@ def _resolve_sources(dataset: Any, selected: Iterable[Any]) -> dict[str, list[st
                 "the map"
             )
     return {field: list(dict.fromkeys(ids)) for field, ids in out.items()}
+
+
+#: The view stages in which FiftyOne's Embeddings panel (1.22) puts a lasso of a patches map,
+#: with the argument holding the selected ids (``/embeddings/v2/lasso-stage``): in a patches
+#: view, patch ids (= label ids); in the samples grid, the label ids.
+_LASSO_STAGES = {
+    "fiftyone.core.stages.Select": "sample_ids",
+    "fiftyone.core.stages.MatchLabels": "ids",
+}
+
+
+def _kwargs(kwargs: Any) -> dict[str, Any]:
+    """A stage's arguments, given as a dict or as ``[[name, value], ...]`` (both are sent)."""
+    if isinstance(kwargs, Mapping):
+        return dict(kwargs)
+    try:
+        return {str(k): v for k, v in kwargs or ()}
+    except (TypeError, ValueError):
+        return {}
+
+
+def lasso_ids(extended_selection: Any = None, extended_stages: Any = None) -> list[str]:
+    """The ids a lasso names: the App's extended selection (``{"selection": [ids], "scope":
+    ...}``, or a list of ids) and the id stages among its extended stages (``{cls: kwargs}``,
+    or serialized stages ``[{"_cls", "kwargs"}]``)."""
+    if isinstance(extended_selection, Mapping):
+        ids = list(extended_selection.get("selection") or ())
+    else:
+        ids = list(extended_selection or ())
+    stages = extended_stages or {}
+    if not isinstance(stages, Mapping):
+        stages = {s.get("_cls"): s.get("kwargs") for s in stages if isinstance(s, Mapping)}
+    for cls, name in _LASSO_STAGES.items():
+        found = _kwargs(stages.get(cls)).get(name)
+        ids += list(found) if isinstance(found, (list, tuple)) else []
+    return list(dict.fromkeys(str(i) for i in ids))
+
+
+def lasso_labels(
+    dataset: Any, extended_selection: Any = None, extended_stages: Any = None
+) -> list[dict[str, str]]:
+    """The labels of map fields that a lasso in FiftyOne's Embeddings panel selected, as
+    selected-label dicts (``label_id``, ``sample_id``, ``field``) for :func:`curate_selection`.
+
+    A lasso reaches operators as the App's *extended selection* (``ctx.extended_selection``:
+    ``{"selection": [label ids], "scope": ...}``, e.g. set by ``set_extended_selection``) or,
+    from the Embeddings panel of FiftyOne 1.22, as an extended view stage (the request's
+    ``extended``: ``Select`` of patch ids in a patches view, ``MatchLabels`` of label ids in
+    the samples grid). Ids that are not labels of a map field (a selection of samples) are
+    left out; nothing selected gives ``[]``.
+    """
+    wanted = set(lasso_ids(extended_selection, extended_stages))
+    if not wanted:
+        return []
+    out = []
+    for field in _map_fields(dataset):
+        sample_ids, label_ids = dataset.values(["id", f"{field}.detections.id"])
+        out += [
+            {"label_id": i, "sample_id": s, "field": field}
+            for s, ids in zip(sample_ids, label_ids)
+            for i in ids or ()
+            if i in wanted
+        ]
+    return out
+
+
+def on_map_counts(dataset: Any, selected: Iterable[Any]) -> dict[str, Any]:
+    """``{"labels": n, "predictions": m, "on_map": True}`` of labels selected on a map: the
+    labels the selection stands for, and how many of them :func:`curate_selection` would
+    accept or reject (those not in a ground-truth field)."""
+    sources = _resolve_sources(dataset, selected)
+    truth = set(ground_truth_fields(dataset))
+    return {
+        "labels": sum(len(ids) for ids in sources.values()),
+        "predictions": sum(len(ids) for f, ids in sources.items() if f not in truth),
+        "on_map": True,
+    }
 
 
 def curate_selection(dataset: Any, selected: Iterable[Any], action: str) -> dict[str, Any]:

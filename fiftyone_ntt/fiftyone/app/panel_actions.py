@@ -16,7 +16,12 @@ from fiftyone import ViewField as F
 
 import fiftyone_ntt.fiftyone as nf
 from fiftyone_ntt.config import get_preset
-from fiftyone_ntt.fiftyone.app.map_actions import curate_effect, on_map
+from fiftyone_ntt.fiftyone.app.map_actions import (
+    curate_effect,
+    lasso_labels,
+    on_map,
+    on_map_counts,
+)
 from fiftyone_ntt.fiftyone.app.panel_state import (
     DEMO_REFERENCE_FILE,
     DEMO_TARGET_FILES,
@@ -89,11 +94,18 @@ def _selected(
     collection: Any,
     selected_labels: Iterable[Mapping[str, Any]] | None,
     selected: Iterable[str] | None = None,
+    extended_selection: Any = None,
+    extended_stages: Any = None,
 ) -> list[dict[str, Any]]:
     """The selected labels, and in a patches view the labels of the ticked patches
-    (:func:`fiftyone_ntt.fiftyone.curation.selection.selected_labels`)."""
+    (:func:`fiftyone_ntt.fiftyone.curation.selection.selected_labels`); when none, the map
+    labels of a lasso in the Embeddings panel (the App's extended selection or stages:
+    :func:`~fiftyone_ntt.fiftyone.app.map_actions.lasso_labels`)."""
 
-    return resolve(collection, selected, selected_labels)
+    labels = resolve(collection, selected, selected_labels)
+    if not labels and (extended_selection or extended_stages):
+        labels = lasso_labels(collection._root_dataset, extended_selection, extended_stages)
+    return labels
 
 
 def tag_selected(
@@ -124,11 +136,16 @@ def selection_counts(
     collection: Any,
     selected_labels: Iterable[Mapping[str, Any]] | None,
     selected: Iterable[str] | None = None,
+    extended_selection: Any = None,
+    extended_stages: Any = None,
 ) -> dict[str, int]:
     """``{"labels": n, "predictions": m}`` of what the panel's buttons would act on (the
-    labels of ticked patches included)."""
+    labels of ticked patches included; labels selected on a map, a lasso included, count
+    as the labels they copy, with ``"on_map": True``)."""
 
-    labels = _selected(collection, selected_labels, selected)
+    labels = _selected(collection, selected_labels, selected, extended_selection, extended_stages)
+    if on_map(labels):
+        return on_map_counts(collection._root_dataset, labels)
     return selection_summary(labels, prediction_fields(collection))
 
 
@@ -136,11 +153,14 @@ def untag_selected(
     collection: Any,
     selected_labels: Iterable[Mapping[str, Any]],
     selected: Iterable[str] | None = None,
+    extended_selection: Any = None,
+    extended_stages: Any = None,
 ) -> Effect:
     """Remove the reference and negative tags from the selected labels (in a patches view:
-    from every label of the ticked patches; on a map: from the labels they copy)."""
+    from every label of the ticked patches; on a map, a lasso included: from the labels
+    they copy)."""
 
-    labels = _selected(collection, selected_labels, selected)
+    labels = _selected(collection, selected_labels, selected, extended_selection, extended_stages)
     if on_map(labels):
         return curate_effect(collection, labels, "untag")
     collection = collection._root_dataset
@@ -327,10 +347,15 @@ def _by_field(
 
 
 def _judge(
-    collection: Any, selected_labels: Any, accept: bool, selected: Iterable[str] | None
+    collection: Any,
+    selected_labels: Any,
+    accept: bool,
+    selected: Iterable[str] | None,
+    extended_selection: Any = None,
+    extended_stages: Any = None,
 ) -> Effect:
 
-    labels = _selected(collection, selected_labels, selected)
+    labels = _selected(collection, selected_labels, selected, extended_selection, extended_stages)
     if on_map(labels):  # a lasso on the map: the labels its points copy
         return curate_effect(collection, labels, "accept" if accept else "reject")
     verb = "Accepted" if accept else "Rejected"
@@ -358,17 +383,27 @@ def _judge(
 
 
 def accept_selected(
-    collection: Any, selected_labels: Any, selected: Iterable[str] | None = None
+    collection: Any,
+    selected_labels: Any,
+    selected: Iterable[str] | None = None,
+    extended_selection: Any = None,
+    extended_stages: Any = None,
 ) -> Effect:
     """Tag the selected predictions ``ntt:ref`` (references for the next bank version);
     ``collection`` is the App's view: in a patches view the predictions of the ticked
-    patches (``selected``) count too."""
-    return _judge(collection, selected_labels, True, selected)
+    patches (``selected``) count too. With nothing selected, a lasso on the map in the
+    Embeddings panel (``extended_selection``: ``ctx.extended_selection``;
+    ``extended_stages``: the request's ``extended``) is what is accepted."""
+    return _judge(collection, selected_labels, True, selected, extended_selection, extended_stages)
 
 
 def reject_selected(
-    collection: Any, selected_labels: Any, selected: Iterable[str] | None = None
+    collection: Any,
+    selected_labels: Any,
+    selected: Iterable[str] | None = None,
+    extended_selection: Any = None,
+    extended_stages: Any = None,
 ) -> Effect:
     """Tag the selected predictions ``ntt:neg`` (negatives for the next bank version); same
     arguments as :func:`accept_selected`."""
-    return _judge(collection, selected_labels, False, selected)
+    return _judge(collection, selected_labels, False, selected, extended_selection, extended_stages)
