@@ -370,7 +370,8 @@ def _judge(
         note = f" ({'; '.join(notes)})" if notes else ""
         return Effect(
             "Select predictions first (in the sample view, or patches of a prediction "
-            f"field or of an evaluation), then accept or reject them{note}",
+            "field or of an evaluation), or lasso them on the map (Embeddings panel), then "
+            f"accept or reject them{note}",
             variant="warning",
         )
     call = nf.accept_predictions if accept else nf.reject_predictions
