@@ -34,7 +34,7 @@ def message(obj: types.Object, state, section: str) -> None:
     message = state.get("message")
     if message and (state.get("message_at") or "top") == section:
         kind = NOTICE.get(state.get("message_variant"), types.Notice)
-        obj.view("message" if section == "top" else f"{section}message", kind(label=message))
+        obj.view("message" if section == "top" else f"{section}_message", kind(label=message))
 
 
 def field_error(obj: types.Object, prop, state, name: str) -> None:
