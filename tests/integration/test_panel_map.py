@@ -177,6 +177,11 @@ def test_reject_then_untag_a_lasso_on_the_map_from_the_panel(mapped):
     selected = panel.params_of("set_selected_labels")["labels"]
     assert sorted(s["label_id"] for s in selected) == sorted(s["label_id"] for s in lasso)
     assert f"{len(lasso)} fp point(s) of {field!r} selected" in panel.notice()
+    # each as a Python Session reads a selected label (a missing type reaches it as null, it
+    # fails to read the event, drops its connection and re-sends its own state later)
+    from fiftyone.core.session.events import LabelData
+
+    assert all(isinstance(LabelData(**s).type, str) and s.get("type") for s in selected)
 
     panel.selected_labels = selected
     panel.call("reject")

@@ -421,7 +421,9 @@ def role_selection(collection: Any, pred_field: str | None, role: str) -> Effect
     base = f"{field}.detections"
     sample_ids, ids, roles = dataset.values(["id", f"{base}.id", f"{base}.{ROLE_ATTRIBUTE}"])
     labels = [
-        {"label_id": i, "sample_id": s, "field": field}
+        # "type" as the App's own selections carry it: a Python Session attached to the App
+        # cannot read a selected label whose type is null and re-sends its stale state later
+        {"label_id": i, "sample_id": s, "field": field, "type": "default"}
         for s, label_ids, label_roles in zip(sample_ids, ids, roles)
         for i, r in zip(label_ids or [], label_roles or [])
         if r == role
