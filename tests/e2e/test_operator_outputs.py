@@ -100,6 +100,13 @@ def test_demo_defaults_and_readable_outputs(page, app_url, demo_copy, artifacts_
 
     monkeypatch.setenv("FIFTYONE_NTT_TEST_MODELS", "fake")  # as the App's (conftest.py)
     dataset = demo_copy
+    # the browser lists recently used operators first (FiftyOne keeps them in the browser's
+    # storage, shared by this session's tests): start from a profile that used none
+    page.goto(app_url)
+    page.evaluate(
+        "() => { for (const s of [localStorage, sessionStorage])"
+        " s.removeItem('recently-used-operators'); }"
+    )
     page.goto(f"{app_url}datasets/{dataset.name}")
     wait_for_grid(page, len(dataset))
     dismiss_popovers(page)

@@ -314,7 +314,9 @@ def _curation_loop(page, app_url, loop_dataset, artifacts_dir):
     # 9. evaluate, then open the evaluation (Model Evaluation panel + TP/FP/FN patches)
     row = panel.locator("tr").filter(has_text=OUT).filter(has_text="segmentation").first
     row.get_by_role("button", name="Evaluate").click()
-    wait_text(panel, "mAP")
+    # the evaluation's line ("mAP 0.5xx" or "mAP undefined"); matched with its case and a
+    # number: the panel's "Map" section would match a case-insensitive "mAP"
+    panel.get_by_text(re.compile(r"mAP (-?\d|undefined)")).last.wait_for(timeout=RUN_TIMEOUT_MS)
     dataset.reload()
     assert f"eval_{OUT}" in dataset.list_evaluations()
     shot(page, artifacts_dir, "11-evaluated")
