@@ -39,6 +39,7 @@ ORDER = [
     "NTT 9 · Runs",
     "NTT · About",
 ]
+MANAGE_BANKS, RUNS, ABOUT = ORDER[-3:]
 
 
 @pytest.fixture
@@ -183,14 +184,14 @@ def test_demo_defaults_and_readable_outputs(page, app_url, demo_copy, artifacts_
 
     # 6. manage banks: each action shows its own section only
     for action, label in (("list", "List banks"), ("inspect", "Inspect a bank")):
-        open_by_label(page, ORDER[5])
+        open_by_label(page, MANAGE_BANKS)
         page.get_by_text(label, exact=True).first.click()
         page.wait_for_timeout(1500)
         execute(page, delegable=False)
         text = check_output(page, artifacts_dir, f"7-manage-banks-{action}", "Memory banks")
         assert "coins-again" in text
         close_output(page)
-    open_by_label(page, ORDER[5])
+    open_by_label(page, MANAGE_BANKS)
     page.get_by_text("Delete a bank", exact=True).first.click()
     page.wait_for_timeout(1500)
     assert "Prediction fields made with it stay" in dialog_text(page)
@@ -201,13 +202,13 @@ def test_demo_defaults_and_readable_outputs(page, app_url, demo_copy, artifacts_
     close_output(page)
 
     # 7. runs and about
-    open_by_label(page, ORDER[6])
+    open_by_label(page, RUNS)
     page.screenshot(path=str(artifacts_dir / "e2e-ops-8-runs-form.png"))
     execute(page, delegable=False)
     text = check_output(page, artifacts_dir, "8-runs-output", "No Time to Train runs")
     assert OUT in text and "completed" in text
     close_output(page)
-    open_by_label(page, ORDER[7])
+    open_by_label(page, ABOUT)
     execute(page, delegable=False)
     text = check_output(page, artifacts_dir, "9-about-output", "No Time to Train")
     assert "predictions are meaningless" in text
