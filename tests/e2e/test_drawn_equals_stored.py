@@ -127,7 +127,7 @@ def shot(page, artifacts_dir: Path, name: str, console=None) -> None:
     reason=(
         "issue 20.3, fixed in the panel but not always: FiftyOne 1.22's label painting still "
         "loses a worker ('DataCloneError: An ArrayBuffer is detached', counted in "
-        "test-artifacts/drawn-console.txt) in some runs under CPU load, e.g. 1 of 1 fresh-clone "
+        "test-artifacts/drawn-console.txt) in some runs under CPU load, 2 of 2 fresh-clone "
         "CI runs with the browser tier beside integration (painted: modal after 'Preview on "
         "this sample' v2 and the grid after closing, first point of three); passed alone"
     ),
