@@ -13,6 +13,9 @@ import fiftyone.core.stages as fos
 
 #: The latest message of each panel (by panel id): see :func:`latest_message`.
 _MESSAGES: dict[str, dict] = {}
+#: What the latest actions of each panel left for it to draw (state keys and values, by panel
+#: id): put back with the message into an older copy of the state (see :func:`remember`).
+_RESULTS: dict[str, dict] = {}
 #: How many times a panel wrote labels, by dataset name (see :func:`labels_written`).
 _WRITES: dict[str, int] = {}
 
@@ -95,8 +98,18 @@ def _put_message(state, entry: dict) -> None:
     state.message_seq = entry["seq"]
 
 
+def remember(ctx, values: dict) -> None:
+    """State keys an action wrote for its section to draw (a table's rows): an event that
+    arrives with a copy of the state from before the action gets them back with the
+    action's message (:func:`latest_message`), else its redraw would drop the table."""
+    _RESULTS.setdefault(ctx.panel_id, {}).update(values)
+
+
 def latest_message(ctx) -> None:
-    """Put the latest message back into an older copy of the panel state before drawing."""
+    """Put the latest message, and what the actions left to draw, back into an older copy
+    of the panel state before drawing."""
     entry = _MESSAGES.get(ctx.panel_id)
     if entry and entry["seq"] > (ctx.panel.state.get("message_seq") or 0):
         _put_message(ctx.panel.state, entry)
+        for key, value in _RESULTS.get(ctx.panel_id, {}).items():
+            ctx.panel.state.set(key, value)

@@ -12,7 +12,7 @@ drawn (the App then keeps the dropdown's value in the state: a newer run is chos
 from __future__ import annotations
 
 from .actions import ActionRunner
-from .effects import apply_effect
+from .effects import apply_effect, remember
 
 #: Where this section's messages show (``_message(..., "improve")``).
 AT = "improve"
@@ -21,6 +21,16 @@ SHOW_FALSE_POSITIVES = 50
 #: Rows of a table live in a state key of their own, ``<key>_rows`` (a table property
 #: reads the state key of its name).
 ROWS = "_rows"
+#: The state keys this section's actions write (what it draws).
+SECTION_KEYS = (
+    "improve_thresholds",
+    "improve_thresholds" + ROWS,
+    "improve_compare",
+    "improve_compare" + ROWS,
+    "improve_audit",
+    "improve_audit" + ROWS,
+    "improve_review",
+)
 
 
 def ca():
@@ -64,6 +74,8 @@ class ImproveActions(ActionRunner):
         effect = self._call(action, *args, **kwargs)
         if keep is not None and effect.variant != "error":
             keep(ctx.panel.state, effect)
+            state = ctx.panel.state
+            remember(ctx, {key: state.get(key) for key in SECTION_KEYS})
         self.refresh(ctx)
         apply_effect(ctx, effect, at=AT)
 

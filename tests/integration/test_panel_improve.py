@@ -215,3 +215,23 @@ def test_improve_refuses_without_a_run_or_an_evaluation(panel):
     assert "click Thresholds first" in panel.notice()
     panel.call("improve_accept")
     assert "the queue is empty" in panel.notice()
+
+
+def test_an_event_with_an_old_copy_of_the_state_keeps_the_thresholds_table(panel):
+    """The App sends events with the panel state from before an action's changes arrived
+    (seen in a fresh-clone CI run: the Thresholds message shown, its table never drawn): the
+    redraw from that copy keeps what the action left to draw, as it keeps its message."""
+    dataset = panel.dataset
+    segment_and_evaluate(dataset, "ntt", "ev", build=True)
+    panel.call("refresh")
+    stale = PanelDriver(dataset)
+    stale.state = dict(panel.state)  # before Thresholds
+    panel.call("improve_thresholds")
+    assert _rows(panel, "improve_thresholds")
+    sample = dataset.first()
+    det = sample[GT].detections[0]
+    stale.selected_labels = [{"label_id": det.id, "sample_id": sample.id, "field": GT}]
+    stale.call("on_change_selected_labels")
+    assert "thresholds for" in stale.notice()
+    assert stale.find("improve_thresholds_rows") is not None
+    assert _rows(stale, "improve_thresholds") == _rows(panel, "improve_thresholds")
