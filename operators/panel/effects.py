@@ -14,8 +14,9 @@ import fiftyone.core.stages as fos
 #: The latest message of each panel (by panel id): see :func:`latest_message`.
 _MESSAGES: dict[str, dict] = {}
 #: What the latest actions of each panel left for it to draw (state keys and values, by panel
-#: id): put back with the message into an older copy of the state (see :func:`remember`).
-_RESULTS: dict[str, dict] = {}
+#: id and dataset: never drawn over another dataset): put back with the message into an older
+#: copy of the state (see :func:`remember`).
+_RESULTS: dict[tuple[str, str], dict] = {}
 #: How many times a panel wrote labels, by dataset name (see :func:`labels_written`).
 _WRITES: dict[str, int] = {}
 
@@ -102,7 +103,7 @@ def remember(ctx, values: dict) -> None:
     """State keys an action wrote for its section to draw (a table's rows): an event that
     arrives with a copy of the state from before the action gets them back with the
     action's message (:func:`latest_message`), else its redraw would drop the table."""
-    _RESULTS.setdefault(ctx.panel_id, {}).update(values)
+    _RESULTS.setdefault((ctx.panel_id, ctx.dataset_name), {}).update(values)
 
 
 def latest_message(ctx) -> None:
@@ -111,5 +112,5 @@ def latest_message(ctx) -> None:
     entry = _MESSAGES.get(ctx.panel_id)
     if entry and entry["seq"] > (ctx.panel.state.get("message_seq") or 0):
         _put_message(ctx.panel.state, entry)
-        for key, value in _RESULTS.get(ctx.panel_id, {}).items():
+        for key, value in _RESULTS.get((ctx.panel_id, ctx.dataset_name), {}).items():
             ctx.panel.state.set(key, value)
