@@ -4,6 +4,8 @@ MongoDB, painted images, deterministic fake models (``painted_dataset``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -206,6 +208,7 @@ def test_segment_records_bank_version(predicted):
 
 def test_preview_replaces_field_and_reuses_models(painted_dataset, field_hash):
     import fiftyone_ntt.fiftyone as nf
+    from fiftyone_ntt.fiftyone.dataset.mask_files import masks_folder
     from fiftyone_ntt.fiftyone.dataset.model_cache import load_count
 
     dataset = painted_dataset
@@ -233,6 +236,13 @@ def test_preview_replaces_field_and_reuses_models(painted_dataset, field_hash):
     assert [(d.label, d.confidence, d.bounding_box) for d in preview_dets] == [
         (d.label, d.confidence, d.bounding_box) for d in run_dets
     ]
+    # the preview's masks are files (the App paints them without handing buffers over:
+    # fiftyone_ntt/fiftyone/dataset/mask_files.py), equal to the run's in-label masks
+    folder = masks_folder(dataset)
+    assert preview_dets and all(d.mask is None for d in preview_dets)
+    assert [Path(d.mask_path).parent for d in preview_dets] == [folder] * len(preview_dets)
+    for pred, run in zip(preview_dets, run_dets):
+        assert np.array_equal(np.asarray(pred.get_mask()) > 0, np.asarray(run.mask) > 0)
     assert nf.free_models() == 1
     assert nf.preview(dataset, "colours", n=1)["models_loaded"] is True
     assert field_hash(dataset, GT) == gt_before
@@ -261,7 +271,10 @@ def test_loop_reject_rebuild_preview_removes_the_false_positive(painted_dataset,
     assert again["curated"] == 1  # the rejected label was kept in ntt_curated
 
     def described(dets):
-        return [(d.label, d.confidence, tuple(d.bounding_box), d.mask.tobytes()) for d in dets]
+        return [
+            (d.label, d.confidence, tuple(d.bounding_box), (np.asarray(d.get_mask()) > 0).tobytes())
+            for d in dets
+        ]
 
     after = dataset[target]["ntt_preview"].detections
     expected = [d for d in before if d.id != false_positive.id]

@@ -5,7 +5,9 @@ given ones) into its own field (default ``"ntt_preview"``), and clears that fiel
 other sample, so only the latest preview is visible. Models stay loaded in the process
 between previews (:func:`fiftyone_ntt.fiftyone.dataset.model_cache.get_models`; free them with
 :func:`fiftyone_ntt.fiftyone.dataset.model_cache.free_models`), so a second preview costs only
-inference. No run is registered and nothing is resumed.
+inference. No run is registered and nothing is resumed. Preview masks are PNG files
+(``mask_path``) rather than arrays inside the labels, because the App paints previews again
+and again (:mod:`~fiftyone_ntt.fiftyone.dataset.mask_files` says why and where).
 
 Accepting or rejecting preview predictions tags them where they are
 (:mod:`~fiftyone_ntt.fiftyone.curation.decisions`); so that the next preview does not erase them, it
@@ -39,6 +41,7 @@ from fiftyone_ntt.fiftyone.dataset.labels import (
     decision_of,
     predictions_to_detections,
 )
+from fiftyone_ntt.fiftyone.dataset.mask_files import masks_folder, store_masks
 from fiftyone_ntt.fiftyone.dataset.model_cache import load_count
 from fiftyone_ntt.fiftyone.runs.settings import resolve_settings, segmenter_for
 from fiftyone_ntt.images import ImageLoadError, load_image
@@ -199,6 +202,7 @@ def preview(
     classes: dict[str, int] = {}
     failures = []
     paths = dict(zip(*dataset.select(ids).values(["id", "filepath"])))
+    folder = masks_folder(dataset)
     for sample_id in ids:
         path = paths[sample_id]
         try:
@@ -208,6 +212,8 @@ def preview(
             continue
         predictions = segmenter.predict(image)
         values[sample_id] = predictions_to_detections(predictions, **{PREVIEW_ATTRIBUTE: marker})
+        # the App paints previews again and again: masks as files (see .dataset.mask_files)
+        store_masks(values[sample_id], folder)
         counts[sample_id] = len(values[sample_id].detections)
         for det in values[sample_id].detections:
             classes[det.label] = classes.get(det.label, 0) + 1
