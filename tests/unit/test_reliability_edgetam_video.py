@@ -7,16 +7,22 @@ and a video model of other sizes than the proposer's."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from video_propagators import (
+    EDGETAM,
+    SAM2,
+    empty_folder,
+    fixed_source,
+    image_only_folder,
+    lacking_tensors,
+    meta_file,
+    refusal_message,
+)
 
-from fiftyone_ntt.models.edgetam.proposer import EDGETAM_HUB_ID, EdgeTamProposer
+from fiftyone_ntt.models.edgetam.proposer import EDGETAM_HUB_ID
 from fiftyone_ntt.models.edgetam.video import EdgeTamVideoPropagator
 from fiftyone_ntt.models.tiny import tiny_edgetam_proposer
-from fiftyone_ntt.models.tiny_video import tiny_edgetam_video_model, tiny_sam2_video_model
 from fiftyone_ntt.testing import RegionProposer
 
 pytestmark = pytest.mark.unit
@@ -24,20 +30,14 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture(scope="module")
 def models():
-    return tiny_edgetam_video_model(seed=0)
-
-
-def _proposer(models, source):
-    return EdgeTamProposer(models[1], source=str(source))
+    return EDGETAM.tiny_models(seed=0)
 
 
 # ------------------------------------------------------------------ proposers that are not EdgeTAM
 
 
 def _sam2(_models, _folder):
-    from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
-
-    return Sam2Proposer(tiny_sam2_video_model(seed=0)[1], source="facebook/sam2.1-hiera-tiny")
+    return SAM2.proposer(SAM2.tiny_models(seed=0), "facebook/sam2.1-hiera-tiny")
 
 
 #: (id, proposer maker, words the message must contain)
@@ -59,38 +59,22 @@ def test_a_proposer_that_is_not_edgetam_is_refused(models, tmp_path, case, make,
 # ------------------------------------------------------------------ sources without video memory
 
 
-def _meta_file(_models, folder: Path) -> str:
-    path = folder / "my_edgetam_weights.bin"  # Meta's file, under any name
-    torch.save({"model": {"image_encoder.trunk.body.0.weight": torch.zeros(1)}}, path)
-    return str(path)
-
-
-def _image_only_folder(models, folder: Path) -> str:
-    models[1].save_pretrained(folder)  # an EdgeTamModel: no memory modules
-    return str(folder)
-
-
-def _lacking_memory_tensors(models, folder: Path) -> str:
-    models[0].save_pretrained(folder)
-    weights = folder / "model.safetensors"
-    state = load_file(weights)
-    kept = {k: v for k, v in state.items() if not k.startswith("spatial_perceiver.")}
-    save_file(kept, weights, metadata={"format": "pt"})
-    return str(folder)
-
-
-def _empty_folder(_models, folder: Path) -> str:
-    return str(folder)
-
-
 #: (id, source maker, words the message must contain besides the source and the fix)
 NO_MEMORY = [
-    ("no source", lambda m, f: "", ["Meta's original EdgeTAM file"]),
-    ("Meta's edgetam.pt", lambda m, f: "/weights/edgetam.pt", ["converted for images only"]),
-    ("Meta's file under another name", _meta_file, ["converted for images only"]),
-    ("an image-only EdgeTAM folder", _image_only_folder, ["not an EdgeTAM video checkpoint"]),
-    ("a checkpoint lacking memory tensors", _lacking_memory_tensors, ["spatial_perceiver."]),
-    ("a folder without a checkpoint", _empty_folder, ["no EdgeTAM video model at"]),
+    ("no source", fixed_source(""), ["Meta's original EdgeTAM file"]),
+    ("Meta's edgetam.pt", fixed_source("/weights/edgetam.pt"), ["converted for images only"]),
+    (
+        "Meta's file under another name",
+        meta_file("my_edgetam_weights.bin", "image_encoder.trunk.body.0.weight"),
+        ["converted for images only"],
+    ),
+    ("an image-only EdgeTAM folder", image_only_folder, ["not an EdgeTAM video checkpoint"]),
+    (
+        "a checkpoint lacking memory tensors",
+        lacking_tensors("spatial_perceiver."),
+        ["spatial_perceiver."],
+    ),
+    ("a folder without a checkpoint", empty_folder, ["no EdgeTAM video model at"]),
 ]
 
 
@@ -99,9 +83,7 @@ def test_a_proposer_without_video_memory_is_refused_with_the_fix(
     models, tmp_path, case, make, words
 ):
     source = make(models, tmp_path)
-    with pytest.raises(ValueError) as caught:
-        EdgeTamVideoPropagator.from_proposer(_proposer(models, source))
-    message = str(caught.value)
+    message = refusal_message(EDGETAM, models, source)
     for word in [repr(source), EDGETAM_HUB_ID, "propagator=", "keyframe_every=1", *words]:
         assert word in message, (case, message)
 
@@ -115,8 +97,8 @@ def _other_sizes(models):
 
 
 def _other_decoder(models):
-    video, _ = tiny_edgetam_video_model(seed=1)
-    proposer = _proposer(models, "x")
+    video, _ = EDGETAM.tiny_models(seed=1)
+    proposer = EDGETAM.proposer(models, "x")
     video.mask_decoder.iou_prediction_head.proj_out = torch.nn.Linear(128, 5)
     return proposer, video
 

@@ -1,99 +1,80 @@
-"""The real propagator (SAM 2's video memory, docs/method.md §17.3) on the tiny random
-``Sam2VideoModel``: shapes, one session per video, weights shared with the proposer, the
-object cap, and the bounded state of long videos."""
+"""The real propagator (SAM 2's video memory, docs/method.md §17.3) on the tiny random video
+models. Its session logic is one copy (:class:`Sam2VideoPropagator`, which EdgeTAM's
+propagator subclasses), so the checks of that logic run on both families (ids ``sam2`` and
+``edgetam``, the descriptions of ``video_propagators.py``): weights shared with the proposer,
+one session per video, masks at the frame size, the object cap, and the bounded state of long
+videos. SAM 2's own refusals follow; EdgeTAM's own checks are in ``test_edgetam_video.py``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+import transformers
+from video_propagators import (
+    FAMILIES,
+    FRAME_SIZE,
+    SAM2,
+    Squares,
+    moving_squares,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+)
 
 from fiftyone_ntt.models.sam2.proposer import Sam2Proposer
 from fiftyone_ntt.models.sam2.video import Sam2VideoPropagator, memory_window
-from fiftyone_ntt.models.tiny_video import tiny_sam2_video_model
-from fiftyone_ntt.testing import RegionProposer, paint
+from fiftyone_ntt.testing import RegionProposer
 from fiftyone_ntt.tracking import track_video
-from fiftyone_ntt.types import Predictions
 
 pytestmark = pytest.mark.unit
 
-SIZE = (48, 64)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the shared CPU: one thread is several times faster here than contended ones
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+@pytest.fixture(scope="module", params=FAMILIES, ids=[f.id for f in FAMILIES])
+def family(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def models():
-    return tiny_sam2_video_model(seed=0)
+def family_models(family):
+    return family.tiny_models(seed=0)
 
 
-def _propagator(models, **kwargs):
-    video, image = models
-    proposer = Sam2Proposer(image, source="tiny-random-sam2-video")
-    return Sam2VideoPropagator.from_proposer(proposer, video, **kwargs)
+@pytest.fixture(scope="module")
+def sam2_models():
+    return SAM2.tiny_models(seed=0)
 
 
-class Squares:
-    """A stand-in segmenter: one detection per coloured square (exact masks, score 0.9)."""
-
-    class_names = ("red", "green")
-
-    def predict(self, image):
-        masks, classes = [], []
-        for class_id, colour in enumerate(((220, 30, 30), (30, 180, 30))):
-            mask = (image == colour).all(-1)
-            if mask.any():
-                masks.append(mask)
-                classes.append(class_id)
-        if not masks:
-            return Predictions.empty(*SIZE, self.class_names)
-        boxes = []
-        for mask in masks:
-            rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-            boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
-        return Predictions(np.stack(masks), boxes, [0.9] * len(masks), classes, self.class_names)
+# ------------------------------------------------------------- both families: one copy of the logic
 
 
-def _video(frames):
-    return [
-        (n, paint(SIZE, [(1, (2 + n, 4, 14 + n, 16)), (2, (40, 2 + n, 52, 14 + n))]))
-        for n in range(1, frames + 1)
-    ]
+def test_image_weights_are_shared_with_the_proposer_not_copied(family, family_models):
+    video = family_models[0]
+    proposer = family.proposer(family_models)
+    own = {n: p.data_ptr() for n, p in video.named_parameters()}  # before sharing
+    propagator = family.propagator_class.from_proposer(proposer, video)
+    shared = {n: t.data_ptr() for n, t in propagator.model.state_dict().items()}
+    runs = {n: t.data_ptr() for n, t in proposer.model.state_dict().items()}  # what it runs
+    for name in family.shared_weights:
+        assert shared[name] == runs[name], name
+    # the memory modules are the video checkpoint's own
+    for name in family.memory_weights:
+        assert shared[name] == own[name] and name not in runs, name
+    assert propagator.input_size == 256
+    assert propagator.identity["family"] == family.identity_family
+    assert isinstance(propagator, Sam2VideoPropagator)  # one copy of the session logic
 
 
-def test_image_weights_are_shared_with_the_proposer_not_copied(models):
-    image = models[1]
-    propagator = _propagator(models)
-    shared = image.vision_encoder.backbone.patch_embed.projection.weight
-    assert propagator.model.vision_encoder.backbone.patch_embed.projection.weight.data_ptr() == (
-        shared.data_ptr()
-    )
-    assert propagator.model.mask_decoder.iou_prediction_head.proj_out.weight.data_ptr() == (
-        image.mask_decoder.iou_prediction_head.proj_out.weight.data_ptr()
-    )
-    assert propagator.input_size == 256 and propagator.identity["family"] == "sam2-video"
-
-
-def test_the_real_propagator_runs_the_keyframe_loop_one_session_per_video(models):
-    propagator = _propagator(models)
+def test_the_keyframe_loop_runs_one_session_per_video(family, family_models):
+    propagator = family.propagator(family_models)
     sessions = []
     for _ in range(2):  # two videos
         frames = []
-        for frame in track_video(_video(7), Squares(), propagator, keyframe_every=3):
+        for frame in track_video(moving_squares(7), Squares(), propagator, keyframe_every=3):
             frames.append(frame)
             sessions.append(propagator.session)
         assert [f.keyframe for f in frames] == [True, False, False, True, False, False, True]
         seeded: set[int] = set()
         for frame in frames:
             assert frame.error is None
-            assert frame.predictions.masks.shape[1:] == SIZE
+            assert frame.predictions.masks.shape[1:] == FRAME_SIZE
             assert frame.predictions.masks.dtype == bool
             if frame.keyframe:  # random weights: whether ids carry on is not tested here
                 assert len(frame.track_ids) >= 2 and set(frame.sources) == {"detected"}
@@ -103,41 +84,46 @@ def test_the_real_propagator_runs_the_keyframe_loop_one_session_per_video(models
                 assert set(frame.sources) <= {"propagated"}
         assert frames[0].track_ids.tolist() == [1, 2]
     assert propagator.sessions_started == 2
+    session_class = getattr(transformers, family.session_class)
+    assert all(isinstance(s, session_class) for s in sessions)
     assert len({id(s) for s in sessions[:7]}) == 1 and sessions[0] is not sessions[7]
     assert propagator.session is None  # freed at the end of each video
 
 
-def test_masks_come_back_at_the_frame_size_for_each_seeded_object(models):
-    propagator = _propagator(models)
+def test_masks_come_back_at_the_frame_size_for_each_seeded_object(family, family_models):
+    propagator = family.propagator(family_models)
     propagator.start_video()
-    (_, first), (_, second) = _video(2)
+    (_, first), (_, second) = moving_squares(2)
     masks = Squares().predict(first).masks
     propagator.seed(first, {5: masks[0], 9: masks[1]})
     out = propagator.propagate(second)
     assert sorted(out) == [5, 9]
-    assert all(m.shape == SIZE and m.dtype == bool for m in out.values())
+    assert all(m.shape == FRAME_SIZE and m.dtype == bool for m in out.values())
 
 
-def test_the_object_cap_is_enforced(models):
-    propagator = _propagator(models, max_objects=1)
+def test_the_object_cap_is_enforced(family, family_models):
+    propagator = family.propagator(family_models, max_objects=1)
     propagator.start_video()
-    image = _video(1)[0][1]
+    image = moving_squares(1)[0][1]
     masks = Squares().predict(image).masks
     with pytest.raises(ValueError, match="2 objects to track > max_objects=1"):
         propagator.seed(image, {1: masks[0], 2: masks[1]})
-    frames = list(track_video(_video(4), Squares(), propagator, keyframe_every=4))
+    frames = list(track_video(moving_squares(4), Squares(), propagator, keyframe_every=4))
     assert len(frames[0].track_ids) == 2
     assert all(len(f.track_ids) <= 1 for f in frames[1:])  # one carried between keyframes
     assert len(propagator.session.obj_ids if propagator.session else [1]) == 1
 
 
-def test_long_videos_keep_a_bounded_state_with_the_same_masks(models):
-    video = models[0]
-    video.config.max_object_pointers_in_encoder = 4  # a window of 8 frames, for speed
+def test_long_videos_keep_a_bounded_state_with_the_same_masks(family, family_models):
+    video = family_models[0]
+    before = {key: getattr(video.config, key) for key in family.small_window}
+    for key, value in family.small_window.items():  # a small window, for speed
+        setattr(video.config, key, value)
     try:
-        pruned, unpruned = _propagator(models), _propagator(models, prune=False)
-        assert memory_window(video.config) == 8
-        frames = _video(14)
+        pruned = family.propagator(family_models)
+        unpruned = family.propagator(family_models, prune=False)
+        assert memory_window(video.config) == family.window
+        frames = moving_squares(family.long_video)
         seed_masks = Squares().predict(frames[0][1]).masks
         stored = []
         for propagator in (pruned, unpruned):
@@ -149,8 +135,8 @@ def test_long_videos_keep_a_bounded_state_with_the_same_masks(models):
             stored.append((pruned.stored_frames(), unpruned.stored_frames()))
             assert len(pruned.session.processed_frames) == 1
         # the window, the current frame and the conditioning frame
-        assert max(s for s, _ in stored) == 8 + 2
-        assert stored[-1][1] == 14  # without pruning, every frame stays
+        assert max(s for s, _ in stored) == family.window + 2
+        assert stored[-1][1] == family.long_video  # without pruning, every frame stays
         kept = [
             o
             for outputs in pruned.session.output_dict_per_obj.values()
@@ -159,7 +145,11 @@ def test_long_videos_keep_a_bounded_state_with_the_same_masks(models):
         ]
         assert kept and not any("high_res_masks" in o for o in kept)  # full-size logits go
     finally:
-        video.config.max_object_pointers_in_encoder = 16
+        for key, value in before.items():
+            setattr(video.config, key, value)
+
+
+# ----------------------------------------------------------------------------- SAM 2's own refusals
 
 
 def test_a_proposer_that_is_not_sam2_is_refused_with_the_fix():
@@ -168,8 +158,8 @@ def test_a_proposer_that_is_not_sam2_is_refused_with_the_fix():
 
 
 @pytest.mark.parametrize("source", ["", "/weights/sam2.1_hiera_tiny.pt"])
-def test_an_image_only_checkpoint_is_refused_with_the_fix(models, source):
-    proposer = Sam2Proposer(models[1], source=source)
+def test_an_image_only_checkpoint_is_refused_with_the_fix(sam2_models, source):
+    proposer = Sam2Proposer(sam2_models[1], source=source)
     with pytest.raises(ValueError, match="memory weights") as caught:
         Sam2VideoPropagator.from_proposer(proposer)
     assert repr(source) in str(caught.value)
