@@ -49,3 +49,17 @@ def test_one_folder_per_dataset_under_the_dataset_dir(monkeypatch, tmp_path):
     monkeypatch.setattr(fo.config, "default_dataset_dir", str(tmp_path))
     folder = masks_folder(SimpleNamespace(slug="my-dataset"))
     assert folder == tmp_path / MASKS_DIRNAME / "my-dataset"
+
+
+def test_an_unwritable_folder_is_named_with_the_fix(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the folder should be")
+    detections = fo.Detections(
+        detections=[fo.Detection(label="a", bounding_box=[0, 0, 1, 1], mask=np.ones((2, 2)))]
+    )
+    with pytest.raises(OSError) as caught:
+        store_masks(detections, blocker / "masks")
+    message = str(caught.value)
+    assert repr(str(blocker / "masks")) in message
+    assert "FIFTYONE_DEFAULT_DATASET_DIR" in message
+    assert detections.detections[0].mask is not None  # the label keeps its mask

@@ -43,10 +43,17 @@ def store_masks(detections: Any, folder: Path) -> int:
     for detection in detections.detections:
         if detection.mask is None:
             continue
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{detection.id}.png"
         pixels = (np.asarray(detection.mask) > 0).astype(np.uint8) * 255
-        Image.fromarray(pixels).save(path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path)
+        except OSError as error:
+            raise OSError(
+                f"cannot write preview masks into {str(folder)!r} ({error}); make FiftyOne's "
+                "dataset folder writable or point it elsewhere (FIFTYONE_DEFAULT_DATASET_DIR, "
+                "or fo.config.default_dataset_dir)"
+            ) from error
         detection.mask_path = str(path)
         detection.mask = None
         written += 1
