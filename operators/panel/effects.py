@@ -19,6 +19,10 @@ _MESSAGES: dict[str, dict] = {}
 _RESULTS: dict[tuple[str, str], dict] = {}
 #: How many times a panel wrote labels, by dataset name (see :func:`labels_written`).
 _WRITES: dict[str, int] = {}
+#: The message of the latest action that wrote labels, by dataset name: every panel of the
+#: dataset shows it when it draws next (the grid's panel, after the sample view's panel
+#: previewed, must not go on telling its own older preview).
+_WRITE_MESSAGES: dict[str, dict] = {}
 
 
 def labels_written(dataset_name: str) -> int:
@@ -62,6 +66,8 @@ def apply_effect(ctx, effect, at: str = "top") -> None:
     if effect.message:
         ctx.ops.notify(effect.message, variant=effect.variant)
         set_message(ctx, effect.message, effect.variant, at)
+        if effect.reload or effect.reopen_sample:
+            _WRITE_MESSAGES[ctx.dataset_name] = _MESSAGES[ctx.panel_id]
 
 
 #: The stage :func:`unseen_view` adds to a view without stages: it changes nothing.
@@ -108,9 +114,14 @@ def remember(ctx, values: dict) -> None:
 
 def latest_message(ctx) -> None:
     """Put the latest message, and what the actions left to draw, back into an older copy
-    of the panel state before drawing."""
+    of the panel state before drawing; a newer message of an action that wrote labels of
+    the dataset from another panel (the sample view's) wins over the panel's own."""
+    shown = ctx.panel.state.get("message_seq") or 0
     entry = _MESSAGES.get(ctx.panel_id)
-    if entry and entry["seq"] > (ctx.panel.state.get("message_seq") or 0):
+    if entry and entry["seq"] > shown:
         _put_message(ctx.panel.state, entry)
         for key, value in _RESULTS.get((ctx.panel_id, ctx.dataset_name), {}).items():
             ctx.panel.state.set(key, value)
+    written = _WRITE_MESSAGES.get(ctx.dataset_name)
+    if written and written["seq"] > (ctx.panel.state.get("message_seq") or 0):
+        _put_message(ctx.panel.state, written)

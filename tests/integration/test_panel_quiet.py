@@ -154,6 +154,32 @@ def test_labels_written_in_the_sample_view_reload_the_grid_when_it_closes(panel)
     assert sent(panel, "on_change_current_sample") == []  # once
 
 
+def test_the_grid_panel_tells_what_the_sample_views_panel_wrote_when_it_closes(panel):
+    """The grid's panel must not go on saying what its own last action did when the sample
+    view's panel has since written labels (after closing: "Preview ... on 9 samples" while
+    the preview field holds the 1 sample previewed in the sample view)."""
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = panel.dataset
+    nf.build_bank(dataset, GT, "ground_truth-refs")
+    panel.call("on_refresh")
+    panel.state["preview_n"] = 3
+    panel.call("preview_view")
+    assert "on 3 sample(s)" in panel.notice(), panel.notice()
+    sample = dataset.first().id
+    panel.current_sample = sample
+    modal = sample_view_panel(dataset, sample)
+    modal.call("preview_sample")
+    assert "on 1 sample(s)" in modal.notice()
+    panel.current_sample = None  # the sample view closes
+    panel.call("on_change_current_sample")
+    assert "on 1 sample(s)" in panel.notice(), panel.notice()
+    # a message that wrote no labels stays with its own panel
+    modal.call("on_refresh")
+    panel.call("on_refresh")
+    assert "Refreshed" in panel.notice()
+
+
 def test_the_sample_views_panel_draws_once_not_again_for_the_next_sample(painted_dataset):
     first, second = painted_dataset.values("id")[:2]
     panel = sample_view_panel(painted_dataset, first)
