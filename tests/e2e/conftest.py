@@ -24,6 +24,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from app_console import PAINT_ERROR
+
 APP_START_TIMEOUT_S = 240
 #: Extra environment of the App process: only the plugin's test-model switch (its operators
 #: run with the deterministic fake models; no weights can be downloaded here). No FiftyOne
@@ -238,10 +242,23 @@ def browser(chromium_path, tmp_path_factory):
             context.close()
 
 
+@pytest.fixture(scope="session")
+def painting_log(artifacts_dir) -> Path:
+    """``test-artifacts/painting-errors.txt``: per test, how many label-painting workers the
+    App lost (a record for the team; ``test_drawn_equals_stored`` asserts none)."""
+    path = artifacts_dir / "painting-errors.txt"
+    path.write_text("")
+    return path
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request, painting_log):
     page = browser.new_page()
+    lost: list[str] = []
+    page.on("console", lambda m: lost.append(m.text) if PAINT_ERROR in m.text else None)
     try:
         yield page
     finally:
         page.close()
+        with painting_log.open("a") as log:
+            log.write(f"{request.node.nodeid}: {len(lost)}\n")

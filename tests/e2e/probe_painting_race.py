@@ -26,7 +26,8 @@ pytestmark = pytest.mark.e2e
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from test_drawn_equals_stored import BANK, GT, PAINT_ERROR, PREVIEW  # noqa: E402
+from app_console import PAINT_ERROR  # noqa: E402
+from test_drawn_equals_stored import BANK, GT, PREVIEW  # noqa: E402
 from test_panel_loop import LOAD_TIMEOUT_MS, close_modal, loop_dataset  # noqa: E402, F401
 from test_workflow import wait_for_grid  # noqa: E402
 

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.e2e
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
+from app_console import PAINT_ERROR  # noqa: E402
 from test_panel_loop import (  # noqa: E402
     LOAD_TIMEOUT_MS,
     STRIPE,
@@ -52,9 +53,6 @@ CURATED = "ntt_curated"
 GT = "ground_truth"
 BANK = "ground_truth-refs"
 PANEL_URI = "@fiftyone-ntt/no-time-to-train/ntt_panel"
-#: What FiftyOne 1.22's App logs when it paints an image's labels twice at once; each time
-#: it loses one of its label-painting workers (one per CPU core) for good.
-PAINT_ERROR = "ArrayBuffer is detached"
 #: A pixel is drawn over when it differs from the painted colour by more than this (sum of
 #: the three channels' absolute differences).
 DRAWN = 60
