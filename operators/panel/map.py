@@ -48,8 +48,16 @@ def chosen_field(state) -> str | None:
 
 
 class MapActions(ActionRunner):
-    def map_choose(self, ctx):
-        ctx.panel.state.map_field = ctx.params.get("value")
+    def map_choose(self, ctx) -> bool:
+        """Map the segmentation the user chose (kept as ``map_choice``, over the newest
+        run); returns whether the panel must be drawn again (not for the same choice
+        again)."""
+        value = ctx.params.get("value")
+        if value == ctx.panel.state.get("map_choice"):
+            return False
+        ctx.panel.state.map_choice = value  # kept by :meth:`NTTPanel.shown`
+        ctx.panel.state.map_field = value
+        return True
 
     def map_open(self, ctx):
         state = ctx.panel.state

@@ -257,3 +257,34 @@ def test_typing_n_sends_nothing_unless_its_error_changes(panel):
     assert sent(panel, "set_preview_n", value=2.5) == []  # the same error again
     panel.state["preview_n"] = 3  # fixed: the error goes
     assert "show_panel_output" in sent(panel, "set_preview_n", value=3)
+
+
+def test_the_run_dropdowns_hold_their_value_and_choosing_it_again_sends_nothing(
+    painted_dataset,
+):
+    """The *Improve* and *Map* dropdowns (a segmentation to work on) showed their default
+    without holding it in the panel state, so the App called their handlers with that
+    default as soon as the panel was drawn, and each call drew the whole panel again: two
+    more rounds of label painting right after the panel opened (the App lost its painting
+    workers over a grid of 240 samples with in-label masks, ``test_panel_state_truth.py``)."""
+    import fiftyone_ntt.fiftyone as nf
+
+    dataset = painted_dataset
+    nf.build_bank(dataset, GT, "ground_truth-refs")
+    nf.segment(dataset.limit(2), "ground_truth-refs", "older", skip_references=False)
+    nf.segment(dataset.limit(2), "ground_truth-refs", "newer", skip_references=False)
+    panel = PanelDriver(dataset)
+    panel.call("on_load")
+    # the dropdowns' values are in the state the App draws from: newest run first
+    assert panel.state["improve_field"] == "newer"
+    assert panel.state["map_field"] == "newer"
+    for handler, key in (("improve_choose", "improve_field"), ("map_choose", "map_field")):
+        panel.state[key] = "older"  # the user chooses: the App holds it, calls the handler
+        assert "show_panel_output" in sent(panel, handler, value="older"), handler
+        panel.call(handler, value="older")
+        assert panel.state[key] == "older"
+        assert sent(panel, handler, value="older") == [], handler  # the same choice again
+    assert sent(panel, "poll") == []  # the choices are kept by the next refresh
+    nf.segment(dataset.limit(2), "ground_truth-refs", "newest", skip_references=False)
+    panel.call("on_refresh")  # a newer run: the user's choice stays
+    assert panel.state["improve_field"] == panel.state["map_field"] == "older"
