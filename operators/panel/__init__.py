@@ -74,7 +74,7 @@ SHOWN_KEYS = (
 #: dataset's change stamp and whether runs were active.
 _SHOWN: dict[str, dict] = {}
 #: Handlers of fields the App shows as typed or chosen: they return whether to draw again.
-TYPED = ("set_preview_n", "improve_choose", "map_choose")
+TYPED = ("set_preview_n",)
 #: The App's events and the timer: they draw the panel only when what it shows changed.
 EVENTS = (
     "poll",
@@ -141,11 +141,11 @@ class NTTPanel(
         dataset = ctx.dataset
         state = ctx.panel.state
         runs = ps().run_rows(dataset)
-        # the user's choices (else the newest run, which changes with new runs)
+        # the runs shown (chosen or first shown) while they exist, else the newest
         choices = {
             "runs": runs,
-            "improve_field": state.get("improve_choice"),
-            "map_field": state.get("map_choice"),
+            "improve_field": state.get("improve_field"),
+            "map_field": state.get("map_field"),
         }
         improve_run = chosen_run(choices)
         banks = ps().bank_rows(dataset)

@@ -5,8 +5,8 @@ positives, and the review queue.
 Every button calls one function of :mod:`fiftyone_ntt.fiftyone.app.curation_actions`; what
 it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone)
 and drawn by :func:`.improve_layout.render_improve`. The run is the one chosen in the section's dropdown
-(``improve_field``, computed by the panel's refresh): the newest segmentation of the Runs
-table until the user chooses one there (``improve_choice``, kept while its run exists).
+(``improve_field``, kept by the panel's refresh while its run exists): the newest
+segmentation of the Runs table when the section is first drawn; a newer run is chosen there.
 """
 
 from __future__ import annotations
@@ -90,17 +90,10 @@ class ImproveActions(ActionRunner):
             )
         return row
 
-    def improve_choose(self, ctx) -> bool:
-        """Work on the segmentation the user chose (kept as ``improve_choice``, over the
-        newest run); returns whether the panel must be drawn again (not for the same choice
-        again). What the section shows stays: each title names its run and evaluation (and
-        the saved thresholds are what a newer run is compared with)."""
-        value = ctx.params.get("value")
-        if value == ctx.panel.state.get("improve_choice"):
-            return False
-        ctx.panel.state.improve_choice = value  # kept by :meth:`NTTPanel.shown`
-        ctx.panel.state.improve_field = value
-        return True
+    def improve_choose(self, ctx):
+        # what the section shows stays: each title names its run and evaluation (and the
+        # saved thresholds are what a newer run is compared with)
+        ctx.panel.state.improve_field = ctx.params.get("value")
 
     # ---- thresholds -----------------------------------------------------------------
 

@@ -36,7 +36,7 @@ def map_choices(state) -> list[str]:
     rows = [
         r for r in state.get("runs") or [] if r.get("kind") == "segmentation" and r.get("can_show")
     ]
-    rows.sort(key=lambda r: r.get("updated") or "", reverse=True)
+    rows.sort(key=lambda r: r.get("updated_iso") or "", reverse=True)  # as the Improve section
     return list(dict.fromkeys(r["field"] for r in rows))
 
 
@@ -48,16 +48,8 @@ def chosen_field(state) -> str | None:
 
 
 class MapActions(ActionRunner):
-    def map_choose(self, ctx) -> bool:
-        """Map the segmentation the user chose (kept as ``map_choice``, over the newest
-        run); returns whether the panel must be drawn again (not for the same choice
-        again)."""
-        value = ctx.params.get("value")
-        if value == ctx.panel.state.get("map_choice"):
-            return False
-        ctx.panel.state.map_choice = value  # kept by :meth:`NTTPanel.shown`
-        ctx.panel.state.map_field = value
-        return True
+    def map_choose(self, ctx):
+        ctx.panel.state.map_field = ctx.params.get("value")
 
     def map_open(self, ctx):
         state = ctx.panel.state
