@@ -38,11 +38,11 @@ from fiftyone_ntt.fiftyone.app.panel_state import has_active_runs
 from .actions import selection_counts
 from .banks import BankActions, preset_of
 from .effects import apply_effect, labels_written, latest_message, view_stages
-from .improve import ImproveActions, chosen_run
+from .improve import ImproveActions
 from .layout import render_panel
 from .library import pa, ps
 from .long_work import LongWork
-from .map import MapActions, chosen_field
+from .map import MapActions
 from .preview import PreviewActions, preview_n_error
 from .references import ReferenceActions
 from .runs import RunActions
@@ -62,8 +62,6 @@ SHOWN_KEYS = (
     "bank",
     "build_key",
     "build_preset",
-    "improve_field",
-    "map_field",
     "stamp",
     "view_key",
     "modal",
@@ -73,7 +71,7 @@ SHOWN_KEYS = (
 #: What each panel last drew (by panel id): the digest of its :data:`SHOWN_KEYS`, the
 #: dataset's change stamp and whether runs were active.
 _SHOWN: dict[str, dict] = {}
-#: Handlers of fields the App shows as typed or chosen: they return whether to draw again.
+#: Handlers of fields the App shows as typed: they return whether to draw again.
 TYPED = ("set_preview_n",)
 #: The App's events and the timer: they draw the panel only when what it shows changed.
 EVENTS = (
@@ -133,21 +131,10 @@ class NTTPanel(
 
     def shown(self, ctx) -> dict:
         """What the panel shows now (:data:`SHOWN_KEYS`), computed from the dataset, the
-        App's view and selection; the choices of the state (bank, build key and preset, the
-        runs to improve from and to map) are kept while they are valid. Every dropdown's
-        value is in the state: the App calls the handler of a dropdown that shows a default
-        the state lacks as soon as it is drawn (one more redraw, see the module's
-        docstring)."""
+        App's view and selection; the choices of the state (bank, build key and preset) are
+        kept while they are valid."""
         dataset = ctx.dataset
         state = ctx.panel.state
-        runs = ps().run_rows(dataset)
-        # the runs shown (chosen or first shown) while they exist, else the newest
-        choices = {
-            "runs": runs,
-            "improve_field": state.get("improve_field"),
-            "map_field": state.get("map_field"),
-        }
-        improve_run = chosen_run(choices)
         banks = ps().bank_rows(dataset)
         keys = [b["key"] for b in banks]
         bank = state.get("bank")
@@ -162,14 +149,12 @@ class NTTPanel(
         return {
             "refs": ps().reference_rows(dataset),
             "banks": banks,
-            "runs": runs,
+            "runs": ps().run_rows(dataset),
             "worker_notice": _worker_notice(dataset),
             "first_use": ps().first_use(dataset),
             "bank": bank,
             "build_key": build_key,
             "build_preset": build_preset,
-            "improve_field": improve_run["field"] if improve_run else None,
-            "map_field": chosen_field(choices),
             "stamp": ps().change_stamp(dataset),
             "view_key": _view_key(ctx),
             "modal": bool(ctx.current_sample),

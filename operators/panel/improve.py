@@ -5,8 +5,8 @@ positives, and the review queue.
 Every button calls one function of :mod:`fiftyone_ntt.fiftyone.app.curation_actions`; what
 it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone)
 and drawn by :func:`.improve_layout.render_improve`. The run is the one chosen in the section's dropdown
-(``improve_field``, kept by the panel's refresh while its run exists): the newest
-segmentation of the Runs table when the section is first drawn; a newer run is chosen there.
+(``improve_field``): the newest segmentation of the Runs table when the section is first
+drawn (the App then keeps the dropdown's value in the state: a newer run is chosen there).
 """
 
 from __future__ import annotations

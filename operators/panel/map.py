@@ -36,7 +36,7 @@ def map_choices(state) -> list[str]:
     rows = [
         r for r in state.get("runs") or [] if r.get("kind") == "segmentation" and r.get("can_show")
     ]
-    rows.sort(key=lambda r: r.get("updated_iso") or "", reverse=True)  # as the Improve section
+    rows.sort(key=lambda r: r.get("updated") or "", reverse=True)
     return list(dict.fromkeys(r["field"] for r in rows))
 
 

@@ -257,33 +257,3 @@ def test_typing_n_sends_nothing_unless_its_error_changes(panel):
     assert sent(panel, "set_preview_n", value=2.5) == []  # the same error again
     panel.state["preview_n"] = 3  # fixed: the error goes
     assert "show_panel_output" in sent(panel, "set_preview_n", value=3)
-
-
-def test_the_run_dropdowns_hold_their_value_in_the_state(painted_dataset):
-    """The *Improve* and *Map* dropdowns (a segmentation to work on) showed their default
-    without holding it in the panel state, so the App called their handlers with that
-    default as soon as the panel was drawn, and each call drew the whole panel again: two
-    more rounds of label painting right after the panel opened (the App lost its painting
-    workers over a grid of 240 samples with in-label masks, ``test_panel_state_truth.py``)."""
-    import fiftyone_ntt.fiftyone as nf
-
-    dataset = painted_dataset
-    nf.build_bank(dataset, GT, "ground_truth-refs")
-    nf.segment(dataset.limit(2), "ground_truth-refs", "older", skip_references=False)
-    nf.segment(dataset.limit(2), "ground_truth-refs", "newer", skip_references=False)
-    panel = PanelDriver(dataset)
-    panel.call("on_load")
-    # the dropdowns' values are in the state the App draws from: the newest run first
-    assert panel.state["improve_field"] == panel.state["map_field"] == "newer"
-    assert sent(panel, "poll") == []
-    for handler, key in (("improve_choose", "improve_field"), ("map_choose", "map_field")):
-        panel.call(handler, value="older")  # the user chooses
-        assert panel.state[key] == "older"
-    # a newer run: the sections stay on the runs they show until the user chooses
-    nf.segment(dataset.limit(2), "ground_truth-refs", "newest", skip_references=False)
-    panel.call("on_refresh")
-    assert panel.state["improve_field"] == panel.state["map_field"] == "older"
-    # a run that is gone: the newest
-    dataset.delete_sample_field("older")
-    panel.call("on_refresh")
-    assert panel.state["improve_field"] == panel.state["map_field"] == "newest"
