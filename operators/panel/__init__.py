@@ -62,6 +62,8 @@ SHOWN_KEYS = (
     "bank",
     "build_key",
     "build_preset",
+    "improve_field",
+    "map_field",
     "stamp",
     "view_key",
     "modal",
@@ -131,10 +133,17 @@ class NTTPanel(
 
     def shown(self, ctx) -> dict:
         """What the panel shows now (:data:`SHOWN_KEYS`), computed from the dataset, the
-        App's view and selection; the choices of the state (bank, build key and preset) are
-        kept while they are valid."""
+        App's view and selection; the choices of the state (bank, build key and preset, the
+        runs to improve from and to map) are kept while they are valid. Every dropdown's
+        value is in the state: the App calls the handler of a dropdown whose state lacks
+        the value it shows as soon as it is drawn (one more full redraw each, the kind of
+        burst the module's docstring warns of)."""
         dataset = ctx.dataset
         state = ctx.panel.state
+        runs = ps().run_rows(dataset)
+        # the runs the sections show (first the newest) stay while they exist
+        improve_run = ps().chosen_segmentation(runs, state.get("improve_field"))
+        map_run = ps().chosen_segmentation(runs, state.get("map_field"))
         banks = ps().bank_rows(dataset)
         keys = [b["key"] for b in banks]
         bank = state.get("bank")
@@ -149,12 +158,14 @@ class NTTPanel(
         return {
             "refs": ps().reference_rows(dataset),
             "banks": banks,
-            "runs": ps().run_rows(dataset),
+            "runs": runs,
             "worker_notice": _worker_notice(dataset),
             "first_use": ps().first_use(dataset),
             "bank": bank,
             "build_key": build_key,
             "build_preset": build_preset,
+            "improve_field": improve_run["field"] if improve_run else None,
+            "map_field": map_run["field"] if map_run else None,
             "stamp": ps().change_stamp(dataset),
             "view_key": _view_key(ctx),
             "modal": bool(ctx.current_sample),
@@ -215,11 +226,14 @@ class NTTPanel(
     # ---- events -----------------------------------------------------------------------
 
     def on_load(self, ctx):
-        if ctx.panel.state.get("preview_n") is None:
-            ctx.panel.state.preview_n = 8
-        # the sample view's panel loads while a sample is open, the grid's without one
-        ctx.panel.state.surface = "modal" if ctx.current_sample else "grid"
-        self.refresh(ctx)
+        # one state patch (each patch is a round of painting in the App)
+        preview_n = ctx.panel.state.get("preview_n")
+        first = {
+            "preview_n": 8 if preview_n is None else preview_n,
+            # the sample view's panel loads while a sample is open, the grid's without one
+            "surface": "modal" if ctx.current_sample else "grid",
+        }
+        ctx.panel.state.set({**first, **self.shown(ctx)})
 
     # the App's events (registered by these names; :meth:`execute` handles them)
 
@@ -247,11 +261,13 @@ class NTTPanel(
     # ---- layout -----------------------------------------------------------------------
 
     def render(self, ctx):
-        latest_message(ctx)
         state = ctx.panel.state
+        updates = latest_message(ctx)
         written = labels_written(ctx.dataset_name)
         if state.get("labels_written") != written:  # an action's effect wrote labels
-            state.labels_written = written
+            updates["labels_written"] = written
+        if updates:  # one state patch (each is a round of label painting in the App)
+            state.set(updates)
         _SHOWN[ctx.panel_id] = {
             "digest": _digest({k: state.get(k) for k in SHOWN_KEYS}),
             "stamp": state.get("stamp"),

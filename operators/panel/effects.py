@@ -99,10 +99,16 @@ def set_message(ctx, message: str | None, variant: str | None, at: str) -> None:
 
 
 def _put_message(state, entry: dict) -> None:
-    state.message = entry["message"]
-    state.message_variant = entry["variant"]
-    state.message_at = entry["at"]
-    state.message_seq = entry["seq"]
+    state.set(_message_keys(entry))
+
+
+def _message_keys(entry: dict) -> dict:
+    return {
+        "message": entry["message"],
+        "message_variant": entry["variant"],
+        "message_at": entry["at"],
+        "message_seq": entry["seq"],
+    }
 
 
 def remember(ctx, values: dict) -> None:
@@ -112,16 +118,20 @@ def remember(ctx, values: dict) -> None:
     _RESULTS.setdefault((ctx.panel_id, ctx.dataset_name), {}).update(values)
 
 
-def latest_message(ctx) -> None:
-    """Put the latest message, and what the actions left to draw, back into an older copy
-    of the panel state before drawing; a newer message of an action that wrote labels of
-    the dataset from another panel (the sample view's) wins over the panel's own."""
-    shown = ctx.panel.state.get("message_seq") or 0
+def latest_message(ctx) -> dict:
+    """What to put back into an older copy of the panel state before drawing (state keys
+    and values; the caller sets them in one patch): the latest message and what the
+    actions left to draw; a newer message of an action that wrote labels of the dataset
+    from another panel (the sample view's) wins over the panel's own."""
+    state = ctx.panel.state
+    updates: dict = {}
+    shown = state.get("message_seq") or 0
     entry = _MESSAGES.get(ctx.panel_id)
     if entry and entry["seq"] > shown:
-        _put_message(ctx.panel.state, entry)
-        for key, value in _RESULTS.get((ctx.panel_id, ctx.dataset_name), {}).items():
-            ctx.panel.state.set(key, value)
+        updates.update(_message_keys(entry))
+        updates.update(_RESULTS.get((ctx.panel_id, ctx.dataset_name), {}))
+        shown = entry["seq"]
     written = _WRITE_MESSAGES.get(ctx.dataset_name)
-    if written and written["seq"] > (ctx.panel.state.get("message_seq") or 0):
-        _put_message(ctx.panel.state, written)
+    if written and written["seq"] > shown:
+        updates.update(_message_keys(written))
+    return updates

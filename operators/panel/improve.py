@@ -3,16 +3,18 @@ evaluation, per-class thresholds saved as a bank version, the references that at
 positives, and the review queue.
 
 Every button calls one function of :mod:`fiftyone_ntt.fiftyone.app.curation_actions`; what
-it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone)
+it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone
+but for the run's field)
 and drawn by :func:`.improve_layout.render_improve`. The run is the one chosen in the section's dropdown
-(``improve_field``): the newest segmentation of the Runs table when the section is first
-drawn (the App then keeps the dropdown's value in the state: a newer run is chosen there).
+(``improve_field``, kept by the panel's refresh while its run is listed): the newest
+segmentation of the Runs table when the section is first drawn; a newer run is chosen there.
 """
 
 from __future__ import annotations
 
 from .actions import ActionRunner
 from .effects import apply_effect, remember
+from .library import ps
 
 #: Where this section's messages show (``_message(..., "improve")``).
 AT = "improve"
@@ -42,21 +44,14 @@ def ca():
 
 
 def run_choices(state) -> list[dict]:
-    """The segmentation rows of the Runs table whose field exists."""
-    return [
-        r for r in state.get("runs") or [] if r.get("kind") == "segmentation" and r.get("can_show")
-    ]
+    """The segmentation rows of the Runs table whose field exists, newest first."""
+    return ps().segmentation_choices(state.get("runs"))
 
 
 def chosen_run(state) -> dict | None:
-    """The run the section works on: the chosen one while it is listed, else the newest."""
-    rows = run_choices(state)
-    chosen = state.get("improve_field")
-    for row in rows:
-        if row["field"] == chosen:
-            return row
-    # the newest (ISO times sort as text)
-    return max(rows, key=lambda r: r.get("updated_iso") or "") if rows else None
+    """The run the section works on (``improve_field``, which the panel's refresh keeps
+    valid): the chosen one while it is listed, else the newest."""
+    return ps().chosen_segmentation(state.get("runs"), state.get("improve_field"))
 
 
 def _number(value, digits: int = 3) -> str:

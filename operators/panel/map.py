@@ -17,7 +17,7 @@ import fiftyone.operators.types as types
 from . import widgets
 from .actions import ActionRunner
 from .effects import apply_effect
-from .library import PLUGIN
+from .library import PLUGIN, ps
 
 #: Where this section's messages show.
 AT = "map"
@@ -33,18 +33,14 @@ def ma():
 
 def map_choices(state) -> list[str]:
     """The fields of the segmentation runs of the Runs table that exist (newest first)."""
-    rows = [
-        r for r in state.get("runs") or [] if r.get("kind") == "segmentation" and r.get("can_show")
-    ]
-    rows.sort(key=lambda r: r.get("updated") or "", reverse=True)
-    return list(dict.fromkeys(r["field"] for r in rows))
+    return [r["field"] for r in ps().segmentation_choices(state.get("runs"))]
 
 
 def chosen_field(state) -> str | None:
-    """The run field the section maps: the chosen one while it is listed, else the newest."""
-    fields = map_choices(state)
-    chosen = state.get("map_field")
-    return chosen if chosen in fields else (fields[0] if fields else None)
+    """The run field the section maps (``map_field``, which the panel's refresh keeps
+    valid): the chosen one while it is listed, else the newest."""
+    row = ps().chosen_segmentation(state.get("runs"), state.get("map_field"))
+    return row["field"] if row else None
 
 
 class MapActions(ActionRunner):

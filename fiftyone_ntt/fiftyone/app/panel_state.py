@@ -47,6 +47,7 @@ __all__ = [
     "Effect",
     "bank_rows",
     "change_stamp",
+    "chosen_segmentation",
     "demo_split",
     "first_use",
     "format_size",
@@ -56,6 +57,7 @@ __all__ = [
     "prediction_fields",
     "reference_rows",
     "run_rows",
+    "segmentation_choices",
     "selection_summary",
     "short_text",
 ]
@@ -334,6 +336,23 @@ def _fold_attempts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def has_active_runs(rows: Iterable[Mapping[str, Any]] | None) -> bool:
     """Whether a Runs row is queued or running (the panel then refreshes on its timer)."""
     return any(r.get("state") in _ACTIVE for r in rows or [])
+
+
+def segmentation_choices(rows: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The segmentation rows of the Runs table whose field exists, newest first (by the
+    full update time: two runs of one minute must not tie): what the panel's *Improve*
+    and *Map* sections offer, the first one until the user chooses another."""
+    rows = [r for r in rows or [] if r.get("kind") == "segmentation" and r.get("can_show")]
+    return sorted(rows, key=lambda r: r.get("updated_iso") or "", reverse=True)
+
+
+def chosen_segmentation(
+    rows: Iterable[Mapping[str, Any]] | None, choice: str | None
+) -> dict[str, Any] | None:
+    """The row of :func:`segmentation_choices` whose field is ``choice``, else the newest
+    (None without any)."""
+    choices = segmentation_choices(rows)
+    return next((r for r in choices if r["field"] == choice), choices[0] if choices else None)
 
 
 def change_stamp(collection: Any) -> str:
