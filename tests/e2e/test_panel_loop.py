@@ -171,22 +171,28 @@ def _open_evaluation_card(page, evaluation, card, artifacts_dir) -> None:
     """Click the evaluation's card in FiftyOne's Model Evaluation panel until its page shows
     the Summary. A click can land while that panel redraws its list (the grid's view just
     changed) and be lost, as a user's can: they click again, so does this (how many clicks
-    it took goes to ``test-artifacts/evaluation-card-clicks.txt``)."""
-    summary = evaluation.get_by_text("Summary").first
+    it took goes to ``test-artifacts/evaluation-card-clicks.txt``). Only visible elements
+    count: the panel keeps hidden copies of some texts (a failed CI run showed the Summary
+    on screen while the first element with that text was hidden)."""
+    summary = evaluation.get_by_text("Summary", exact=True).filter(visible=True)
+    # the list of evaluations ("1 Model Evaluations"), not the evaluation's own page
+    listing = evaluation.get_by_text(re.compile(r"^\d+ Model Evaluations?$")).filter(visible=True)
     deadline = time.monotonic() + LOAD_TIMEOUT_MS / 1000
     clicks = 0
-    while time.monotonic() < deadline:
-        if summary.is_visible():
-            break
-        if card.is_visible() and evaluation.get_by_text("Evaluate Model").first.is_visible():
-            card.click()  # still the list of evaluations: (again) to the evaluation's page
+    while time.monotonic() < deadline and not summary.count():
+        if listing.count() and card.is_visible():
+            card.click()  # (again) to the evaluation's page
             clicks += 1
-        page.wait_for_timeout(5000)
+        page.wait_for_timeout(2000)
     with (artifacts_dir / "evaluation-card-clicks.txt").open("a") as log:
         log.write(f"{clicks}\n")
-    if not summary.is_visible():
+    try:
+        # it can go and come back: the panel loads the evaluation's data again when the
+        # grid's view changes (it sets the evaluation's view itself)
+        summary.first.wait_for(timeout=LOAD_TIMEOUT_MS)
+    except Exception:
         (artifacts_dir / "panel-evaluation-text.txt").write_text(evaluation.inner_text())
-    summary.wait_for(timeout=1000)
+        raise
 
 
 def test_curation_loop_through_the_panel(page, app_url, loop_dataset, artifacts_dir):
