@@ -62,8 +62,6 @@ SHOWN_KEYS = (
     "bank",
     "build_key",
     "build_preset",
-    "improve_field",
-    "map_field",
     "stamp",
     "view_key",
     "modal",
@@ -133,17 +131,10 @@ class NTTPanel(
 
     def shown(self, ctx) -> dict:
         """What the panel shows now (:data:`SHOWN_KEYS`), computed from the dataset, the
-        App's view and selection; the choices of the state (bank, build key and preset, the
-        runs to improve from and to map) are kept while they are valid. Every dropdown's
-        value is in the state: the App calls the handler of a dropdown whose state lacks
-        the value it shows as soon as it is drawn (one more full redraw each, the kind of
-        burst the module's docstring warns of)."""
+        App's view and selection; the choices of the state (bank, build key and preset) are
+        kept while they are valid."""
         dataset = ctx.dataset
         state = ctx.panel.state
-        runs = ps().run_rows(dataset)
-        # the runs the sections show (first the newest) stay while they exist
-        improve_run = ps().chosen_segmentation(runs, state.get("improve_field"))
-        map_run = ps().chosen_segmentation(runs, state.get("map_field"))
         banks = ps().bank_rows(dataset)
         keys = [b["key"] for b in banks]
         bank = state.get("bank")
@@ -158,14 +149,12 @@ class NTTPanel(
         return {
             "refs": ps().reference_rows(dataset),
             "banks": banks,
-            "runs": runs,
+            "runs": ps().run_rows(dataset),
             "worker_notice": _worker_notice(dataset),
             "first_use": ps().first_use(dataset),
             "bank": bank,
             "build_key": build_key,
             "build_preset": build_preset,
-            "improve_field": improve_run["field"] if improve_run else None,
-            "map_field": map_run["field"] if map_run else None,
             "stamp": ps().change_stamp(dataset),
             "view_key": _view_key(ctx),
             "modal": bool(ctx.current_sample),

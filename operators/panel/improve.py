@@ -3,11 +3,10 @@ evaluation, per-class thresholds saved as a bank version, the references that at
 positives, and the review queue.
 
 Every button calls one function of :mod:`fiftyone_ntt.fiftyone.app.curation_actions`; what
-it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone
-but for the run's field)
+it returns is kept in the panel state (``improve_*`` keys, which ``refresh`` leaves alone)
 and drawn by :func:`.improve_layout.render_improve`. The run is the one chosen in the section's dropdown
-(``improve_field``, kept by the panel's refresh while its run is listed): the newest
-segmentation of the Runs table when the section is first drawn; a newer run is chosen there.
+(``improve_field``): the newest segmentation of the Runs table when the section is first
+drawn (the App then keeps the dropdown's value in the state: a newer run is chosen there).
 """
 
 from __future__ import annotations
@@ -49,8 +48,8 @@ def run_choices(state) -> list[dict]:
 
 
 def chosen_run(state) -> dict | None:
-    """The run the section works on (``improve_field``, which the panel's refresh keeps
-    valid): the chosen one while it is listed, else the newest."""
+    """The run the section works on: the chosen one (``improve_field``) while it is
+    listed, else the newest."""
     return ps().chosen_segmentation(state.get("runs"), state.get("improve_field"))
 
 

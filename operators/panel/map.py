@@ -37,8 +37,8 @@ def map_choices(state) -> list[str]:
 
 
 def chosen_field(state) -> str | None:
-    """The run field the section maps (``map_field``, which the panel's refresh keeps
-    valid): the chosen one while it is listed, else the newest."""
+    """The run field the section maps: the chosen one (``map_field``) while it is listed,
+    else the newest."""
     row = ps().chosen_segmentation(state.get("runs"), state.get("map_field"))
     return row["field"] if row else None
 

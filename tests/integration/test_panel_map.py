@@ -237,3 +237,33 @@ def test_map_labels_keep_their_ids_when_the_map_is_rebuilt(mapped):
     assert sorted(dataset.values(f"{field}.detections.id", unwind=True)) == before
     map_predictions(dataset, PRED, BANK)
     assert sorted(dataset.values(f"{field}.detections.id", unwind=True)) == before
+
+
+def test_map_and_improve_take_the_same_newest_run():
+    """Map chose "the newest" by the minute the Runs table shows and Improve by the full
+    time: two runs of one minute could give the two sections different runs. Both now ask
+    these two functions (operators/panel/map.py, improve.py)."""
+    from fiftyone_ntt.fiftyone.app.panel_state import chosen_segmentation, segmentation_choices
+
+    def row(field, iso, **extra):
+        return {
+            "kind": "segmentation",
+            "can_show": True,
+            "field": field,
+            "updated": iso[:16],
+            "updated_iso": iso,
+            **extra,
+        }
+
+    rows = [
+        row("later", "2026-12-07 10:00:40"),
+        row("earlier", "2026-12-07 10:00:05"),
+        row("gone", "2026-12-07 10:00:50", can_show=False),  # its field was deleted
+        {"kind": "evaluation", "field": "eval_later", "updated_iso": "2026-12-07 10:00:59"},
+    ]
+    rows.reverse()  # the Runs table's order is not the time's
+    assert [r["field"] for r in segmentation_choices(rows)] == ["later", "earlier"]
+    assert chosen_segmentation(rows, None)["field"] == "later"
+    assert chosen_segmentation(rows, "earlier")["field"] == "earlier"
+    assert chosen_segmentation(rows, "gone")["field"] == "later"
+    assert chosen_segmentation([], "earlier") is None

@@ -259,38 +259,6 @@ def test_typing_n_sends_nothing_unless_its_error_changes(panel):
     assert "show_panel_output" in sent(panel, "set_preview_n", value=3)
 
 
-def test_the_run_dropdowns_hold_their_value_in_the_state(painted_dataset):
-    """The *Improve* and *Map* dropdowns (a segmentation to work on) showed their default
-    without holding it in the panel state, so the App called their handlers with that
-    default as soon as the panel was drawn, each call drawing the whole panel again: four
-    more full redraws at once right after the panel opened (measured in the App's requests,
-    ``test_panel_state_truth.py``'s 240 samples with in-label masks; each redraw is a round
-    of label painting). The section's run is the newest, by the full update time (Map
-    sorted by the minute shown: two runs of one minute tied)."""
-    import fiftyone_ntt.fiftyone as nf
-
-    dataset = painted_dataset
-    nf.build_bank(dataset, GT, "ground_truth-refs")
-    nf.segment(dataset.limit(2), "ground_truth-refs", "older", skip_references=False)
-    nf.segment(dataset.limit(2), "ground_truth-refs", "newer", skip_references=False)
-    panel = PanelDriver(dataset)
-    panel.call("on_load")
-    # the dropdowns' values are in the state the App draws from: the newest run first
-    assert panel.state["improve_field"] == panel.state["map_field"] == "newer"
-    assert sent(panel, "poll") == []
-    for handler, key in (("improve_choose", "improve_field"), ("map_choose", "map_field")):
-        panel.call(handler, value="older")  # the user chooses
-        assert panel.state[key] == "older"
-    # a newer run: the sections stay on the runs they show until the user chooses
-    nf.segment(dataset.limit(2), "ground_truth-refs", "newest", skip_references=False)
-    panel.call("on_refresh")
-    assert panel.state["improve_field"] == panel.state["map_field"] == "older"
-    # a run that is gone: the newest
-    dataset.delete_sample_field("older")
-    panel.call("on_refresh")
-    assert panel.state["improve_field"] == panel.state["map_field"] == "newest"
-
-
 def test_opening_the_panel_patches_its_state_once(painted_dataset):
     """Opening the panel sent three state patches (the preview's N, the surface, the
     tables) before its layout: each patch is a round of label painting in the App, right
