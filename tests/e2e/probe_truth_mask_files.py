@@ -3,9 +3,10 @@ workers in ``test_panel_state_truth.py``'s flow (240 samples, the panel opened, 
 *Build*) when the ground truth's masks are files instead of arrays inside the labels?
 
 The dataset is that test's, parametrized: ``inline`` keeps the in-label masks (as that test
-does), ``files`` first moves them into PNG files with FiftyOne's own
+does), ``gt-files`` first moves the ground truth's masks into PNG files with FiftyOne's own
 ``fiftyone.utils.labels.export_segmentations`` (what a user can run on their own labels,
-see README, "Overlays vanish on large datasets"). Run::
+see README, "Overlays vanish on a busy machine?"), ``all-files`` also those of the
+segmentation run the dataset holds (6 samples). Run::
 
     .venv/bin/python -m pytest tests/e2e/probe_truth_mask_files.py -q
 
@@ -26,15 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_panel_state_truth import GT, _check, truth_dataset  # noqa: E402, F401
 
+#: The segmentation run ``truth_dataset`` holds.
+RUN = "ntt_predictions"
 
-@pytest.mark.parametrize("masks", ["inline", "files", "inline", "files"])
+
+@pytest.mark.parametrize("masks", ["inline", "gt-files", "all-files"] * 3)
 def test_truth_flow(page, app_url, truth_dataset, artifacts_dir, session_dir, masks):  # noqa: F811
-    if masks == "files":
+    fields = {"inline": [], "gt-files": [GT], "all-files": [GT, RUN]}[masks]
+    for field in fields:
         import fiftyone.utils.labels as foul
 
         foul.export_segmentations(
-            truth_dataset, GT, str(session_dir / f"{truth_dataset.name}-masks")
+            truth_dataset, field, str(session_dir / f"{truth_dataset.name}-{field}-masks")
         )
-        assert truth_dataset.count(f"{GT}.detections.mask") == 0
-        assert truth_dataset.count(f"{GT}.detections.mask_path") > 0
+        assert truth_dataset.count(f"{field}.detections.mask") == 0
+        assert truth_dataset.count(f"{field}.detections.mask_path") > 0
     _check(page, app_url, truth_dataset, artifacts_dir)
