@@ -48,6 +48,8 @@ worker: setup
 # so the two share the CPU well (docs/benchmarks.md, "The test suite"). Its output is printed
 # when both are done (and kept in test-artifacts/pytest-e2e.log). PYTEST_ARGS go to both; a
 # session whose tests it all deselects (pytest's exit status 5) is no failure unless both are.
+# A browser test that fails gets one more attempt (scripts/e2e_tier.sh says why; both attempts
+# are printed, and test-artifacts/e2e-reruns.txt names every test that needed it).
 E2E_LOG := test-artifacts/pytest-e2e.log
 test: setup-browser
 	@status=0; \
@@ -57,7 +59,7 @@ test: setup-browser
 	mkdir -p test-artifacts; \
 	echo "==> pytest e2e (in the background, output below when done: $(E2E_LOG))"; \
 	start=$$(date +%s); \
-	( $(PYTEST) tests/e2e --durations=10 $(PYTEST_ARGS) > $(E2E_LOG) 2>&1 ) & e2e=$$!; \
+	( scripts/e2e_tier.sh $(PY) $(E2E_LOG) $(PYTEST_ARGS) ) & e2e=$$!; \
 	trap 'kill $$e2e 2>/dev/null' INT TERM; \
 	echo "==> pytest unit, then integration"; \
 	$(PYTEST) tests/unit tests/integration --durations=15 $(PYTEST_ARGS); main=$$?; \
@@ -89,7 +91,7 @@ format: setup
 	$(RUFF) check --fix .
 
 clean:
-	rm -rf .pytest_cache .ruff_cache test-artifacts .app-data build dist *.egg-info
+	rm -rf .pytest_cache .pytest_cache_e2e .ruff_cache test-artifacts .app-data build dist *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean

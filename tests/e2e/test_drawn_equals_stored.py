@@ -14,7 +14,11 @@ loses a label-painting worker with each one, and with them all gone (one per CPU
 draws no overlay anywhere until a reload. The panel's quiet rules and the preview's mask
 files that prevent them are in docs/architecture.md ("The panel and the App's label
 painting"); this test failed in 4 of 4 fresh-clone CI runs (browser tier beside the
-integration tier) while previews kept their masks inside the labels.
+integration tier) while previews kept their masks inside the labels. With mask files it passed
+in every local and fresh-clone run but one: CI's run of ``adf5c66`` drew every overlay as
+stored and logged one lost worker (FiftyOne's race, which a probe shows with no panel open:
+docs/architecture.md); ``make test`` gives a failed browser test one more attempt and records
+it (``scripts/e2e_tier.sh``), so such a run shows in ``test-artifacts/e2e-reruns.txt``.
 
 Screenshots: ``test-artifacts/drawn-*.png``; what was drawn at each step:
 ``test-artifacts/drawn-report.json``; the App's console with the panel's calls:
