@@ -259,5 +259,18 @@ def _flow(page, app_url, dataset, artifacts_dir, console):
         "painting-errors": 0,
     }
     report["painting-errors"] = sum(PAINT_ERROR in line for line in console)
+    report["painting-errors-after-step"] = _errors_after_step(console)
     (artifacts_dir / "drawn-report.json").write_text(json.dumps(report, indent=1))
     assert {k: report[k] for k in expected} == expected, report
+
+
+def _errors_after_step(console: list[str]) -> dict[str, int]:
+    """Lost painting workers per step of the flow (the last ``---- step`` line before each
+    error; "opening" before the first step): where to look when one is lost."""
+    step, counts = "opening", {}
+    for line in console:
+        if line.startswith("---- step "):
+            step = line.removeprefix("---- step ")
+        elif PAINT_ERROR in line:
+            counts[step] = counts.get(step, 0) + 1
+    return counts
