@@ -95,14 +95,11 @@ def set_message(ctx, message: str | None, variant: str | None, at: str) -> None:
     that state, in :data:`_MESSAGES`."""
     entry = {"message": message, "variant": variant, "at": at, "seq": time.time_ns()}
     _MESSAGES[ctx.panel_id] = entry
-    _put_message(ctx.panel.state, entry)
-
-
-def _put_message(state, entry: dict) -> None:
-    state.set(_message_keys(entry))
+    ctx.panel.state.set(_message_keys(entry))
 
 
 def _message_keys(entry: dict) -> dict:
+    """The panel state keys (and values) that show a message entry of ``_MESSAGES``."""
     return {
         "message": entry["message"],
         "message_variant": entry["variant"],

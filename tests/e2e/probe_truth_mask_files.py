@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import fiftyone.utils.labels as foul
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -35,8 +36,6 @@ RUN = "ntt_predictions"
 def test_truth_flow(page, app_url, truth_dataset, artifacts_dir, session_dir, masks):  # noqa: F811
     fields = {"inline": [], "gt-files": [GT], "all-files": [GT, RUN]}[masks]
     for field in fields:
-        import fiftyone.utils.labels as foul
-
         foul.export_segmentations(
             truth_dataset, field, str(session_dir / f"{truth_dataset.name}-{field}-masks")
         )
